@@ -1,0 +1,80 @@
+"""The Textual application and its factory.
+
+``make_app(...)`` is the one way to build the app: the CLI, the tests and the snapshot
+tests all call it, so what is tested is what users run.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Iterable
+
+from textual import on
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from tensorscope.app.context import AppContext
+from tensorscope.app.screens import REGISTRY, entry
+from tensorscope.app.screens.home import HomeScreen
+
+
+class TensorscopeApp(App):
+    """tensorscope's TUI: one mode per screen, so each keeps its state while you roam."""
+
+    TITLE = "tensorscope"
+    CSS_PATH = "tensorscope.tcss"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f1", "open_screen('home')", "Home"),
+    ] + [
+        Binding(e.key, f"open_screen('{e.name}')", e.title, show=False) for e in REGISTRY
+    ]
+
+    def __init__(self, context: AppContext | None = None, screen: str = "home") -> None:
+        super().__init__()
+        self.context = context or AppContext()
+        self._initial = screen
+        self.add_mode("home", HomeScreen)
+        for e in REGISTRY:
+            self.add_mode(e.name, partial(self._build_screen, e.name))
+
+    def _build_screen(self, name: str) -> Screen:
+        return entry(name).load()()
+
+    def on_mount(self) -> None:
+        self.switch_mode(self._initial)
+
+    def action_open_screen(self, name: str) -> None:
+        self.open_screen(name)
+
+    def open_screen(self, name: str) -> None:
+        if name != self.current_mode:
+            self.switch_mode(name)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Home", "The list of screens", partial(self.open_screen, "home"))
+        for e in REGISTRY:
+            yield SystemCommand(f"Open {e.title}", e.summary, partial(self.open_screen, e.name))
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        # Workers are declared with exit_on_error=False; a failure is shown, never a crash.
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            from tensorscope.errors import one_line
+
+            self.notify(one_line(event.worker.error), title=event.worker.name or "background job",
+                        severity="error", timeout=8)
+
+
+def make_app(context: AppContext | None = None, *, screen: str = "home") -> TensorscopeApp:
+    """Build the app, opened on ``screen`` ("home" or a name from the screen registry)."""
+    valid = {"home", *(e.name for e in REGISTRY)}
+    if screen not in valid:
+        from tensorscope.errors import UserError
+
+        raise UserError(f"no screen named '{screen}' (choose from: {', '.join(sorted(valid))})")
+    return TensorscopeApp(context, screen)

@@ -1,0 +1,30 @@
+"""What the app was opened on: the state screens share, set up by the CLI or a test.
+
+Screens read it as ``self.app.context``. It holds live Python objects (tensors, models)
+and is never sent anywhere. Each capability adds the field it needs, with a default that
+means "nothing given".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class AppContext:
+    """Everything a screen may be opened on."""
+
+    namespace: dict[str, Any] | None = None
+    """The console namespace (tensors by name) shared by the Storage and Graph screens."""
+
+    statements: list[str] = field(default_factory=list)
+    """Statements the Storage console runs on start, shown in its history."""
+
+    def ensure_namespace(self) -> dict[str, Any]:
+        """The shared namespace, created on first use with torch, nn and F in scope."""
+        if self.namespace is None:
+            from tensorscope.evaluate import base_namespace
+
+            self.namespace = base_namespace()
+        return self.namespace

@@ -1,0 +1,38 @@
+"""The app's screens, one module each, and the registry that the home screen lists.
+
+Each entry becomes an app mode (its own screen stack, kept while you visit others), a
+key binding, and a command in the palette.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ScreenEntry:
+    name: str
+    """Mode name, also used by ``make_app(screen=...)`` and the CLI."""
+    title: str
+    key: str
+    """Key binding that opens the screen from anywhere."""
+    target: str
+    """``module:Class`` of the Screen, imported on first visit."""
+    summary: str
+    """One line for the home screen and the command palette."""
+
+    def load(self) -> type:
+        module_name, _, class_name = self.target.partition(":")
+        return getattr(importlib.import_module(module_name), class_name)
+
+
+REGISTRY: tuple[ScreenEntry, ...] = (
+)
+
+
+def entry(name: str) -> ScreenEntry:
+    for item in REGISTRY:
+        if item.name == name:
+            return item
+    raise KeyError(name)
