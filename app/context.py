@@ -21,6 +21,24 @@ class AppContext:
     statements: list[str] = field(default_factory=list)
     """Statements the Storage console runs on start, shown in its history."""
 
+    graph_roots: dict[str, Any] | None = None
+    """Tensors whose autograd graph the Graph screen opens on, by display name."""
+
+    model: Any | None = None
+    """An nn.Module for the Model screen (and module attribution on the Graph screen)."""
+
+    model_step: Any | None = None
+    """A callable running one training step of ``model``: the Model screen runs it live."""
+
+    run: Any | None = None
+    """A live run (``tensorscope run``) or a recorded one (``replay``) for Training/Doctor."""
+
+    checkpoints: list[str] = field(default_factory=list)
+    """Checkpoint files for the Inspect screen (two mean a diff)."""
+
+    demo: Any | None = None
+    """The demo scenario the app was opened on, if any."""
+
     def ensure_namespace(self) -> dict[str, Any]:
         """The shared namespace, created on first use with torch, nn and F in scope."""
         if self.namespace is None:

@@ -59,3 +59,61 @@ class StepRecord:
         """Build a record from its JSON form; unknown keys are ignored (newer writers)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def memory_snapshot(device: Any = None) -> dict[str, Any]:
+    """Memory counters for ``device``, labelled by what they measure.
+
+    CUDA: the caching allocator's allocated / reserved / peak bytes. MPS: its allocated and
+    driver bytes. CPU: the process's resident set size (what `top` shows), since CPU tensors
+    have no allocator counters of their own.
+    """
+    import torch
+
+    dev = torch.device(device) if device is not None else None
+    if dev is not None and dev.type == "cuda" and torch.cuda.is_available():
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        return {
+            "kind": "cuda",
+            "device": f"cuda:{index}",
+            "allocated": torch.cuda.memory_allocated(index),
+            "reserved": torch.cuda.memory_reserved(index),
+            "peak": torch.cuda.max_memory_allocated(index),
+        }
+    if dev is not None and dev.type == "mps" and torch.backends.mps.is_available():
+        return {
+            "kind": "mps",
+            "device": "mps",
+            "allocated": torch.mps.current_allocated_memory(),
+            "reserved": torch.mps.driver_allocated_memory(),
+            "peak": None,
+        }
+    return {"kind": "cpu-rss", "device": "cpu", "rss": _rss_bytes()}
+
+
+def _rss_bytes() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:  # psutil missing or the platform refuses: memory is then unknown
+        return None
+
+
+def amp_state(scaler: Any) -> dict[str, Any] | None:
+    """A GradScaler's state: scale, growth tracker, and whether it is enabled.
+
+    Reading the scale is a host sync; callers do it once per step at most. Whether the
+    step was skipped is known only before ``update()`` (the per-optimizer found-inf is
+    cleared there), so callers that can see it pass it in ``skipped`` themselves.
+    """
+    if scaler is None or not getattr(scaler, "is_enabled", lambda: False)():
+        return None
+    scale = getattr(scaler, "_scale", None)
+    tracker = getattr(scaler, "_growth_tracker", None)
+    return {
+        "scale": float(scale.item()) if scale is not None else float(scaler.get_scale()),
+        "growth_tracker": int(tracker.item()) if tracker is not None else None,
+        "skipped": None,
+        "autocast_dtype": None,
+    }
