@@ -1,0 +1,1 @@
+"""Widgets shared by the screens, each keeping its look in DEFAULT_CSS."""
