@@ -92,30 +92,32 @@ def compare_values(a: Any, b: Any, cancel: threading.Event | None = None) -> tup
     import torch
 
     fa, fb = a.detach().reshape(-1), b.detach().reshape(-1)
-    max_abs, diff_sq, ref_sq = 0.0, 0.0, 0.0
+    max_abs, diff_norm, ref_norm = 0.0, 0.0, 0.0
     for start in range(0, fa.numel(), CHUNK):
         if cancel is not None and cancel.is_set():
             raise InterruptedError("cancelled")
         ca, cb = fa[start:start + CHUNK], fb[start:start + CHUNK]
-        if ca.is_complex():
-            ca, cb = ca.to(torch.complex128), cb.to(torch.complex128)
-            d = (cb - ca).abs()
-            ref = ca.abs()
-        else:
-            ca, cb = ca.to(torch.float64), cb.to(torch.float64)
-            d = (cb - ca).abs()
-            ref = ca
-        if d.numel():
-            # NaN anywhere makes the comparison NaN, which is what a reader should see.
-            m = float(d.max())
-            if not math.isnan(max_abs) and (math.isnan(m) or m > max_abs):
-                max_abs = m
-            diff_sq += float((d * d).sum())
-            ref_sq += float((ref * ref).sum())
-    if diff_sq == 0.0:
+        wide = torch.complex128 if ca.is_complex() else torch.float64
+        ca, cb = ca.to(wide), cb.to(wide)
+        d, ref = (cb - ca).abs(), ca.abs()
+        if not d.numel():
+            continue
+        m = float(d.max())
+        if not math.isnan(max_abs) and (math.isnan(m) or m > max_abs):
+            max_abs = m  # a NaN anywhere stays: that is what a reader should see
+        diff_norm = math.hypot(diff_norm, _scaled_norm(d))
+        ref_norm = math.hypot(ref_norm, _scaled_norm(ref))
+    if diff_norm == 0.0:
         return max_abs, 0.0
-    rel = math.sqrt(diff_sq) / math.sqrt(ref_sq) if ref_sq > 0 else math.inf
-    return max_abs, rel
+    return max_abs, (diff_norm / ref_norm if ref_norm > 0 else math.inf)
+
+
+def _scaled_norm(x: Any) -> float:
+    """‖x‖₂ of non-negative values without squaring tiny/huge numbers to 0/inf."""
+    top = float(x.max())
+    if top == 0.0 or not math.isfinite(top):
+        return top
+    return top * float(((x / top) ** 2).sum().sqrt())
 
 
 def diff_checkpoints(a: Checkpoint, b: Checkpoint, cancel: threading.Event | None = None) -> CheckpointDiff:
