@@ -192,7 +192,9 @@ def diff_summary(diff: Any) -> Text:
 
 def diff_table(diff: Any, *, include_same: bool = False, limit: int | None = None) -> Table:
     table = Table(title="Tensors compared (largest change first)", title_justify="left", header_style="bold")
-    for col, justify in (("key", "left"), ("status", "left"), ("A", "left"), ("B", "left"),
+    longest = max((len(r.key) for r in diff.rows), default=3)
+    table.add_column("key", min_width=min(longest, 48), overflow="fold")
+    for col, justify in (("status", "left"), ("A", "left"), ("B", "left"),
                          ("max |B−A|", "right"), ("‖B−A‖/‖A‖", "right")):
         table.add_column(col, justify=justify, overflow="fold")
     rows = [r for r in diff.rows if include_same or r.status != "same"]
