@@ -28,6 +28,8 @@ class ScreenEntry:
 
 
 REGISTRY: tuple[ScreenEntry, ...] = (
+    ScreenEntry("inspect", "Inspect", "i", "tensorscope.app.screens.inspect:InspectScreen",
+                "Checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
 )
 
 
