@@ -67,6 +67,7 @@ class InspectScreen(Screen):
     InspectScreen #inspect-tree:focus { border: round $accent; }
     InspectScreen TabbedContent { width: 1fr; }
     InspectScreen .pane-scroll { height: 1fr; padding: 0 1; }
+    InspectScreen .pane-scroll > Static { width: 100%; }
     InspectScreen #inspect-intro { padding: 1 2; }
     """
 
@@ -238,8 +239,9 @@ class InspectScreen(Screen):
             row = self._diff_rows.get(node.key)
             if row is not None and row.status != "same":
                 label, style = report.STATUS_STYLE[row.status]
-                extra = f" {report.number(row.rel_change)}" if row.status == "changed" else ""
-                text.append(f"  {label}{extra}", style=style)
+                if row.status == "changed":
+                    label = f"Δ {report.percent(row.rel_change)}"
+                text.append(f"  {label}", style=style)
         elif node.kind == "value":
             text.append(f" = {node.summary}", style="green")
         else:
