@@ -188,3 +188,31 @@ def test_json_form(tmp_path) -> None:
     assert keys["model.emb.weight"]["storage"] == keys["model.head.weight"]["storage"]
     assert doc["optimizers"][0]["params"][0]["name"] == "model.emb.weight"
     assert doc["metadata"]["epoch"] == 3
+
+
+def test_legacy_file_bigger_than_free_memory_is_refused(tmp_path, monkeypatch) -> None:
+    import psutil
+
+    torch.save({"w": torch.ones(1000)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+
+    class _Tiny:
+        available = 100  # bytes: far less than the file
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: _Tiny())
+    with pytest.raises(UserError, match="cannot be memory-mapped"):
+        open_checkpoint(tmp_path / "old.pt")
+
+
+def test_big_zip_file_is_memory_mapped_not_read(tmp_path) -> None:
+    torch.save({"w": torch.zeros(4_000_000)}, tmp_path / "big.pt")
+    ckpt = open_checkpoint(tmp_path / "big.pt")
+    value = ckpt.values["w"]
+    # The tensor's storage is a window of the file's mapping, not a private copy.
+    assert ckpt.mmap and value.untyped_storage().nbytes() == 16_000_000
+
+
+def test_sparse_tensor_counts_its_real_bytes(tmp_path) -> None:
+    torch.save({"sp": torch.eye(100).to_sparse()}, tmp_path / "sp.pt")
+    [entry] = open_checkpoint(tmp_path / "sp.pt").tensors
+    assert entry.storage is None and entry.kind == "sparse_coo"
+    assert entry.bytes == 100 * 4 + 2 * 100 * 8  # values + int64 indices, not 100x100 floats
