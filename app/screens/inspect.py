@@ -176,7 +176,10 @@ class InspectScreen(Screen):
     @on(Failed)
     def _failed(self, event: Failed) -> None:
         self.query_one("#inspect-status", Static).update("")
-        self._show_error(event.text)
+        text = event.text
+        if "--trust" in text:
+            text += " — from the shell: tensorscope inspect FILE --trust --tui"
+        self._show_error(text)
 
     def _show_error(self, text: str) -> None:
         error = self.query_one("#inspect-error", Static)
