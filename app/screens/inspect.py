@@ -100,7 +100,7 @@ class InspectScreen(Screen):
         yield Static("", id="inspect-error", classes="error-line")
         yield Static("", id="inspect-status")
         with Horizontal(id="inspect-body"):
-            tree: Tree[Any] = Tree("no file open", id="inspect-tree")
+            tree: Tree[Any] = Tree("no file open yet", id="inspect-tree")
             tree.border_title = "keys"
             tree.show_root = True
             yield tree
@@ -126,6 +126,7 @@ class InspectScreen(Screen):
     def on_mount(self) -> None:
         self.title = "tensorscope · Inspect"
         self._show_error("")
+        self._show_status("")
         tabs = self.query_one(TabbedContent)
         for pane in ("tab-optimizer", "tab-totals", "tab-diff", "tab-code"):
             tabs.hide_tab(pane)
@@ -155,7 +156,7 @@ class InspectScreen(Screen):
 
     def _open(self, paths: list[str]) -> None:
         self._show_error("")
-        self.query_one("#inspect-status", Static).update(Text(f"loading {' and '.join(paths)} …", style="italic"))
+        self._show_status(Text(f"loading {' and '.join(paths)} …", style="italic"))
         self._load(paths, bool(getattr(self.app.context, "trust_checkpoints", False)))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="inspect-load",
@@ -175,11 +176,21 @@ class InspectScreen(Screen):
 
     @on(Failed)
     def _failed(self, event: Failed) -> None:
-        self.query_one("#inspect-status", Static).update("")
+        self._show_status("" if not self.ckpts else self._status_text())
         text = event.text
         if "--trust" in text:
             text += " — from the shell: tensorscope inspect FILE --trust --tui"
         self._show_error(text)
+
+    def _show_status(self, content: Any) -> None:
+        status = self.query_one("#inspect-status", Static)
+        status.update(content)
+        status.display = bool(content)
+
+    def _status_text(self) -> Any:
+        if self.diff is not None:
+            return report.diff_summary(self.diff)
+        return report.header(self.ckpts[0])
 
     def _show_error(self, text: str) -> None:
         error = self.query_one("#inspect-error", Static)
@@ -193,10 +204,7 @@ class InspectScreen(Screen):
         ckpt = self.ckpts[0]
         with self.app.batch_update():
             self.query_one("#inspect-intro", Static).display = False
-            status = report.header(ckpt)
-            if self.diff is not None:
-                status = Group(report.diff_summary(self.diff))
-            self.query_one("#inspect-status", Static).update(status)
+            self._show_status(self._status_text())
             self._fill_tree(ckpt)
             self._fill_tabs(ckpt)
             self._show_node(self.query_one("#inspect-tree", Tree).root.data)
