@@ -211,8 +211,8 @@ class _Walker:
             if items is None:
                 self._leaf(node, value)
                 continue
-            if id(value) in active:  # a cycle (possible only in trusted pickles)
-                node.kind, node.summary = "object", "(refers back to a container above it)"
+            if id(value) in active:  # shared or cyclic (pickle keeps identity): walk it once
+                node.kind, node.summary = "object", "(the same container as an earlier key: shown there)"
                 continue
             active.add(id(value))
             node.kind = self._kind(value)
