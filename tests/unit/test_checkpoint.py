@@ -93,6 +93,12 @@ def test_torchscript_archive_code_and_parameters(tmp_path) -> None:
     assert ckpt.module_types["0"] == "Linear"
 
 
+def test_torchscript_saved_on_cuda_says_so(tmp_path) -> None:
+    ckpt = open_checkpoint(make.torchscript_cuda(tmp_path / "ts_cuda.pt", tmp_path / "ts.pt"))
+    assert {t.device for t in ckpt.tensors} == {"cuda:0"}
+    assert all(v.device.type == "cpu" for v in ckpt.values.values())
+
+
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path) -> None:
     marker = tmp_path / "pwned"
     path = make.malicious(tmp_path / "evil.pt", marker)
