@@ -10,6 +10,7 @@ input at the top; loading runs in a worker and errors show under the input.
 from __future__ import annotations
 
 import shlex
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,8 @@ class InspectScreen(Screen):
         self.ckpts: list[Any] = []
         self.diff: Any | None = None
         self._diff_rows: dict[str, Any] = {}
+        # Set to drop a diff still being computed (a new file was asked for, or we left).
+        self._cancel = threading.Event()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -157,20 +160,24 @@ class InspectScreen(Screen):
     def _open(self, paths: list[str]) -> None:
         self._show_error("")
         self._show_status(Text(f"loading {' and '.join(paths)} …", style="italic"))
-        self._load(paths, bool(getattr(self.app.context, "trust_checkpoints", False)))
+        self._cancel.set()
+        self._cancel = threading.Event()
+        self._load(paths, bool(getattr(self.app.context, "trust_checkpoints", False)), self._cancel)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="inspect-load",
           description="loading checkpoint")
-    def _load(self, paths: list[str], trust: bool) -> None:
+    def _load(self, paths: list[str], trust: bool, cancel: threading.Event) -> None:
         from tensorscope.checkpoint import open_checkpoint
         from tensorscope.ckpt_diff import diff_checkpoints
         from tensorscope.errors import UserError
 
         try:
             ckpts = [open_checkpoint(p, trust=trust) for p in paths]
-            diff = diff_checkpoints(ckpts[0], ckpts[1]) if len(ckpts) == 2 else None
+            diff = diff_checkpoints(ckpts[0], ckpts[1], cancel) if len(ckpts) == 2 else None
         except UserError as exc:
             self.post_message(self.Failed(str(exc)))
+            return
+        except InterruptedError:  # superseded by a newer request: nothing to show
             return
         self.post_message(self.Opened(_Opened(ckpts, diff), paths))
 
@@ -300,6 +307,9 @@ class InspectScreen(Screen):
 
         self.query_one("#inspect-detail", Static).update(
             node_detail(self.ckpts[0], node, self._diff_rows.get(node.key)))
+
+    def on_unmount(self) -> None:
+        self._cancel.set()
 
     def action_focus_path(self) -> None:
         self.query_one("#inspect-path", Input).focus()
