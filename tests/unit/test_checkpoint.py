@@ -111,6 +111,16 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path) -> None:
     assert not marker.exists()
 
 
+def test_malicious_legacy_pickle_is_refused_by_torch_and_never_runs(tmp_path) -> None:
+    # No static scan for the legacy format: torch's weights-only unpickler is the fence, and
+    # its UnpicklingError text is what names the global.
+    marker = tmp_path / "pwned"
+    torch.save({"payload": make._Boom(marker)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(UserError, match=r"posix\.system|os\.system|nt\.system") as err:
+        open_checkpoint(tmp_path / "old.pt")
+    assert "--trust" in str(err.value) and not marker.exists()
+
+
 def test_trust_really_unpickles(tmp_path) -> None:
     # The other side of the fence: --trust is full unpickling, so the payload runs. This is
     # what makes the refusal test above meaningful.
