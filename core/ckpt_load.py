@@ -68,6 +68,9 @@ def load_file(path: str | os.PathLike, *, trust: bool = False) -> Loaded:
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, ".metadata")):
+            raise UserError(f"{path}: a torch.distributed.checkpoint folder, which this inspector "
+                            "does not read (it opens single files written by torch.save)")
         raise UserError(f"{path}: is a directory, not a checkpoint file")
     try:
         size = os.path.getsize(path)
