@@ -203,7 +203,12 @@ def _load_failure(exc: BaseException) -> str:
 
 
 def _load_torchscript(path: str, size: int) -> Loaded:
-    """torch.jit.load on the CPU. Its unpickler builds TorchScript types only; no Python runs."""
+    """torch.jit.load on the CPU.
+
+    TorchScript's own (C++) unpickler builds only TorchScript types and imports no Python;
+    the one thing from the archive that can execute at load is a scripted ``__setstate__``,
+    which is TorchScript (no ``os``, no ``eval``), not Python. The code is shown, never run.
+    """
     import torch
 
     try:
