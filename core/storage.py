@@ -86,6 +86,17 @@ def indices_for(shape: Sequence[int], strides: Sequence[int], offset: int,
     return result
 
 
+def indices_at(shape: Sequence[int], strides: Sequence[int], offset: int,
+               positions: torch.Tensor) -> torch.Tensor:
+    """Storage index of the elements at arbitrary row-major ``positions`` (an int64 tensor)."""
+    result = torch.full_like(positions, offset)
+    rest = positions
+    for size, stride in zip(reversed(shape), reversed(strides)):
+        result += (rest % max(size, 1)) * stride
+        rest = rest // max(size, 1)
+    return result
+
+
 def _unravel(position: int, shape: Sequence[int]) -> tuple[int, ...]:
     out = []
     for size in reversed(shape):
@@ -184,7 +195,7 @@ class TensorLayout:
         }
 
 
-def _storage_identity(t: torch.Tensor) -> tuple[str, int]:
+def storage_key(t: torch.Tensor) -> tuple[str, int]:
     """What tells two tensors' storages apart: the data address on real devices, the
     storage object itself where there is no data (meta, or zero bytes)."""
     storage = t.untyped_storage()
@@ -194,7 +205,7 @@ def _storage_identity(t: torch.Tensor) -> tuple[str, int]:
 
 
 def same_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return _storage_identity(a) == _storage_identity(b)
+    return storage_key(a) == storage_key(b)
 
 
 def _span(shape: Sequence[int], strides: Sequence[int], offset: int) -> tuple[int, int] | None:
@@ -384,18 +395,23 @@ def reshape_copies(t: Any, shape: Any) -> bool:
 
 
 # ---- values --------------------------------------------------------------------------
-def value_window(t: Any, start: int = 0, count: int | None = None) -> list[Any]:
-    """Python values of the logical elements ``start .. start+count`` (row-major).
-
-    Only the window is gathered (on the tensor's device) and fetched; dtypes Python
-    cannot hold directly (float8, bfloat16) are widened first. Meta tensors have none.
-    """
+def gather(t: Any, positions: torch.Tensor) -> tuple[list[int], list[Any]]:
+    """Storage indices and values of the elements at row-major ``positions``: one gather on
+    the tensor's device and one fetch, whatever the tensor's size (used to draw a window)."""
     t = check_supported(t)
+    idx = indices_at(tuple(t.shape), tuple(t.stride()), t.storage_offset(), positions)
     if t.device.type == "meta":
-        raise UserError("a meta tensor has a layout but no values")
-    idx = storage_indices(t, start, count).to(t.device)
+        return idx.tolist(), [None] * idx.numel()
+    return idx.tolist(), read_cells(t, idx)
+
+
+def read_cells(t: torch.Tensor, idx: torch.Tensor) -> list[Any]:
+    """Values of storage cells ``idx`` (in units of t's dtype), gathered on t's device."""
     if idx.numel() == 0:
         return []
+    if t.device.type == "meta":
+        return [None] * idx.numel()
+    idx = idx.to(t.device)
     storage_size = t.untyped_storage().nbytes() // t.element_size()
     flat = t.as_strided((storage_size,), (1,), 0)
     if t.dtype in _UNSIGNED_WIDE:
@@ -410,5 +426,36 @@ def value_window(t: Any, start: int = 0, count: int | None = None) -> list[Any]:
     return window.cpu().tolist()
 
 
+def value_window(t: Any, start: int = 0, count: int | None = None) -> list[Any]:
+    """Python values of the logical elements ``start .. start+count`` (row-major).
+
+    Only the window is gathered (on the tensor's device) and fetched; dtypes Python
+    cannot hold directly (float8, bfloat16) are widened first. Meta tensors have none.
+    """
+    t = check_supported(t)
+    if t.device.type == "meta":
+        raise UserError("a meta tensor has a layout but no values")
+    return read_cells(t, storage_indices(t, start, count))
+
+
 _UNSIGNED_WIDE = tuple(getattr(torch, n) for n in ("uint16", "uint32", "uint64") if hasattr(torch, n))
 _SIGNED_BY_SIZE = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def reads_cells(t: Any, cells: torch.Tensor) -> torch.Tensor | None:
+    """Which of the storage ``cells`` (in units of t's dtype) some element of ``t`` reads.
+
+    Exact for tensors up to EXACT_ALIAS_LIMIT elements (index sets) and for any tensor
+    whose layout maps each cell to at most one element (greedy division); None otherwise.
+    """
+    t = check_supported(t)
+    if t.numel() == 0:
+        return torch.zeros_like(cells, dtype=torch.bool)
+    if t.numel() <= EXACT_ALIAS_LIMIT:
+        return torch.isin(cells, storage_indices(t))
+    dims = _nested_dims(t)
+    if dims is None:
+        return None
+    span = _span(tuple(t.shape), tuple(t.stride()), t.storage_offset())
+    inside = (cells >= span[0]) & (cells <= span[1])
+    return inside & _members(t, dims, cells)
