@@ -63,12 +63,14 @@ class StorageScreen(Screen):
                              border-title-color: $accent; }
     StorageScreen #welcome-text { margin: 1 0; }
     StorageScreen #examples { height: auto; max-height: 12; border: none; background: $surface; }
-    StorageScreen #detail { height: auto; min-height: 3; max-height: 9; padding: 0 1;
+    StorageScreen #detail { height: 8; padding: 0 1;
                             border: round $primary-darken-2; border-title-color: $accent; }
     StorageScreen #history { height: 7; border: round $primary-darken-2; border-title-color: $accent;
                              background: $surface; scrollbar-size-vertical: 1; }
     StorageScreen #console { border: tall $accent; }
     """
+
+    AUTO_FOCUS = "#console"
 
     BINDINGS = [
         Binding("ctrl+l", "focus_console", "Console"),
@@ -228,8 +230,9 @@ class StorageScreen(Screen):
             count += 1
             for name in names:
                 t = self._tensors[name]
-                label = Text.assemble(("■ ", self._colour[name]), (f"{name:<8}", "bold"),
+                label = Text.assemble(("■ ", self._colour[name]), (f"{name:<6}", "bold"),
                                       (f" {_shape(t)}", ""), (f" {_strides(t)}", "dim"))
+                label.truncate(30, overflow="ellipsis")
                 options.add_option(Option(label, id=name))
                 if name == self.selected:
                     highlight = count
@@ -242,10 +245,22 @@ class StorageScreen(Screen):
     @on(OptionList.OptionSelected, "#tensor-list")
     @on(OptionList.OptionHighlighted, "#tensor-list")
     def _tensor_chosen(self, event: OptionList.OptionSelected | OptionList.OptionHighlighted) -> None:
-        name = event.option.id
-        if name and name in self._tensors and name != self.selected:
-            self.selected = name
-            self._show_selected(keep_cursor=False)
+        # Highlights also arrive when the list is refilled; only the user's own moves count.
+        if isinstance(event, OptionList.OptionHighlighted) and not event.option_list.has_focus:
+            return
+        if event.option.id:
+            self.select_tensor(event.option.id)
+
+    def select_tensor(self, name: str) -> None:
+        """Show tensor ``name`` (a name in the namespace) in the grid and the strip."""
+        if name not in self._tensors or name == self.selected:
+            return
+        self.selected = name
+        options = self.query_one("#tensor-list", OptionList)
+        for i, option in enumerate(options.options):
+            if option.id == name and options.highlighted != i:
+                options.highlighted = i
+        self._show_selected(keep_cursor=False)
 
     def _show_selected(self, keep_cursor: bool) -> None:
         from tensorscope.storage import layout_of, storage_key
@@ -278,9 +293,8 @@ class StorageScreen(Screen):
     def _facts(self, layout: Any) -> Text:
         text = Text()
         text.append(f"shape {list(layout.shape)}", style="bold")
-        text.append(f"  strides {list(layout.strides)}  offset {layout.storage_offset}  ")
-        text.append(f"{layout.dtype} ({layout.itemsize} B)  {layout.device}", style="dim")
-        text.append("\n")
+        text.append(f"  strides {list(layout.strides)}  offset {layout.storage_offset}\n")
+        text.append(f"{layout.dtype} ({layout.itemsize} B) on {layout.device}  ", style="dim")
         for name, ok in layout.formats:
             text.append(("✔ " if ok else "✘ ") + name + "  ", style="green" if ok else "red")
         if layout.is_view:
@@ -333,8 +347,9 @@ class StorageScreen(Screen):
             text.append("✘ " + lines[0], style="red")
             for line in lines[1:]:
                 text.append("\n  " + line, style="yellow")
+        # A fixed height, so a new selection repaints the panel without a layout pass.
         detail.update(text if text else Text("Pick an element (arrows or a click) to see which cell it reads.",
-                                             style="dim"))
+                                             style="dim"), layout=False)
 
     def _also_read_by(self, name: str, cell: int) -> list[str]:
         """Other elements (of this or other views) that read ``cell`` — small tensors only."""
