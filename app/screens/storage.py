@@ -148,13 +148,12 @@ class StorageScreen(Screen):
         from tensorscope.evaluate import execute
 
         namespace = self.app.context.ensure_namespace()
-        history = self.query_one("#history", RichLog)
-        history.write(Text.assemble(("› ", "bold cyan"), source))
+        self._log(Text.assemble(("› ", "bold cyan"), source))
         before = {name: id(value) for name, value in namespace.items()}
         try:
             result = execute(source, namespace)
         except UserError as exc:
-            history.write(Text("  ✘ " + str(exc), style="bold red"))
+            self._log(Text("  ✘ " + str(exc), style="bold red"))
             self._explain_view(source, namespace)
             return
         self._view_help = None
@@ -163,13 +162,19 @@ class StorageScreen(Screen):
 
             if isinstance(result, torch.Tensor):
                 namespace["_"] = result
-                history.write(Text(f"  → a tensor of shape {list(result.shape)}, kept as _", style="dim"))
+                self._log(Text(f"  → a tensor of shape {list(result.shape)}, kept as _", style="dim"))
                 self.selected = "_"
             else:
-                history.write(Text("  → " + _short_repr(result), style="dim"))
+                self._log(Text("  → " + _short_repr(result), style="dim"))
         changed = [n for n, v in namespace.items() if before.get(n) != id(v) and _is_tensor(v)]
         if changed:
             self.selected = changed[-1]
+
+    def _log(self, text: Text) -> None:
+        """Add a line to the history, wrapped at the log's full width."""
+        history = self.query_one("#history", RichLog)
+        width = history.scrollable_content_region.width
+        history.write(text, width=width if width > 20 else None)
 
     def _explain_view(self, source: str, namespace: dict[str, Any]) -> None:
         from tensorscope.viewfix import explain_view
@@ -177,9 +182,12 @@ class StorageScreen(Screen):
         fix = explain_view(source, namespace)
         self._view_help = fix
         if fix is not None:
-            history = self.query_one("#history", RichLog)
+            # Show the tensor that refused, so its strides are on screen next to the error.
+            receiver = fix.receiver
+            if receiver.isidentifier() and _is_tensor(namespace.get(receiver)):
+                self.selected = receiver
             for line in fix.lines()[1:]:
-                history.write(Text("  " + line, style="yellow"))
+                self._log(Text("  " + line, style="yellow"))
 
     # ---- the tensors --------------------------------------------------------------
     def refresh_tensors(self) -> None:
@@ -298,8 +306,8 @@ class StorageScreen(Screen):
         for name, ok in layout.formats:
             text.append(("✔ " if ok else "✘ ") + name + "  ", style="green" if ok else "red")
         if layout.is_view:
-            text.append("view" + (" (shares storage with its base)" if layout.shares_storage_with_base else ""),
-                        style="cyan")
+            text.append("a view of its base" if layout.shares_storage_with_base
+                        else "a view (on another storage)", style="cyan")
         else:
             text.append("owns its storage", style="cyan")
         if layout.expanded_dims:
