@@ -147,3 +147,29 @@ async def test_huge_tensor_draws_only_its_window() -> None:
         cached = sum(len(idx) for idx, _ in grid._cache.values())
         assert 0 < cached < 5_000  # the window only, never the 1e7 elements
         assert any("9999999" in line_text(grid, y) for y in range(grid.size.height))
+
+
+async def test_every_kind_of_tensor_draws() -> None:
+    statements = ["m = torch.empty(3, 4, device='meta').T", "z = torch.tensor(3.5)",
+                  "e = torch.empty(0, 3)", "c = torch.ones(2, 2, dtype=torch.complex64)",
+                  "h = torch.ones(2, 3, dtype=torch.bfloat16)", "x = torch.arange(8.)",
+                  "xi = x.view(torch.int32)", "ex = torch.zeros(3, 1).expand(3, 4)"]
+    app = make_app(AppContext(statements=statements), screen="storage")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        grid = screen.query_one("#grid", TensorGrid)
+        expected = {"m": "· @4", "z": "3.5 @0", "c": "1+0j @0", "h": "1 @2", "xi": "@1",
+                    "ex": "0 @0"}
+        for name, words in expected.items():
+            screen.select_tensor(name)
+            await pilot.pause()
+            assert words in line_text(grid, 1), (name, line_text(grid, 1))
+        screen.select_tensor("e")
+        await pilot.pause()
+        assert "no elements" in str(screen.query_one("#grid-facts", Static).content)
+        screen.select_tensor("ex")
+        await pilot.pause()
+        assert "expanded dims [1]" in str(screen.query_one("#grid-facts", Static).content)
+        # x and its int32 reinterpretation share one storage, so they are listed together.
+        assert any(set(g) == {"x", "xi"} for g in screen._groups)
