@@ -324,6 +324,32 @@ class StorageScreen(Screen):
         text.append(f" · {_bytes(layout.storage_nbytes)} · marks: ", style="dim")
         for name in group:
             text.append("▀ " + name + "  ", style=self._colour[name] + (" bold" if name == self.selected else ""))
+        overlaps = self._overlaps(group)
+        if overlaps:
+            text.append("\n")
+            text.append_text(overlaps)
+        return text
+
+    def _overlaps(self, group: list[str]) -> Text:
+        """How the selected tensor's cells overlap each other view of the storage."""
+        from tensorscope.storage import EXACT_ALIAS_LIMIT, aliasing
+
+        text = Text()
+        me = self._tensors[self.selected]
+        for other in group:
+            if other == self.selected:
+                continue
+            t = self._tensors[other]
+            if max(me.numel(), t.numel()) > EXACT_ALIAS_LIMIT:
+                continue  # exact sets only; the windowed scan is too slow for a keystroke
+            result = aliasing(me, t)
+            if text:
+                text.append(" · ", style="dim")
+            text.append(other, style=self._colour[other])
+            if result.overlap:
+                text.append(f": {result.shared_bytes // me.element_size()} shared cells", style="dim")
+            else:
+                text.append(": no shared cells", style="dim")
         return text
 
     # ---- selection ----------------------------------------------------------------

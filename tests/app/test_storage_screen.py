@@ -100,6 +100,8 @@ async def test_write_through_one_view_changes_the_others() -> None:
         # All three views of the one storage are marked against the strip.
         assert [v.name for v in strip.source.views] == ["x", "t", "col"]
         assert strip.source.views[2].mask.nonzero().flatten().tolist() == [1, 5, 9]
+        legend = str(screen.query_one("#strip-legend", Static).content)
+        assert "x: 12 shared cells" in legend and "col: 3 shared cells" in legend
 
 
 async def test_invalid_view_shows_torchs_error_and_the_fix() -> None:
