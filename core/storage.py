@@ -55,6 +55,11 @@ def check_supported(t: Any, what: str = "the value") -> torch.Tensor:
                         "try .to_dense()")
     if t.is_quantized:
         raise UserError("quantized tensors are not supported yet; try .dequantize()")
+    try:
+        t.untyped_storage()
+    except (RuntimeError, NotImplementedError) as exc:  # wrapper/functional tensors
+        raise UserError(f"this {type(t).__name__} has no storage tensorscope can read "
+                        f"(not supported yet): {one_line(exc)}") from None
     return t
 
 
@@ -413,7 +418,7 @@ def read_cells(t: torch.Tensor, idx: torch.Tensor) -> list[Any]:
         return [None] * idx.numel()
     idx = idx.to(t.device)
     storage_size = t.untyped_storage().nbytes() // t.element_size()
-    flat = t.as_strided((storage_size,), (1,), 0)
+    flat = t.detach().as_strided((storage_size,), (1,), 0)  # detached: no autograd graph
     if t.dtype in _UNSIGNED_WIDE:
         # index_select has no kernel for uint16/32/64: gather the raw bits as a signed
         # integer of the same width, then read them back as unsigned in Python.
