@@ -175,3 +175,21 @@ async def test_every_kind_of_tensor_draws() -> None:
         assert "expanded dims [1]" in str(screen.query_one("#grid-facts", Static).content)
         # x and its int32 reinterpretation share one storage, so they are listed together.
         assert any(set(g) == {"x", "xi"} for g in screen._groups)
+
+
+async def test_console_recalls_history_and_completes_examples() -> None:
+    app = make_app(AppContext(), screen="storage")
+    async with app.run_test(size=SIZE) as pilot:
+        await type_statement(pilot, "a = torch.ones(2)")
+        await type_statement(pilot, "b = a[1:]")
+        console = app.screen.query_one("#console", Input)
+        await pilot.press("up")
+        assert console.value == "b = a[1:]"
+        await pilot.press("up", "down")
+        assert console.value == "b = a[1:]"
+        await pilot.press("down")
+        assert console.value == ""
+        await pilot.press("t", " ", "=")
+        await pilot.pause()
+        await pilot.press("right")
+        assert console.value == "t = x.T"
