@@ -464,3 +464,29 @@ def reads_cells(t: Any, cells: torch.Tensor) -> torch.Tensor | None:
     span = _span(tuple(t.shape), tuple(t.stride()), t.storage_offset())
     inside = (cells >= span[0]) & (cells <= span[1])
     return inside & _members(t, dims, cells)
+
+
+def element_reading(t: Any, cell: int) -> tuple[int, ...] | None:
+    """The first element (row-major) of ``t`` that reads storage ``cell``, or None.
+
+    Small tensors are searched directly; big ones are inverted by greedy division when
+    their layout maps each cell to at most one element; otherwise None (not searched).
+    """
+    t = check_supported(t)
+    shape, strides = tuple(t.shape), tuple(t.stride())
+    if t.numel() == 0:
+        return None
+    if t.numel() <= EXACT_ALIAS_LIMIT:
+        hits = (storage_indices(t) == cell).nonzero()
+        return _unravel(int(hits[0]), shape) if hits.numel() else None
+    dims = sorted(((d, n, s) for d, (n, s) in enumerate(zip(shape, strides)) if n > 1),
+                  key=lambda x: -x[2])
+    if _nested_dims(t) is None:
+        return None
+    rest = cell - t.storage_offset()
+    position = [0] * len(shape)
+    for d, n, s in dims:
+        q = min(max(rest // s, 0), n - 1)
+        position[d] = q
+        rest -= q * s
+    return tuple(position) if rest == 0 else None

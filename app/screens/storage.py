@@ -363,6 +363,24 @@ class StorageScreen(Screen):
         self.query_one("#strip", StorageStrip).set_highlight(event.storage_index)
         self._update_detail(event)
 
+    @on(StorageStrip.CellClicked)
+    def _storage_cell_clicked(self, event: StorageStrip.CellClicked) -> None:
+        """A click on the strip selects the element of the shown tensor that reads the cell."""
+        from tensorscope.storage import element_reading
+
+        if self.selected is None:
+            return
+        position = element_reading(self._tensors[self.selected], event.cell)
+        if position is not None:
+            self.query_one("#grid", TensorGrid).select_position(position)
+            return
+        event.strip.set_highlight(event.cell)
+        text = Text.assemble((f"cell {event.cell}", "bold"), f" is not read by {self.selected}")
+        others = [o for o in self._also_read_by(self.selected, event.cell) if not o.startswith(self.selected + "[")]
+        text.append(("; it is read by " + ", ".join(others)) if others else "; no listed view reads it",
+                    style="dim")
+        self.query_one("#detail", Static).update(text, layout=False)
+
     def _update_detail(self, event: TensorGrid.CellSelected | None) -> None:
         detail = self.query_one("#detail", Static)
         text = Text()
