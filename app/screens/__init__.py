@@ -28,6 +28,8 @@ class ScreenEntry:
 
 
 REGISTRY: tuple[ScreenEntry, ...] = (
+    ScreenEntry("storage", "Storage", "s", "tensorscope.app.screens.storage:StorageScreen",
+                "tensors as views over flat storage: strides, offsets, aliasing"),
     ScreenEntry("inspect", "Inspect", "i", "tensorscope.app.screens.inspect:InspectScreen",
                 "Checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
 )
