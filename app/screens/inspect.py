@@ -2,7 +2,8 @@
 
 Left, the tree of keys (a state_dict's dotted keys grouped by module). Right, tabs: the
 selected key (shape, dtype, saved-from device, storage, layout, the other keys sharing its
-storage), the optimizer's state per parameter, metadata and totals, TorchScript code, and a
+storage), a map of that storage cell by cell (the Storage screen's strip), the optimizer's
+state per parameter, metadata and totals, TorchScript code, and a
 diff when two files are open. Files come from ``app.context.checkpoints`` or from the path
 input at the top; loading runs in a worker and errors show under the input.
 """
