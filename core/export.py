@@ -58,7 +58,7 @@ def _quote(text: str) -> str:
 
 def _box_label(graph: AutogradGraph, box: Any) -> str:
     if box.kind == "module":
-        return f"{box.label}\n{box.count} nodes"
+        return f"{box.label}\n{box.count} node{'s' if box.count != 1 else ''}"
     node = graph.nodes[box.node_id]
     if node.tensor is not None:
         return f"{node.label}\n{shape_text(node.tensor)}"

@@ -99,9 +99,31 @@ def load_target(target: str, namespace: dict[str, Any] | None = None) -> GraphSo
         return GraphSource(roots, model, rec.trace, dict(roots), title=target)
     ns = namespace if namespace is not None else base_namespace()
     with ModuleRecorder() as rec:
-        value = evaluate(target, ns)
+        if _is_expression(target):
+            value = evaluate(target, ns)
+        else:  # statements, like a console line: the trailing expression is the target
+            from tensorscope.evaluate import execute
+
+            value = execute(target, ns)
     name = target if target.isidentifier() else "output"
     roots, model = interpret(value, "the expression", default_name=name)
+    if list(roots) == [name] and name == "output":
+        # `...; (loss, net)`: call the root by the variable that holds it, if one does.
+        holder = next((k for k, v in ns.items() if v is roots[name] and not k.startswith("_")), None)
+        if holder:
+            roots = {holder: roots[name]}
     names = {k: v for k, v in ns.items() if not k.startswith("_")}
     names.update(roots)
     return GraphSource(roots, model, rec.trace, names, title=target)
+
+
+def _is_expression(text: str) -> bool:
+    try:
+        compile(text, "<target>", "eval")
+    except SyntaxError:
+        try:
+            compile(text, "<target>", "exec")
+        except SyntaxError:
+            return True  # let evaluate() report the syntax error as an expression
+        return False
+    return True

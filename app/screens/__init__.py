@@ -28,6 +28,8 @@ class ScreenEntry:
 
 
 REGISTRY: tuple[ScreenEntry, ...] = (
+    ScreenEntry("graph", "Graph", "g", "tensorscope.app.screens.graph:GraphScreen",
+                "the autograd graph: nodes, saved tensors, versions, live backward"),
 )
 
 
