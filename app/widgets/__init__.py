@@ -1,1 +1,1 @@
-"""Reusable widgets, one module each; screens compose them."""
+"""Reusable widgets: each keeps its own look in DEFAULT_CSS."""
