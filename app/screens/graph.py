@@ -608,8 +608,6 @@ class GraphScreen(Screen):
                 parts.append("graph freed")
             if self.backward_runs:
                 parts.append(f"backward ×{self.backward_runs}")
-            if self._layout_seconds:
-                parts.append(f"dot {self._layout_seconds:.2f}s")
             text = " · ".join(parts)
         if extra:
             text = f"{text} · {extra}"
