@@ -121,6 +121,7 @@ class GraphScreen(Screen):
         self._match_at = -1
         self._tree_nodes: dict[str, TreeNode] = {}
         self._revealing: TreeNode | None = None
+        self._diagnosed_graph: Any = None
         self._layout_seconds = 0.0
 
     def compose(self) -> ComposeResult:
@@ -197,6 +198,12 @@ class GraphScreen(Screen):
         if not get_current_worker().is_cancelled:
             self.post_message(self.GraphLoaded(graph, source, []))
 
+    def _diagnose_once(self) -> None:
+        """Start the saved-tensor diagnosis of the current graph, once, after its first frame."""
+        if self.graph is not None and self._diagnosed_graph is not self.graph:
+            self._diagnosed_graph = self.graph
+            self._diagnose(self.graph)
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="graph-diagnose",
           description="reading saved tensors and their versions")
     def _diagnose(self, graph: Any) -> None:
@@ -238,7 +245,7 @@ class GraphScreen(Screen):
         self.selected_module = None
         self.expanded = auto_expanded(self.graph)
         self._banner("")
-        self._diagnose(self.graph)
+        self._diagnosed_graph = None  # diagnosis runs once the first frame is drawn
         self._build_tree()
         self._relayout()
         self._show_details()
@@ -255,6 +262,7 @@ class GraphScreen(Screen):
         self.view = build_view(self.graph, self.expanded)
         canvas = self.query_one(GraphCanvas)
         if not dot_available():
+            self._diagnose_once()
             canvas.show(None)
             canvas.message = ("graphviz's 'dot' program is missing, so the graph cannot be drawn.\n"
                               f"{INSTALL_DOT}\n\nThe outline on the left works without it.")
@@ -293,6 +301,7 @@ class GraphScreen(Screen):
         freed = frozenset(n.id for n in self.graph.nodes if n.freed)
         canvas.show(event.layout, freed)
         self._layout_seconds = event.layout.seconds
+        self._diagnose_once()
         key = self._selected_key()
         canvas.selected = key
         if key:
