@@ -673,7 +673,14 @@ def node_details(graph: Any, node: Any) -> Table:
     if node.module is not None:
         grid.add_row("module", f"{node.module or '(model)'} ({graph.module_types.get(node.module, '')})")
     if node.seq is not None:
-        grid.add_row("seq nr", str(node.seq))
+        # The raw sequence number depends on everything the thread ran before; its rank
+        # among this graph's ops is the stable fact (the order the forward created them).
+        order = getattr(graph, "_creation_order", None)
+        if order is None:
+            seqs = sorted(n.seq for n in graph.nodes if n.seq is not None)
+            order = {seq: i + 1 for i, seq in enumerate(seqs)}
+            graph._creation_order = order
+        grid.add_row("created", f"op {order[node.seq]} of {len(order)} in forward order")
     ins = graph.inputs_of(node.id)
     if ins:
         grid.add_row("inputs", Text("\n".join(
