@@ -101,6 +101,7 @@ def test_inplace_after_save_is_diagnosed_before_backward() -> None:
         y.sum().backward()
     assert p.error.split(" Hint")[0] in str(err.value)
     assert "version 0" in p.describe() and "RuntimeError" in p.describe()
+    assert p.variable == "h" and "your 'h'" in p.describe()
 
 
 def test_backward_frees_the_graph_and_retain_keeps_it() -> None:
