@@ -189,10 +189,15 @@ class GraphScreen(Screen):
         from tensorscope.errors import UserError
         from tensorscope.graph_source import load_target
 
+        from tensorscope.autograd import Cancelled
+
+        cancel = _WorkerCancel(get_current_worker())
         try:
             if source is None:
                 source = load_target(target, self.app.context.ensure_namespace())
-            graph = source.graph()
+            graph = source.graph(cancel=cancel)
+        except Cancelled:
+            return  # a newer target replaced this one
         except UserError as exc:
             self.post_message(self.LoadFailed(str(exc)))
             return
@@ -209,7 +214,12 @@ class GraphScreen(Screen):
           description="reading saved tensors and their versions")
     def _diagnose(self, graph: Any) -> None:
         """Saved-tensor metadata for every node, after the first frame: in-place problems."""
-        graph.load_saved()
+        from tensorscope.autograd import Cancelled
+
+        try:
+            graph.load_saved(cancel=_WorkerCancel(get_current_worker()))
+        except Cancelled:
+            return
         problems = graph.inplace_problems()
         if not get_current_worker().is_cancelled:
             self.post_message(self.Diagnosed(graph, problems))
@@ -657,6 +667,17 @@ class GraphScreen(Screen):
 
     def on_screen_resume(self) -> None:
         self._set_status()
+
+
+class _WorkerCancel:
+    """A cancel event for core's long walks that is set once the worker is cancelled
+    (an exclusive worker is cancelled when a newer one of its group starts)."""
+
+    def __init__(self, worker: Any) -> None:
+        self._worker = worker
+
+    def is_set(self) -> bool:
+        return self._worker.is_cancelled
 
 
 def node_details(graph: Any, node: Any) -> Table:
