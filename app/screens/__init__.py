@@ -28,6 +28,8 @@ class ScreenEntry:
 
 
 REGISTRY: tuple[ScreenEntry, ...] = (
+    ScreenEntry("storage", "Storage", "s", "tensorscope.app.screens.storage:StorageScreen",
+                "tensors as views over flat storage: strides, offsets, aliasing"),
     ScreenEntry("graph", "Graph", "g", "tensorscope.app.screens.graph:GraphScreen",
                 "the autograd graph: nodes, saved tensors, versions, live backward"),
 )
