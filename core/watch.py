@@ -23,7 +23,9 @@ Exceptions inside tensorscope's hooks and in ``sink`` are caught and counted
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -501,3 +503,19 @@ def watch(model: nn.Module, optimizer: Any = None, scaler: Any = None, *, module
         yield session
     finally:
         session.close()
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`watch`.
+
+    ``tensorscope.watch`` is both this submodule and the public function. Once anything
+    imports the submodule, Python binds the *module* to the package attribute, which would
+    shadow the lazily loaded function; making the module callable keeps
+    ``tensorscope.watch(model, ...)`` working whichever import came first.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return watch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
