@@ -290,8 +290,11 @@ def test_model_without_parameters() -> None:
 
 
 def test_public_name_works_after_the_submodule_is_imported() -> None:
-    import tensorscope.watch as watch_module
+    import sys
 
+    import tensorscope.watch  # noqa: F401  (binds the submodule or keeps the function)
+
+    watch_module = sys.modules["tensorscope.watch"]
     model = nn.Linear(2, 1)
     with tensorscope.watch(model) as session:
         model(torch.randn(3, 2)).sum().backward()
