@@ -72,6 +72,8 @@ def sample_stats(parts: list[torch.Tensor], bins: int = HIST_BINS) -> torch.Tens
     with torch.no_grad():
         rows = torch.nn.utils.rnn.pad_sequence(parts, batch_first=True, padding_value=float("nan"))
         m, width = rows.shape
+        if width == 0:  # only empty outputs this step
+            return torch.zeros(m, SAMPLE_HEAD_LEN + bins, device=rows.device)
         finite_mask = torch.isfinite(rows)
         zeros = (rows == 0).sum(1)
         finite = finite_mask.sum(1)
