@@ -343,3 +343,22 @@ def test_device_mismatch_seen_before_the_users_error() -> None:
     notes = session.records[-1].signals["device_mismatch"]
     assert notes and notes[0] == "0: param on cpu, input on meta"
     assert session.records[-1].signals["partial"] is True
+
+
+def test_update_ratio_of_a_large_parameter_from_a_sample() -> None:
+    from tensorscope.watch import UPDATE_SAMPLE
+
+    torch.manual_seed(0)
+    model = nn.Linear(600, 200)  # 120,000 weights > UPDATE_SAMPLE
+    assert model.weight.numel() > UPDATE_SAMPLE
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.weight.detach().clone()
+    with tensorscope.watch(model, opt) as session:
+        model(torch.randn(16, 600)).pow(2).mean().backward()
+        opt.step()
+    true_ratio = ((model.weight - before).norm() / model.weight.norm()).item()
+    entry = session.records[0].params["weight"]
+    assert entry["weight_norm"] == pytest.approx(model.weight.norm().item(), rel=1e-5)
+    assert entry["update_ratio"] == pytest.approx(true_ratio, rel=0.1)
+    assert session.records[0].params["bias"]["update_ratio"] == pytest.approx(
+        (0.1 * model.bias.grad).norm().item() / model.bias.norm().item(), rel=1e-4)
