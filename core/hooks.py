@@ -130,8 +130,8 @@ class HookSet:
 
         hooks = HookSet(model, "encoder.layers.*").attach()
         loss = model(x).sum(); loss.backward()
-        pending = hooks.take()                 # device tensors of this step
-        values = fetch([t for t in flatten(pending)])   # one host sync
+        step = hooks.take()                          # device tensors of this step
+        stats = step.decode(fetch(step.tensors))     # one host sync -> {path: {...}}
         hooks.detach()
 
     ``recording`` switches the stats off between detail steps without removing hooks.
