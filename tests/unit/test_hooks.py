@@ -55,3 +55,18 @@ def test_recording_off_records_nothing() -> None:
     model(torch.randn(2, 3))
     assert hooks.take().tensors == []
     hooks.detach()
+
+
+def test_container_returning_its_childs_output_shares_stats_and_grad() -> None:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+    model = nn.Sequential(layer)
+    hooks = HookSet(model).attach()
+    model(torch.randn(3, 5, 16)).pow(2).sum().backward()
+    step = hooks.take()
+    stats = step.decode(fetch(step.tensors))
+    hooks.detach()
+    # the layer's output is norm2's output tensor: identical numbers, computed once
+    for key in ("mean", "std", "abs_max", "hist", "grad_norm"):
+        assert stats["0"][key] == stats["0.norm2"][key]
+    assert stats["0"]["grad_norm"] > 0
