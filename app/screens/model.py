@@ -430,6 +430,11 @@ class ModelScreen(Screen):
 
     @on(RunStopped)
     def _stopped(self, message: RunStopped) -> None:
+        # A toggle queued just as the last step ended would otherwise wait for the next run.
+        with self._lock:
+            deferred, self._deferred = self._deferred, []
+            for fn in deferred:
+                fn()
         self._error = message.error
         self.query_one(ModuleTree).mark(self.hooked, live=self.session is not None)
         self._refresh_live()

@@ -362,3 +362,17 @@ def test_update_ratio_of_a_large_parameter_from_a_sample() -> None:
     assert entry["update_ratio"] == pytest.approx(true_ratio, rel=0.1)
     assert session.records[0].params["bias"]["update_ratio"] == pytest.approx(
         (0.1 * model.bias.grad).norm().item() / model.bias.norm().item(), rel=1e-4)
+
+
+def test_loss_argument_reads_only_that_criterion() -> None:
+    model = nn.Linear(3, 1)
+    main, aux = nn.MSELoss(), nn.L1Loss()
+    x, y = torch.randn(6, 3), torch.randn(6, 1)
+    with tensorscope.watch(model, loss=main) as session:
+        out = model(x)
+        total = main(out, y) + 0.1 * aux(out, y)
+        total.backward()
+        session.step()
+    assert session.records[0].loss == pytest.approx(main(model(x), y).item(), rel=1e-5)
+    with pytest.raises(UserError, match="loss="):
+        tensorscope.watch(model, loss="mse").__enter__()
