@@ -469,9 +469,9 @@ class ModelScreen(Screen):
         if self.session is not None:
             text.append(f"{module_hooks} on modules, the rest on parameters, optimizer, global hooks",
                         style="dim")
-            ov = self.session.overhead
-            if ov.get("steps"):
-                text.append(f" · in hooks {ov['per_step_s'] * 1e3:.1f} ms/step", style="dim")
+            last = self._latest.signals.get("overhead_s") if self._latest is not None else None
+            if last is not None:
+                text.append(f" · last step {last * 1e3:.1f} ms CPU in hooks", style="dim")
         else:
             text.append(f"detached: nothing hooked; {len(self.hooked)} modules get hooks when it runs "
                         "(r or n)", style="dim")
