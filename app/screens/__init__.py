@@ -32,6 +32,8 @@ REGISTRY: tuple[ScreenEntry, ...] = (
                 "tensors as views over flat storage: strides, offsets, aliasing"),
     ScreenEntry("graph", "Graph", "g", "tensorscope.app.screens.graph:GraphScreen",
                 "the autograd graph: nodes, saved tensors, versions, live backward"),
+    ScreenEntry("model", "Model", "m", "tensorscope.app.screens.model:ModelScreen",
+                "modules, parameters, buffers; live hook stats while the model trains"),
 )
 
 
