@@ -30,8 +30,12 @@ class ScreenEntry:
 REGISTRY: tuple[ScreenEntry, ...] = (
     ScreenEntry("storage", "Storage", "s", "tensorscope.app.screens.storage:StorageScreen",
                 "tensors as views over flat storage: strides, offsets, aliasing"),
+    ScreenEntry("graph", "Graph", "g", "tensorscope.app.screens.graph:GraphScreen",
+                "the autograd graph: nodes, saved tensors, versions, live backward"),
+    ScreenEntry("model", "Model", "m", "tensorscope.app.screens.model:ModelScreen",
+                "modules, parameters, buffers; live hook stats while the model trains"),
     ScreenEntry("inspect", "Inspect", "i", "tensorscope.app.screens.inspect:InspectScreen",
-                "Checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
+                "checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
 )
 
 

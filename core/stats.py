@@ -1,0 +1,173 @@
+"""Statistics of one tensor, reduced on the tensor's own device into one small vector.
+
+Hooks call :func:`activation_stats` and :func:`grad_stats`; both return a tensor on the
+input's device and never read a value back to the host, so a hook costs a handful of kernel
+launches and no synchronisation. The arithmetic that turns sums into means happens on the
+host in :func:`decode_activation`, once per step, after the one fetch.
+
+Over the whole tensor (exact, reduced in float32, float64 stays float64): ``mean``,
+``std`` (unbiased, from the sum and sum of squares), ``min``, ``max``, ``abs_max`` and whether
+any element is non-finite. Over a strided sample of at most ``sample`` elements (the whole
+tensor when it is smaller — then these are exact too): ``zero_frac``, the ``nonfinite``
+count (scaled up to the whole tensor, at least 1 when any element is non-finite) and the
+histogram. Counting over millions of elements costs far more than summing them on CPU, so
+this split keeps a hook cheap; ``sampled`` tells how many elements the estimates used. The
+samples of all modules are reduced together at the end of the step (:func:`sample_stats`),
+a dozen kernel launches for the whole model instead of a dozen per module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+HIST_BINS = 24
+"""Bins of every activation histogram (fixed, so records stay small and comparable)."""
+
+HIST_SAMPLE = 4096
+"""At most this many elements feed the histogram, the zero fraction and the non-finite count."""
+
+# Layout of what decode_activation reads: the whole-tensor head from activation_stats,
+# then the sample head and histogram that sample_stats computes for all modules at once.
+_HEAD = ("sum", "sumsq", "min", "max")
+_SAMPLE_HEAD = ("zeros", "finite", "hist_lo", "hist_hi")
+HEAD_LEN = len(_HEAD)
+SAMPLE_HEAD_LEN = len(_SAMPLE_HEAD)
+
+
+def sample_stride(n: int, sample: int = HIST_SAMPLE) -> int:
+    """Stride of the strided sample of an ``n``-element tensor (1: every element)."""
+    return max(1, -(-n // sample))
+
+
+def activation_stats(x: torch.Tensor, sample: int = HIST_SAMPLE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole-tensor (sum, sum of squares, min, max) and a strided sample copy of ``x``.
+
+    Both stay on ``x``'s device; ``x`` is read, never modified. The sample is a copy so a
+    later in-place op on ``x`` cannot change it; :func:`sample_stats` reduces the samples
+    of every module together at the end of the step.
+    """
+    # x.detach() is enough to keep autograd out; a no_grad block per hook costs more.
+    flat = x.detach().reshape(-1)
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()  # half/bf16/fp8: reduce in float32
+    if flat.numel() == 0:
+        return torch.zeros(HEAD_LEN, device=flat.device), flat.float()
+    lo, hi = torch.aminmax(flat)
+    head = torch.stack([flat.sum(), torch.dot(flat, flat), lo, hi])
+    part = flat[:: sample_stride(flat.numel(), sample)].clone()
+    if head.dtype != torch.float32:
+        head, part = head.float(), part.float()
+    return head, part
+
+
+def sample_stats(parts: list[torch.Tensor], bins: int = HIST_BINS) -> torch.Tensor:
+    """Zeros, finite count, histogram range and histogram of each sample, batched.
+
+    Returns a (len(parts), 4 + bins) tensor on the samples' device. Rows are padded with
+    NaN (not counted as finite; the host subtracts the padding). Histograms span each row's
+    finite range; non-finite values fall in no bin. No host sync.
+    """
+    with torch.no_grad():
+        rows = torch.nn.utils.rnn.pad_sequence(parts, batch_first=True, padding_value=float("nan"))
+        m, width = rows.shape
+        if width == 0:  # only empty outputs this step
+            return torch.zeros(m, SAMPLE_HEAD_LEN + bins, device=rows.device)
+        finite_mask = torch.isfinite(rows)
+        zeros = (rows == 0).sum(1)
+        finite = finite_mask.sum(1)
+        inf = torch.tensor(float("inf"), device=rows.device)
+        lo = torch.where(finite_mask, rows, inf).amin(1)
+        hi = torch.where(finite_mask, rows, -inf).amax(1)
+        lo = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo))  # rows with no finite value
+        hi = torch.where(torch.isfinite(hi), hi, torch.zeros_like(hi))
+        span = (hi - lo).clamp_min(1e-30)
+        idx = ((rows - lo[:, None]) * (bins / span[:, None])).nan_to_num_(0.0, 0.0, 0.0)
+        idx = idx.clamp_(0, bins - 1).long()
+        idx = torch.where(finite_mask, idx, bins)  # a spare bin collects NaN/Inf and padding
+        idx += torch.arange(m, device=rows.device)[:, None] * (bins + 1)
+        hist = torch.zeros(m * (bins + 1), device=rows.device).scatter_add_(
+            0, idx.reshape(-1), torch.ones(m * width, device=rows.device))
+        hist = hist.reshape(m, bins + 1)[:, :bins]
+        head = torch.stack([zeros.float(), finite.float(), lo, hi], dim=1)
+        return torch.cat([head, hist], dim=1)
+
+
+def grad_stats(g: torch.Tensor) -> torch.Tensor:
+    """The squared L2 norm of a gradient, as a one-element tensor on its device."""
+    flat = g.detach().reshape(-1)
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()
+    return torch.dot(flat, flat).reshape(1)
+
+
+def decode_activation(values: list[float], numel: int, sample: int = HIST_SAMPLE) -> dict[str, Any]:
+    """The dict form of one :func:`activation_stats` vector for an ``numel``-element tensor."""
+    head = dict(zip(_HEAD + _SAMPLE_HEAD, values[: HEAD_LEN + SAMPLE_HEAD_LEN]))
+    hist = [int(v) for v in values[HEAD_LEN + SAMPLE_HEAD_LEN:]]
+    if numel == 0:
+        return {"numel": 0, "mean": None, "std": None, "min": None, "max": None, "abs_max": None,
+                "zero_frac": None, "nonfinite": 0, "sampled": 0, "hist": hist, "hist_range": None}
+    stride = sample_stride(numel, sample)
+    m = -(-numel // stride)  # elements in the strided sample
+    lo, hi = head["min"], head["max"]
+    any_bad = not (_finite(lo) and _finite(hi))
+    mean = head["sum"] / numel
+    if numel > 1 and _finite(head["sumsq"]) and _finite(mean):
+        var = max(0.0, (head["sumsq"] - head["sum"] * mean) / (numel - 1))
+        std = var ** 0.5
+    else:
+        std = float("nan")
+    bad_in_sample = m - int(head["finite"])
+    nonfinite = bad_in_sample * stride if stride > 1 else bad_in_sample
+    if any_bad:
+        nonfinite = max(1, min(numel, nonfinite))
+    else:
+        nonfinite = 0
+    return {
+        "numel": numel,
+        "mean": mean,
+        "std": std,
+        "min": lo,
+        "max": hi,
+        "abs_max": max(abs(lo), abs(hi)) if not (lo != lo or hi != hi) else float("nan"),
+        "zero_frac": head["zeros"] / m,
+        "nonfinite": nonfinite,
+        "sampled": m,
+        "hist": hist,
+        "hist_range": [head["hist_lo"], head["hist_hi"]],
+    }
+
+
+def _finite(v: float) -> bool:
+    return v == v and v not in (float("inf"), float("-inf"))
+
+
+def first_float_tensor(value: Any) -> torch.Tensor | None:
+    """The first floating-point tensor in a module output (tensor, tuple/list, dict), or None.
+
+    Iterative and bounded: nested containers are searched breadth-first, at most 64 items.
+    """
+    queue = [value]
+    seen = 0
+    while queue and seen < 64:
+        item = queue.pop(0)
+        seen += 1
+        if isinstance(item, torch.Tensor):
+            if item.is_floating_point() and item.device.type != "meta":
+                return item
+        elif isinstance(item, (tuple, list)):
+            queue.extend(item)
+        elif isinstance(item, dict):
+            queue.extend(item.values())
+    return None
+
+
+def describe_output(value: Any) -> str:
+    """A short description of what a module returned, for outputs without a float tensor."""
+    if value is None:
+        return "returned None"
+    if isinstance(value, torch.Tensor):
+        return f"returned a {str(value.dtype).replace('torch.', '')} tensor (not floating point)"
+    return f"returned {type(value).__name__} without a floating-point tensor"
