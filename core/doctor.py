@@ -90,8 +90,9 @@ DEAD_RELU_FRACTION = 0.5
 than random init produces (~0 for a fresh layer with a fresh batch) — they are dead."""
 
 AMP_SKIP_WARN_FRACTION = 0.1
-"""A GradScaler skips a few steps while it calibrates its scale; more than a tenth of
-all steps skipped means the gradients overflow for real, not calibration."""
+"""A GradScaler skips a few steps while it calibrates its scale (that is its job, so an
+isolated skip is not reported); more than a tenth of all steps skipped means the gradients
+overflow for real. A scheduler stepping on any skipped step is reported regardless."""
 
 _INPLACE_MARKERS = ("modified by an inplace operation", "used in an in-place operation")
 _VIEW_MARKERS = ("view size is not compatible with input tensor's size and stride",)
@@ -376,11 +377,13 @@ def _amp_skipped(records: Sequence[StepRecord]) -> Iterable[Finding]:
     if scales:
         evidence["scale_first"] = scales[0]
         evidence["scale_min"] = min(scales)
-    severity = "warning" if fraction > AMP_SKIP_WARN_FRACTION else "info"
+    frequent = fraction > AMP_SKIP_WARN_FRACTION
+    if not frequent and not sched_on_skip:
+        return  # an isolated skip is the scaler doing its job: calibrating its scale
+    severity = "warning"
     fix = ("A few skipped steps while the scaler calibrates are normal. Frequent skips mean "
            "the gradients overflow: lower the lr or clip after scaler.unscale_(optimizer).")
     if sched_on_skip:
-        severity = "warning"
         evidence["scheduler_stepped_on_skipped"] = sched_on_skip[:8]
         fix += (" The lr scheduler stepped on a skipped step: step it only when the "
                 "scale did not drop (compare scaler.get_scale() before/after update()).")
