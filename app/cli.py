@@ -16,7 +16,7 @@ import sys
 from typing import Sequence
 
 # Sub-commands, in the order --help lists them.
-COMMANDS: tuple[str, ...] = ("demo",)
+COMMANDS: tuple[str, ...] = ("run", "replay", "demo")
 
 EXIT_USER_ERROR = 2
 
