@@ -119,7 +119,9 @@ def _as_error(item: Any) -> ErrorSeen:
     if isinstance(item, BaseException):
         return ErrorSeen(type(item).__name__, str(item))
     if isinstance(item, Mapping):
-        return ErrorSeen(str(item.get("type", "")), str(item.get("message", "")))
+        # {"type", "message"} or a run's crash record {"exc_type", "message", ...}
+        return ErrorSeen(str(item.get("type") or item.get("exc_type") or ""),
+                         str(item.get("message", "")))
     if isinstance(item, (tuple, list)) and len(item) == 2:
         return ErrorSeen(str(item[0]), str(item[1]))
     return ErrorSeen("", str(item))

@@ -54,6 +54,8 @@ class Scenario:
         """AppContext fields that open the TUI's screens on this scenario."""
         fields = dict(self.context()) if self.context else {}
         fields.setdefault("demo", self)
+        if "training" in self.screens and "run" not in fields:
+            fields["run"] = DemoRun(self)
         if "graph_roots" not in fields and self.roots is not None:
             fields["graph_roots"] = self.roots()
         return fields
@@ -78,3 +80,32 @@ class Scenario:
             summary["fixed"] = {"facts": fixed_facts,
                                 "findings": [f.to_json() for f in fixed_findings]}
         return summary
+
+
+class DemoRun:
+    """A scenario's measured steps, offered to the Training and Doctor screens as a
+    finished recorded run (the same ``snapshot()`` a replayed ``--record`` file gives)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self._snapshot: Any = None
+
+    def snapshot(self) -> Any:
+        if self._snapshot is None:
+            from tensorscope.runsource import RunSnapshot
+
+            obs = self.scenario.measure(False)
+            self._snapshot = RunSnapshot(
+                source="replay", label=f"demo:{self.scenario.name}", records=tuple(obs.records),
+                state="recorded", meta={"demo": self.scenario.name}, version=1)
+        return self._snapshot
+
+    def pause(self) -> bool:
+        return False
+
+    def resume(self) -> bool:
+        return False
+
+    @property
+    def running(self) -> bool:
+        return False
