@@ -32,6 +32,8 @@ REGISTRY: tuple[ScreenEntry, ...] = (
                 "Bugs named from a run or a demo: evidence, fix, and where to look"),
     ScreenEntry("demos", "Demos", "e", "tensorscope.app.screens.demos:DemosScreen",
                 "The syllabus's lessons and bugs: code, fix, and what they measure"),
+    ScreenEntry("graph", "Graph", "g", "tensorscope.app.screens.graph:GraphScreen",
+                "the autograd graph: nodes, saved tensors, versions, live backward"),
 )
 
 
