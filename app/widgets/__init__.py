@@ -1,1 +1,1 @@
-"""Widgets shared by the screens: charts, strips, tables."""
+"""Widgets shared by the screens; each keeps its look in DEFAULT_CSS."""
