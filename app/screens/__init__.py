@@ -34,6 +34,8 @@ REGISTRY: tuple[ScreenEntry, ...] = (
                 "The syllabus's lessons and bugs: code, fix, and what they measure"),
     ScreenEntry("graph", "Graph", "g", "tensorscope.app.screens.graph:GraphScreen",
                 "the autograd graph: nodes, saved tensors, versions, live backward"),
+    ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
+                "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
 )
 
 
