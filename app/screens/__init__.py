@@ -36,6 +36,8 @@ REGISTRY: tuple[ScreenEntry, ...] = (
                 "the autograd graph: nodes, saved tensors, versions, live backward"),
     ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
                 "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
+    ScreenEntry("storage", "Storage", "s", "tensorscope.app.screens.storage:StorageScreen",
+                "tensors as views over flat storage: strides, offsets, aliasing"),
 )
 
 
