@@ -38,6 +38,8 @@ REGISTRY: tuple[ScreenEntry, ...] = (
                 "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
     ScreenEntry("storage", "Storage", "s", "tensorscope.app.screens.storage:StorageScreen",
                 "tensors as views over flat storage: strides, offsets, aliasing"),
+    ScreenEntry("inspect", "Inspect", "i", "tensorscope.app.screens.inspect:InspectScreen",
+                "Checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
 )
 
 
