@@ -28,16 +28,16 @@ class ScreenEntry:
 
 
 REGISTRY: tuple[ScreenEntry, ...] = (
-    ScreenEntry("doctor", "Doctor", "d", "tensorscope.app.screens.doctor:DoctorScreen",
-                "Bugs named from a run or a demo: evidence, fix, and where to look"),
-    ScreenEntry("demos", "Demos", "e", "tensorscope.app.screens.demos:DemosScreen",
-                "The syllabus's lessons and bugs: code, fix, and what they measure"),
+    ScreenEntry("storage", "Storage", "s", "tensorscope.app.screens.storage:StorageScreen",
+                "tensors as views over flat storage: strides, offsets, aliasing"),
     ScreenEntry("graph", "Graph", "g", "tensorscope.app.screens.graph:GraphScreen",
                 "the autograd graph: nodes, saved tensors, versions, live backward"),
     ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
                 "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
-    ScreenEntry("storage", "Storage", "s", "tensorscope.app.screens.storage:StorageScreen",
-                "tensors as views over flat storage: strides, offsets, aliasing"),
+    ScreenEntry("doctor", "Doctor", "d", "tensorscope.app.screens.doctor:DoctorScreen",
+                "Bugs named from a run or a demo: evidence, fix, and where to look"),
+    ScreenEntry("demos", "Demos", "e", "tensorscope.app.screens.demos:DemosScreen",
+                "The syllabus's lessons and bugs: code, fix, and what they measure"),
     ScreenEntry("inspect", "Inspect", "i", "tensorscope.app.screens.inspect:InspectScreen",
                 "Checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
 )
