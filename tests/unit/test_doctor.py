@@ -141,9 +141,12 @@ def test_finding_json_and_codes() -> None:
     assert f.code in CODES and f.severity in {"error", "warning", "info"}
 
 
-def test_syllabus_minimal_example_yields_no_findings() -> None:
+@pytest.mark.parametrize("recorder", ["probe", "watch"])
+def test_syllabus_minimal_example_yields_no_findings(recorder: str) -> None:
     """A healthy loop in the syllabus's style: zero_grad per step, train()/eval() switched,
-    evaluation under no_grad, one metric fetch per epoch. The doctor must stay silent."""
+    evaluation under no_grad, one metric fetch per epoch. The doctor must stay silent, on
+    the demos' probe records and on tensorscope.watch()'s alike."""
+    import tensorscope
     from tensorscope.demos._probe import Probe
 
     gen = torch.Generator().manual_seed(7)
@@ -156,8 +159,10 @@ def test_syllabus_minimal_example_yields_no_findings() -> None:
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     criterion = nn.CrossEntropyLoss()
     accuracy = []
-    with Probe(net, optimizer, count_syncs=True) as probe:
-        for _ in range(4):
+    watcher = (Probe(net, optimizer, count_syncs=True) if recorder == "probe"
+               else tensorscope.watch(net, optimizer))
+    with watcher as probe:
+        for _ in range(3):
             net.train()
             order = torch.randperm(480, generator=gen)
             for idx in order.split(64):
@@ -169,7 +174,40 @@ def test_syllabus_minimal_example_yields_no_findings() -> None:
             net.eval()
             with torch.no_grad():
                 accuracy.append((net(val_x).argmax(1) == val_y).float().mean())
-            probe.eval_record()
+            if recorder == "probe":
+                probe.eval_record()
     assert len(probe.records) > 20
     assert diagnose(probe.records, model=net) == []
     assert float(accuracy[-1]) > 0.6
+
+
+def test_dead_relu_from_output_stats_only() -> None:
+    dead = [rec(i, modules={"act": {"zero_frac": 0.97, "min": 0.0}}) for i in range(3)]
+    assert codes(diagnose(dead)) == {"dead-relu"}
+    signed = [rec(i, modules={"drop": {"zero_frac": 0.97, "min": -1.0}}) for i in range(3)]
+    assert diagnose(signed) == []
+
+
+def _watched_loop(zero_grad: bool) -> list:
+    """A real run under tensorscope.watch (the hooks' records, not the demos' probe)."""
+    import tensorscope
+
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.randn(64, 10, generator=gen), torch.randn(64, 1, generator=gen)
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with tensorscope.watch(model, opt) as session:
+        for _ in range(8):
+            if zero_grad:
+                opt.zero_grad()
+            loss = nn.functional.mse_loss(model(x), y)
+            session.log_loss(loss)
+            loss.backward()
+            opt.step()
+    return session.records
+
+
+def test_watch_records_missing_zero_grad_and_its_fix() -> None:
+    assert "missing-zero-grad" in codes(diagnose(_watched_loop(zero_grad=False)))
+    assert diagnose(_watched_loop(zero_grad=True)) == []
