@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from tensorscope.app.app import make_app
     from tensorscope.app.context import AppContext
 
+    import sys
+
+    sys.stderr.write(f"tensorscope: running demo {scenario.name}…\n")
     make_app(AppContext(**scenario.context_fields()), screen=landing_screen(scenario)).run()
     return 0
 

@@ -165,7 +165,9 @@ class DemosScreen(Screen):
             curve = part["facts"].get("curve")
             if curve:
                 parts.append(Text(text_plot(curve["x"], curve["y"], log_x=curve.get("log_x", False),
-                                            x_label=curve.get("x_label", ""), y_label=curve.get("y_label", ""))))
+                                            x_label=curve.get("x_label", ""), y_label=curve.get("y_label", ""))
+                                  # non-breaking spaces: the plot's alignment is its leading blanks
+                                  .replace(" ", "\u00a0"), no_wrap=True, overflow="crop"))
             parts.append(findings_renderable(part["findings"], compact=True))
             parts.append(Text(""))
         results.update(Group(*parts))
