@@ -145,7 +145,7 @@ class HookSet:
         """tensorscope's own exceptions caught in hooks (never raised into the user's code)."""
         self.last_error: str | None = None
         self.overhead_s = 0.0
-        """Seconds spent inside these hooks since attach (host time)."""
+        """CPU seconds (time.thread_time) spent inside these hooks since attach."""
         self._lock = threading.Lock()
         self._selected: dict[str, nn.Module] = dict(select_modules(model, modules))
         self._module_handles: dict[str, Any] = {}
@@ -224,7 +224,7 @@ class HookSet:
         if not self.recording or not torch.is_grad_enabled():
             # Evaluation forwards (no_grad) are not part of a training step's statistics.
             return
-        start = time.perf_counter()
+        start = time.thread_time()
         try:
             tensor = first_float_tensor(output)
             with self._lock:
@@ -243,10 +243,10 @@ class HookSet:
         except Exception as exc:  # tensorscope's own failure: count it, never raise it
             self._count_error(exc)
         finally:
-            self.overhead_s += time.perf_counter() - start
+            self.overhead_s += time.thread_time() - start
 
     def _on_grad(self, name: str, grad: torch.Tensor | None) -> None:
-        start = time.perf_counter()
+        start = time.thread_time()
         try:
             if grad is not None:
                 norm = grad_stats(grad)
@@ -255,7 +255,7 @@ class HookSet:
         except Exception as exc:
             self._count_error(exc)
         finally:
-            self.overhead_s += time.perf_counter() - start
+            self.overhead_s += time.thread_time() - start
         return None  # never change the gradient
 
     def _count_error(self, exc: BaseException) -> None:

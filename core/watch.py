@@ -23,7 +23,9 @@ Exceptions inside tensorscope's hooks and in ``sink`` are caught and counted
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -93,7 +95,7 @@ class WatchSession:
 
     @property
     def overhead(self) -> dict[str, float]:
-        """Host time spent in tensorscope's hooks and step bookkeeping."""
+        """CPU time of the calling threads spent in tensorscope's hooks and step bookkeeping."""
         total = self._overhead_s + self.hooks.overhead_s
         steps = max(1, self._step)
         return {"total_s": total, "per_step_s": total / steps, "steps": self._step}
@@ -134,10 +136,10 @@ class WatchSession:
                 add(p.register_hook(self._param_grad_hook(name, p)))
             if self.optimizer is not None:
                 add(self.optimizer.register_step_pre_hook(self._guard(self._on_opt_pre)))
-                add(self.optimizer.register_step_post_hook(self._guard(self._on_opt_post)))
+                add(self.optimizer.register_step_post_hook(self._guard(self._on_opt_post, timed=False)))
             else:
                 add(_optim_globals.register_optimizer_step_pre_hook(self._guard(self._on_opt_pre)))
-                add(_optim_globals.register_optimizer_step_post_hook(self._guard(self._on_opt_post)))
+                add(_optim_globals.register_optimizer_step_post_hook(self._guard(self._on_opt_post, timed=False)))
         except BaseException:
             self.detach()
             raise
@@ -199,15 +201,18 @@ class WatchSession:
         }
 
     # -- hooks -------------------------------------------------------------------------
-    def _guard(self, fn: Callable[..., Any]) -> Callable[..., None]:
+    def _guard(self, fn: Callable[..., Any], timed: bool = True) -> Callable[..., None]:
+        # Overhead is this thread's CPU time (time.thread_time), not wall time: a UI
+        # thread holding the GIL must not count as time spent in tensorscope's hooks.
         def hook(*args: Any, **kwargs: Any) -> None:
-            start = time.perf_counter()
+            start = time.thread_time()
             try:
                 fn(*args, **kwargs)
             except Exception as exc:  # tensorscope's failure, never the user's problem
                 self._count_error(exc)
             finally:
-                self._overhead_s += time.perf_counter() - start
+                if timed:
+                    self._overhead_s += time.thread_time() - start
             return None
 
         return hook
@@ -263,7 +268,7 @@ class WatchSession:
 
     def _param_grad_hook(self, name: str, param: nn.Parameter) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
-            start = time.perf_counter()
+            start = time.thread_time()
             try:
                 count = self._bw_counts.get(name, 0)
                 if count == 0:
@@ -278,7 +283,7 @@ class WatchSession:
             except Exception as exc:
                 self._count_error(exc)
             finally:
-                self._overhead_s += time.perf_counter() - start
+                self._overhead_s += time.thread_time() - start
             return None
 
         return hook
@@ -287,7 +292,7 @@ class WatchSession:
         # Runs once at the end of each backward pass (queued from the first parameter
         # hook): the gradients are accumulated and not yet clipped or unscaled, so this
         # is the norm "before clipping". One foreach kernel for all parameters.
-        start = time.perf_counter()
+        start = time.thread_time()
         try:
             self._callback_queued = False
             named = [(n, p.grad) for n, p in self._trainable if p.grad is not None]
@@ -297,7 +302,7 @@ class WatchSession:
         except Exception as exc:
             self._count_error(exc)
         finally:
-            self._overhead_s += time.perf_counter() - start
+            self._overhead_s += time.thread_time() - start
 
     def _owns(self, optimizer: Any) -> bool:
         if self.optimizer is not None:
@@ -332,7 +337,7 @@ class WatchSession:
 
     # -- the end of a step -------------------------------------------------------------
     def _end_step(self, partial: bool = False) -> StepRecord | None:
-        start = time.perf_counter()
+        start = time.thread_time()
         try:
             record = self._build_record(partial)
         except Exception as exc:
@@ -341,7 +346,7 @@ class WatchSession:
         finally:
             self._mark_grads()
             self._reset_step()
-            self._overhead_s += time.perf_counter() - start
+            self._overhead_s += time.thread_time() - start
         if record is not None:
             self.records.append(record)
             if len(self.records) > 2 * MAX_RECORDS:
@@ -501,3 +506,19 @@ def watch(model: nn.Module, optimizer: Any = None, scaler: Any = None, *, module
         yield session
     finally:
         session.close()
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`watch`.
+
+    ``tensorscope.watch`` is both this submodule and the public function. Once anything
+    imports the submodule, Python binds the *module* to the package attribute, which would
+    shadow the lazily loaded function; making the module callable keeps
+    ``tensorscope.watch(model, ...)`` working whichever import came first.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return watch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

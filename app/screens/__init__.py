@@ -40,6 +40,8 @@ REGISTRY: tuple[ScreenEntry, ...] = (
                 "The syllabus's lessons and bugs: code, fix, and what they measure"),
     ScreenEntry("inspect", "Inspect", "i", "tensorscope.app.screens.inspect:InspectScreen",
                 "Checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
+    ScreenEntry("model", "Model", "m", "tensorscope.app.screens.model:ModelScreen",
+                "modules, parameters, buffers; live hook stats while the model trains"),
 )
 
 
