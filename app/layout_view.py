@@ -22,7 +22,9 @@ STRIP_LIMIT = 96
 
 def format_value(value: Any, width: int = 6) -> str:
     """A value squeezed into ``width`` characters (floats in %g style)."""
-    if isinstance(value, bool):
+    if value is None:  # meta tensors: a layout without values
+        text = "·"
+    elif isinstance(value, bool):
         text = "T" if value else "F"
     elif isinstance(value, float):
         text = f"{value:.{max(1, width - 3)}g}"
@@ -30,8 +32,12 @@ def format_value(value: Any, width: int = 6) -> str:
             text = f"{value:.1e}"
     elif isinstance(value, complex):
         text = f"{value.real:.2g}{value.imag:+.2g}j"
+        if len(text) > width:
+            text = f"{value.real:.1g}{value.imag:+.1g}j"
     else:
         text = str(value)
+        if len(text) > width and isinstance(value, int):
+            text = f"{value:.{max(0, width - 6)}e}"
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -86,20 +86,20 @@ class StorageStrip(ScrollView):
         self.refresh()
 
     @property
-    def gutter(self) -> int:
+    def index_width(self) -> int:
         size = self.source.storage_size if self.source else 1
         return len(str(max(size - 1, 0))) + 2
 
     @property
     def per_row(self) -> int:
-        return max(4, (self.size.width - self.gutter - 1) // CELL_WIDTH)
+        return max(4, (self.size.width - self.index_width - 1) // CELL_WIDTH)
 
     def _resize_virtual(self) -> None:
         if self.source is None:
             self.virtual_size = Size(0, 0)
             return
         rows = -(-self.source.storage_size // self.per_row)
-        self.virtual_size = Size(self.gutter + self.per_row * CELL_WIDTH, rows * LINES_PER_ROW)
+        self.virtual_size = Size(self.index_width + self.per_row * CELL_WIDTH, rows * LINES_PER_ROW)
 
     def on_resize(self) -> None:
         self._cache_key = None
@@ -162,7 +162,7 @@ class StorageStrip(ScrollView):
         dim = Style(dim=True)
         selected_view = next((i for i, v in enumerate(self.source.views)
                               if v.name == self.source.selected), None)
-        gutter = f"{first:>{self.gutter - 2}}  " if kind == 1 else " " * self.gutter
+        gutter = f"{first:>{self.index_width - 2}}  " if kind == 1 else " " * self.index_width
         segments = [Segment(gutter, dim)]
         for j in range(len(values)):
             cell = first + j
