@@ -266,6 +266,20 @@ class AutogradGraph:
     attribution: str = "none"
     """"recorded" (a ModuleRecorder saw the forward), "parameters" (model only) or "none"."""
 
+    def __del__(self) -> None:
+        # Free what we hold root-first: the root tensors, then each node's grad_fn wrapper
+        # and saved tensors in id order, so that each release destroys at most one node.
+        # Released the other way (a list frees its items last-to-first), the last release
+        # makes PyTorch destroy a whole deep chain in one C++ cascade, and once Python
+        # wrappers were made for its nodes that cascade overflows the C stack on chains of
+        # ~60k nodes (seen with torch 2.13; a plain loop over next_functions does it too).
+        for node in self.nodes:
+            if node.kind == ROOT:
+                node.tensor = None
+        for node in self.nodes:
+            node.fn = None
+            node.saved = None
+
     # -- queries -------------------------------------------------------------------------
 
     def inputs_of(self, node_id: int) -> list[GraphEdge]:

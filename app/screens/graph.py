@@ -120,6 +120,7 @@ class GraphScreen(Screen):
         self._matches: list[int] = []
         self._match_at = -1
         self._tree_nodes: dict[str, TreeNode] = {}
+        self._revealing: TreeNode | None = None
         self._layout_seconds = 0.0
 
     def compose(self) -> ComposeResult:
@@ -221,6 +222,7 @@ class GraphScreen(Screen):
         self._build_tree()
         self._relayout()
         self._show_details()
+        self.query_one("#graph-tree", Tree).focus()  # keys now act on the graph
 
     # -- layout -------------------------------------------------------------------------
 
@@ -329,6 +331,11 @@ class GraphScreen(Screen):
     @on(Tree.NodeHighlighted, "#graph-tree")
     def _tree_highlighted(self, event: Tree.NodeHighlighted) -> None:
         data = event.node.data
+        if self._revealing is not None:
+            if event.node is not self._revealing:
+                return
+            self._revealing = None
+            return  # the selection was already made by whoever asked to reveal it
         if not data:
             return
         if data[0] == "node":
@@ -356,7 +363,17 @@ class GraphScreen(Screen):
                         self._fill(node, p)
         node = self._tree_nodes.get(key)
         if node is not None:
-            tree.move_cursor(node)
+            # Expanding shifts lines; the tree knows the new ones after a refresh. Until the
+            # target is highlighted, highlights of rows passing under the cursor are ignored.
+            self._revealing = node
+
+            def move() -> None:
+                if tree.cursor_node is node:
+                    self._revealing = None  # no highlight event will come
+                else:
+                    tree.move_cursor(node)
+
+            self.call_after_refresh(move)
 
     # -- selection ----------------------------------------------------------------------
 
