@@ -34,11 +34,17 @@ class QuitRunScreen(ModalScreen[str]):
     QuitRunScreen Horizontal { height: auto; align: center middle; }
     QuitRunScreen Button { margin: 0 1; }
     """
-    BINDINGS = [Binding("escape", "dismiss('cancel')", "Stay")]
+    BINDINGS = [
+        Binding("l", "dismiss('leave')", "Leave it running"),
+        Binding("s", "dismiss('stop')", "Stop the script"),
+        Binding("escape", "dismiss('cancel')", "Stay"),
+    ]
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("The script is still running. Quit tensorscope and…")
+            yield Label("The script is still running. Quit tensorscope and…\n"
+                        "[dim]l: leave it running (its output follows in this terminal) · "
+                        "s: stop it (Ctrl-C, then SIGTERM) · Esc: stay[/]")
             with Horizontal():
                 yield Button("Leave it running", id="leave", variant="primary")
                 yield Button("Stop the script", id="stop", variant="error")
@@ -56,7 +62,7 @@ class TrainingScreen(Screen):
     TrainingScreen #tr-status { height: 1; padding: 0 1; background: $boost; }
     TrainingScreen #tr-progress-row { height: 1; padding: 0 1; }
     TrainingScreen #tr-progress-row Label { width: auto; margin-right: 1; color: $text-muted; }
-    TrainingScreen #tr-progress-row ProgressBar { width: auto; margin-right: 2; }
+    TrainingScreen #tr-progress-row ProgressBar { width: 44; margin-right: 2; }
     TrainingScreen #tr-grid { grid-size: 3 3; grid-rows: 1fr 1fr 1fr; grid-columns: 1fr 1fr 1fr;
                               height: 1fr; }
     TrainingScreen #tr-modules { border: round $primary-background-lighten-2; height: 1fr; }
@@ -139,7 +145,8 @@ class TrainingScreen(Screen):
         if self.app.context.run is None:
             return
         self.query_one("#ch-loss", LineChart).marker_label = "skipped"
-        self.query_one("#ch-amp", LineChart).empty_text = "no GradScaler in this run"
+        self.query_one("#ch-amp", LineChart).empty_text = (
+            "no GradScaler seen in this run (AMP scale and skipped steps appear here)")
         self.query_one("#ch-grad", LineChart).empty_text = "no gradients seen yet"
         log = self.query_one("#tr-log", RichLog)
         log.border_title = "script output"
