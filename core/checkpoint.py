@@ -211,8 +211,8 @@ class _Walker:
             if items is None:
                 self._leaf(node, value)
                 continue
-            if id(value) in active:  # a cycle (possible only in trusted pickles)
-                node.kind, node.summary = "object", "(refers back to a container above it)"
+            if id(value) in active:  # shared or cyclic (pickle keeps identity): walk it once
+                node.kind, node.summary = "object", "(the same container as an earlier key: shown there)"
                 continue
             active.add(id(value))
             node.kind = self._kind(value)
@@ -313,6 +313,7 @@ class _Walker:
             stride, offset = tuple(t.stride()), t.storage_offset()
         else:
             kind = str(t.layout).removeprefix("torch.")
+            nbytes = _sparse_bytes(t, nbytes)
         entry = TensorEntry(key=node.key, shape=tuple(t.shape), dtype=dtype, device=device,
                             bytes=nbytes, storage=storage_id, stride=stride, offset=offset,
                             kind=kind, requires_grad=bool(t.requires_grad))
@@ -321,6 +322,19 @@ class _Walker:
         node.summary = f"{dtype} {list(entry.shape)}"
         self.tensors.append(entry)
         self.values[node.key] = t
+
+
+def _sparse_bytes(t: Any, dense: int) -> int:
+    """Bytes a sparse tensor really stores (values + indices), not its dense size."""
+    try:
+        if t.layout.__repr__() == "torch.sparse_coo":
+            parts = (t._values(), t._indices())
+        else:
+            parts = tuple(getattr(t, name)() for name in ("values", "crow_indices", "col_indices")
+                          if hasattr(t, name))
+        return sum(p.numel() * p.element_size() for p in parts)
+    except Exception:  # an exotic layout: its dense size is the honest fallback
+        return dense
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -64,7 +64,7 @@ class Loaded:
 
 def load_file(path: str | os.PathLike, *, trust: bool = False) -> Loaded:
     """Load ``path`` for inspection, or raise UserError with one line saying why not."""
-    path = os.fspath(path)
+    path = os.path.expanduser(os.fspath(path))
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):

@@ -10,6 +10,7 @@ input at the top; loading runs in a worker and errors show under the input.
 from __future__ import annotations
 
 import shlex
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,7 @@ class InspectScreen(Screen):
     InspectScreen #inspect-tree:focus { border: round $accent; }
     InspectScreen TabbedContent { width: 1fr; }
     InspectScreen .pane-scroll { height: 1fr; padding: 0 1; }
+    InspectScreen .pane-scroll > Static { width: 100%; }
     InspectScreen #inspect-intro { padding: 1 2; }
     """
 
@@ -90,6 +92,8 @@ class InspectScreen(Screen):
         self.ckpts: list[Any] = []
         self.diff: Any | None = None
         self._diff_rows: dict[str, Any] = {}
+        # Set to drop a diff still being computed (a new file was asked for, or we left).
+        self._cancel = threading.Event()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,7 +103,7 @@ class InspectScreen(Screen):
         yield Static("", id="inspect-error", classes="error-line")
         yield Static("", id="inspect-status")
         with Horizontal(id="inspect-body"):
-            tree: Tree[Any] = Tree("no file open", id="inspect-tree")
+            tree: Tree[Any] = Tree("no file open yet", id="inspect-tree")
             tree.border_title = "keys"
             tree.show_root = True
             yield tree
@@ -125,6 +129,7 @@ class InspectScreen(Screen):
     def on_mount(self) -> None:
         self.title = "tensorscope · Inspect"
         self._show_error("")
+        self._show_status("")
         tabs = self.query_one(TabbedContent)
         for pane in ("tab-optimizer", "tab-totals", "tab-diff", "tab-code"):
             tabs.hide_tab(pane)
@@ -154,28 +159,45 @@ class InspectScreen(Screen):
 
     def _open(self, paths: list[str]) -> None:
         self._show_error("")
-        self.query_one("#inspect-status", Static).update(Text(f"loading {' and '.join(paths)} …", style="italic"))
-        self._load(paths, bool(getattr(self.app.context, "trust_checkpoints", False)))
+        self._show_status(Text(f"loading {' and '.join(paths)} …", style="italic"))
+        self._cancel.set()
+        self._cancel = threading.Event()
+        self._load(paths, bool(getattr(self.app.context, "trust_checkpoints", False)), self._cancel)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="inspect-load",
           description="loading checkpoint")
-    def _load(self, paths: list[str], trust: bool) -> None:
+    def _load(self, paths: list[str], trust: bool, cancel: threading.Event) -> None:
         from tensorscope.checkpoint import open_checkpoint
         from tensorscope.ckpt_diff import diff_checkpoints
         from tensorscope.errors import UserError
 
         try:
             ckpts = [open_checkpoint(p, trust=trust) for p in paths]
-            diff = diff_checkpoints(ckpts[0], ckpts[1]) if len(ckpts) == 2 else None
+            diff = diff_checkpoints(ckpts[0], ckpts[1], cancel) if len(ckpts) == 2 else None
         except UserError as exc:
             self.post_message(self.Failed(str(exc)))
+            return
+        except InterruptedError:  # superseded by a newer request: nothing to show
             return
         self.post_message(self.Opened(_Opened(ckpts, diff), paths))
 
     @on(Failed)
     def _failed(self, event: Failed) -> None:
-        self.query_one("#inspect-status", Static).update("")
-        self._show_error(event.text)
+        self._show_status("" if not self.ckpts else self._status_text())
+        text = event.text
+        if "--trust" in text:
+            text += " — from the shell: tensorscope inspect FILE --trust --tui"
+        self._show_error(text)
+
+    def _show_status(self, content: Any) -> None:
+        status = self.query_one("#inspect-status", Static)
+        status.update(content)
+        status.display = bool(content)
+
+    def _status_text(self) -> Any:
+        if self.diff is not None:
+            return report.diff_summary(self.diff)
+        return report.header(self.ckpts[0])
 
     def _show_error(self, text: str) -> None:
         error = self.query_one("#inspect-error", Static)
@@ -189,10 +211,7 @@ class InspectScreen(Screen):
         ckpt = self.ckpts[0]
         with self.app.batch_update():
             self.query_one("#inspect-intro", Static).display = False
-            status = report.header(ckpt)
-            if self.diff is not None:
-                status = Group(report.diff_summary(self.diff))
-            self.query_one("#inspect-status", Static).update(status)
+            self._show_status(self._status_text())
             self._fill_tree(ckpt)
             self._fill_tabs(ckpt)
             self._show_node(self.query_one("#inspect-tree", Tree).root.data)
@@ -238,8 +257,9 @@ class InspectScreen(Screen):
             row = self._diff_rows.get(node.key)
             if row is not None and row.status != "same":
                 label, style = report.STATUS_STYLE[row.status]
-                extra = f" {report.number(row.rel_change)}" if row.status == "changed" else ""
-                text.append(f"  {label}{extra}", style=style)
+                if row.status == "changed":
+                    label = f"Δ {report.percent(row.rel_change)}"
+                text.append(f"  {label}", style=style)
         elif node.kind == "value":
             text.append(f" = {node.summary}", style="green")
         else:
@@ -287,6 +307,9 @@ class InspectScreen(Screen):
 
         self.query_one("#inspect-detail", Static).update(
             node_detail(self.ckpts[0], node, self._diff_rows.get(node.key)))
+
+    def on_unmount(self) -> None:
+        self._cancel.set()
 
     def action_focus_path(self) -> None:
         self.query_one("#inspect-path", Input).focus()

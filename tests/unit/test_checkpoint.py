@@ -93,6 +93,12 @@ def test_torchscript_archive_code_and_parameters(tmp_path) -> None:
     assert ckpt.module_types["0"] == "Linear"
 
 
+def test_torchscript_saved_on_cuda_says_so(tmp_path) -> None:
+    ckpt = open_checkpoint(make.torchscript_cuda(tmp_path / "ts_cuda.pt", tmp_path / "ts.pt"))
+    assert {t.device for t in ckpt.tensors} == {"cuda:0"}
+    assert all(v.device.type == "cpu" for v in ckpt.values.values())
+
+
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path) -> None:
     marker = tmp_path / "pwned"
     path = make.malicious(tmp_path / "evil.pt", marker)
@@ -188,3 +194,42 @@ def test_json_form(tmp_path) -> None:
     assert keys["model.emb.weight"]["storage"] == keys["model.head.weight"]["storage"]
     assert doc["optimizers"][0]["params"][0]["name"] == "model.emb.weight"
     assert doc["metadata"]["epoch"] == 3
+
+
+def test_legacy_file_bigger_than_free_memory_is_refused(tmp_path, monkeypatch) -> None:
+    import psutil
+
+    torch.save({"w": torch.ones(1000)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+
+    class _Tiny:
+        available = 100  # bytes: far less than the file
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: _Tiny())
+    with pytest.raises(UserError, match="cannot be memory-mapped"):
+        open_checkpoint(tmp_path / "old.pt")
+
+
+def test_zip_file_is_memory_mapped_not_read(tmp_path) -> None:
+    """Rewrite the file's bytes after opening: a memory-mapped tensor sees the new values
+    (untouched pages of a private mapping read the file, on Linux), a copy would not."""
+    import struct
+    import zipfile
+
+    path = tmp_path / "big.pt"
+    torch.save({"w": torch.zeros(4096)}, path)
+    ckpt = open_checkpoint(path)
+    with zipfile.ZipFile(path) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith("data/0"))
+    with open(path, "r+b") as fh:
+        fh.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", fh.read(4))
+        fh.seek(info.header_offset + 30 + name_len + extra_len)
+        fh.write(torch.ones(4096).numpy().tobytes())
+    assert ckpt.mmap and float(ckpt.values["w"].sum()) == 4096.0
+
+
+def test_sparse_tensor_counts_its_real_bytes(tmp_path) -> None:
+    torch.save({"sp": torch.eye(100).to_sparse()}, tmp_path / "sp.pt")
+    [entry] = open_checkpoint(tmp_path / "sp.pt").tensors
+    assert entry.storage is None and entry.kind == "sparse_coo"
+    assert entry.bytes == 100 * 4 + 2 * 100 * 8  # values + int64 indices, not 100x100 floats
