@@ -79,7 +79,20 @@ class Scenario:
             fixed_facts, fixed_findings = self.observe(True)
             summary["fixed"] = {"facts": fixed_facts,
                                 "findings": [f.to_json() for f in fixed_findings]}
-        return summary
+        return _plain(summary)
+
+
+def _plain(value: Any) -> Any:
+    """Strict-JSON data: NaN/inf become the strings "nan"/"inf" (JSON has no such numbers)."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 class DemoRun:

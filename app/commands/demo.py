@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.headless or args.json:
         summary = scenario.run_headless()
         if args.json:
-            print(json.dumps(summary, default=str))
+            print(json.dumps(summary, default=str, allow_nan=False))
         else:
             _print_summary(summary)
         return 0
