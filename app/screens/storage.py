@@ -22,11 +22,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, RichLog, Static
 from textual.widgets.option_list import Option
 
+from tensorscope.app.widgets.console_input import ConsoleInput
 from tensorscope.app.widgets.storage_strip import StorageStrip, StripSource, StripView
 from tensorscope.app.widgets.tensor_grid import GridSource, TensorGrid
 
 # Legend colours, one per view of a storage (in the order the views are listed).
 COLOURS = ("#5fafff", "#ffaf5f", "#5fd787", "#ff5f87", "#af87ff", "#ffd75f", "#5fd7d7", "#d787d7")
+
+OVERLAP_LIMIT = 250_000
+"""The legend counts shared cells between views up to this many elements each."""
 
 EXAMPLES: tuple[tuple[str, str], ...] = (
     ("x = torch.arange(12.).reshape(3, 4)", "twelve numbers in one storage, seen as 3 rows of 4"),
@@ -42,8 +46,8 @@ WELCOME = (
     "Every tensor is a window onto a flat block of memory, its storage: element (i, j, …) "
     "reads cell offset + i·stride₀ + j·stride₁ + ….  Views such as a transpose, a slice "
     "or expand() share the storage and only change shape, strides and offset.\n\n"
-    "Type a statement in the console below (torch, nn and F are in scope), or pick an example "
-    "and press Enter to run it. Each tensor you make is drawn as its logical grid beside its "
+    "Type a statement in the console below (torch, nn and F are in scope), or press Tab to reach "
+    "the examples and Enter to run one. Each tensor you make is drawn as its logical grid beside its "
     "storage strip; arrow keys or a click pick an element and light the cell it reads."
 )
 
@@ -67,7 +71,6 @@ class StorageScreen(Screen):
                             border: round $primary-darken-2; border-title-color: $accent; }
     StorageScreen #history { height: 7; border: round $primary-darken-2; border-title-color: $accent;
                              background: $surface; scrollbar-size-vertical: 1; }
-    StorageScreen #console { border: tall $accent; }
     """
 
     AUTO_FOCUS = "#console"
@@ -103,8 +106,9 @@ class StorageScreen(Screen):
                 yield StorageStrip(id="strip")
         yield Static(id="detail")
         yield RichLog(id="history", wrap=True, markup=False, highlight=False, auto_scroll=True)
-        yield Input(placeholder="a statement, e.g.  x = torch.arange(12.).reshape(3, 4)   (Enter runs it)",
-                    id="console")
+        yield ConsoleInput((code for code, _ in EXAMPLES), id="console",
+                           placeholder="a statement, e.g.  x = torch.arange(12.).reshape(3, 4)   "
+                                       "(Enter runs it · ↑↓ history · → completes an example)")
         yield Footer()
 
     @staticmethod
@@ -132,6 +136,7 @@ class StorageScreen(Screen):
         if not source:
             return
         event.input.value = ""
+        self.query_one("#console", ConsoleInput).remember(source)
         self.run_statement(source)
         self.refresh_tensors()
 
@@ -332,7 +337,7 @@ class StorageScreen(Screen):
 
     def _overlaps(self, group: list[str]) -> Text:
         """How the selected tensor's cells overlap each other view of the storage."""
-        from tensorscope.storage import EXACT_ALIAS_LIMIT, aliasing
+        from tensorscope.storage import aliasing
 
         text = Text()
         me = self._tensors[self.selected]
@@ -340,8 +345,8 @@ class StorageScreen(Screen):
             if other == self.selected:
                 continue
             t = self._tensors[other]
-            if max(me.numel(), t.numel()) > EXACT_ALIAS_LIMIT:
-                continue  # exact sets only; the windowed scan is too slow for a keystroke
+            if max(me.numel(), t.numel()) > OVERLAP_LIMIT:
+                continue  # counted exactly only while that stays well under a frame
             result = aliasing(me, t)
             if text:
                 text.append(" · ", style="dim")
@@ -357,6 +362,24 @@ class StorageScreen(Screen):
     def _cell_selected(self, event: TensorGrid.CellSelected) -> None:
         self.query_one("#strip", StorageStrip).set_highlight(event.storage_index)
         self._update_detail(event)
+
+    @on(StorageStrip.CellClicked)
+    def _storage_cell_clicked(self, event: StorageStrip.CellClicked) -> None:
+        """A click on the strip selects the element of the shown tensor that reads the cell."""
+        from tensorscope.storage import element_reading
+
+        if self.selected is None:
+            return
+        position = element_reading(self._tensors[self.selected], event.cell)
+        if position is not None:
+            self.query_one("#grid", TensorGrid).select_position(position)
+            return
+        event.strip.set_highlight(event.cell)
+        text = Text.assemble((f"cell {event.cell}", "bold"), f" is not read by {self.selected}")
+        others = [o for o in self._also_read_by(self.selected, event.cell) if not o.startswith(self.selected + "[")]
+        text.append(("; it is read by " + ", ".join(others)) if others else "; no listed view reads it",
+                    style="dim")
+        self.query_one("#detail", Static).update(text, layout=False)
 
     def _update_detail(self, event: TensorGrid.CellSelected | None) -> None:
         detail = self.query_one("#detail", Static)

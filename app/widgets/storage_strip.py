@@ -14,7 +14,9 @@ from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
 from textual.geometry import Region, Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -53,6 +55,14 @@ class StorageStrip(ScrollView):
     DEFAULT_CSS = """
     StorageStrip { background: $surface; scrollbar-size: 1 1; }
     """
+
+    class CellClicked(Message):
+        """A storage cell was clicked: the screen finds the element that reads it."""
+
+        def __init__(self, strip: "StorageStrip", cell: int) -> None:
+            super().__init__()
+            self.strip = strip
+            self.cell = cell
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -194,3 +204,16 @@ class StorageStrip(ScrollView):
                 segments.append(Segment(" "))
         strip = Strip(segments)
         return strip.crop(sx, sx + width).adjust_cell_length(width).simplify()
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None or self.source is None:
+            return
+        sx, sy = self.scroll_offset
+        x = offset.x + sx - self.index_width
+        column = x // CELL_WIDTH
+        if x < 0 or column >= self.per_row:
+            return
+        cell = ((offset.y + sy) // LINES_PER_ROW) * self.per_row + column
+        if cell < self.source.storage_size:
+            self.post_message(self.CellClicked(self, cell))

@@ -175,3 +175,44 @@ async def test_every_kind_of_tensor_draws() -> None:
         assert "expanded dims [1]" in str(screen.query_one("#grid-facts", Static).content)
         # x and its int32 reinterpretation share one storage, so they are listed together.
         assert any(set(g) == {"x", "xi"} for g in screen._groups)
+
+
+async def test_console_recalls_history_and_completes_examples() -> None:
+    app = make_app(AppContext(), screen="storage")
+    async with app.run_test(size=SIZE) as pilot:
+        await type_statement(pilot, "a = torch.ones(2)")
+        await type_statement(pilot, "b = a[1:]")
+        console = app.screen.query_one("#console", Input)
+        await pilot.press("up")
+        assert console.value == "b = a[1:]"
+        await pilot.press("up", "down")
+        assert console.value == "b = a[1:]"
+        await pilot.press("down")
+        assert console.value == ""
+        await pilot.press("t", " ", "=")
+        await pilot.pause()
+        await pilot.press("right")
+        assert console.value == "t = x.T"
+
+
+async def test_clicking_a_storage_cell_selects_the_element_that_reads_it() -> None:
+    app = make_app(AppContext(statements=list(SYLLABUS)), screen="storage")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        screen.select_tensor("t")
+        await pilot.pause()
+        strip = screen.query_one("#strip", StorageStrip)
+        # Cell 6 sits in storage row 1 (cells 6..11 at this width), first column.
+        per_row = strip.per_row
+        row, column = divmod(6, per_row)
+        await pilot.click(StorageStrip, offset=(strip.index_width + column * 9 + 4, row * 3 + 1))
+        await pilot.pause()
+        grid = screen.query_one("#grid", TensorGrid)
+        assert grid.cursor == (2, 1) and strip.highlight == 6  # t[2, 1] reads cell 6
+        screen.select_tensor("col")
+        await pilot.pause()
+        await pilot.click(StorageStrip, offset=(strip.index_width + 4, 1))  # cell 0
+        await pilot.pause()
+        detail = str(screen.query_one("#detail", Static).content)
+        assert "cell 0 is not read by col" in detail and "x[0, 0]" in detail
