@@ -27,13 +27,16 @@ from torch import nn
 
 from tensorscope.errors import UserError, one_line
 from tensorscope.stats import (
+    HEAD_LEN,
     HIST_BINS,
+    SAMPLE_HEAD_LEN,
     HIST_SAMPLE,
     activation_stats,
     decode_activation,
     describe_output,
     first_float_tensor,
     grad_stats,
+    sample_stats,
 )
 
 ROOT = "(model)"
@@ -108,8 +111,10 @@ class _Pending:
     """What one module produced during the current step (device tensors, not yet fetched)."""
 
     calls: int = 0
-    act: torch.Tensor | None = None
-    """Stats vector of the last call's output."""
+    head: torch.Tensor | None = None
+    """Whole-tensor sums and range of the last call's output (see activation_stats)."""
+    part: torch.Tensor | None = None
+    """The strided sample of that output, reduced for all modules at once at step end."""
     grads: list[torch.Tensor] = field(default_factory=list)
     """Gradient-norm tensors, one per call whose output received a gradient."""
     numel: int = 0
@@ -236,7 +241,7 @@ class HookSet:
                 slot.shape = list(tensor.shape)
                 slot.numel = tensor.numel()
                 slot.dtype = str(tensor.dtype).replace("torch.", "")
-                slot.act = activation_stats(tensor, self.bins, self.sample)
+                slot.head, slot.part = activation_stats(tensor, self.sample)
             if self.grads and tensor.requires_grad:
                 handle = tensor.register_hook(lambda g, _name=name: self._on_grad(_name, g))
                 self._tensor_handles.append(handle)
@@ -263,36 +268,68 @@ class HookSet:
         self.last_error = one_line(exc)
 
     # -- per step ----------------------------------------------------------------------
-    def take(self) -> dict[str, _Pending]:
+    def take(self) -> "StepStats":
         """This step's pending stats (device tensors), clearing them and the output hooks."""
         with self._lock:
             pending, self._pending = self._pending, {}
         self._drop_tensor_hooks()
-        return pending
+        return StepStats(pending, self.bins, self.sample)
 
-    @staticmethod
-    def tensors(pending: dict[str, _Pending]) -> list[torch.Tensor]:
-        """The device tensors of ``pending``, in the order :meth:`decode` reads them."""
-        out: list[torch.Tensor] = []
-        for slot in pending.values():
-            if slot.act is not None:
-                out.append(slot.act)
-            out.extend(slot.grads)
-        return out
 
-    def decode(self, pending: dict[str, _Pending], values: list[list[float]]) -> dict[str, dict[str, Any]]:
-        """Per-module stats dicts from ``pending`` and the fetched ``values`` (same order)."""
-        result: dict[str, dict[str, Any]] = {}
-        it = iter(values)
+class StepStats:
+    """One step's module statistics, still on their devices, reduced in a few batched ops.
+
+    :attr:`tensors` lists what to fetch (three tensors per device: heads, sample counts
+    and histograms, gradient norms); :meth:`decode` turns the fetched values into dicts.
+    """
+
+    def __init__(self, pending: dict[str, _Pending], bins: int, sample: int) -> None:
+        self.pending = pending
+        self.bins = bins
+        self.sample = sample
+        self.tensors: list[torch.Tensor] = []
+        self._layout: list[tuple[list[str], list[str]]] = []
+        by_device: dict[torch.device, tuple[list[str], list[str]]] = {}
         for name, slot in pending.items():
+            if slot.head is not None:
+                by_device.setdefault(slot.head.device, ([], []))[0].append(name)
+            for g in slot.grads:
+                by_device.setdefault(g.device, ([], []))[1].append(name)
+        with torch.no_grad():
+            for device, (act_names, grad_names) in by_device.items():
+                heads = [pending[n].head for n in act_names]
+                parts = [pending[n].part for n in act_names]
+                grads = [g for n in dict.fromkeys(grad_names) for g in pending[n].grads
+                         if g.device == device]
+                empty = torch.zeros(0, device=device)
+                self.tensors.append(torch.stack(heads) if heads else empty)
+                self.tensors.append(sample_stats(parts, bins) if parts else empty)
+                self.tensors.append(torch.cat(grads) if grads else empty)
+                self._layout.append((act_names, [n for n in dict.fromkeys(grad_names)
+                                                 for g in pending[n].grads if g.device == device]))
+
+    def decode(self, values: list[list[float]]) -> dict[str, dict[str, Any]]:
+        """Per-module stats dicts from the fetched ``values`` of :attr:`tensors`."""
+        width_head, width_sample = HEAD_LEN, SAMPLE_HEAD_LEN + self.bins
+        acts: dict[str, list[float]] = {}
+        squares: dict[str, list[float]] = {}
+        for d, (act_names, grad_names) in enumerate(self._layout):
+            heads, samples, grads = values[3 * d], values[3 * d + 1], values[3 * d + 2]
+            for i, name in enumerate(act_names):
+                acts[name] = (heads[i * width_head:(i + 1) * width_head]
+                              + samples[i * width_sample:(i + 1) * width_sample])
+            for name, v in zip(grad_names, grads):
+                squares.setdefault(name, []).append(v)
+        result: dict[str, dict[str, Any]] = {}
+        for name, slot in self.pending.items():
             entry: dict[str, Any] = {"calls": slot.calls, "shape": slot.shape, "dtype": slot.dtype}
-            if slot.act is not None:
-                entry.update(decode_activation(next(it), slot.numel, self.sample))
+            if name in acts:
+                entry.update(decode_activation(acts[name], slot.numel, self.sample))
             if slot.note:
                 entry["note"] = slot.note
-            squares = [next(it)[0] for _ in slot.grads]
+            sq = squares.get(name)
             # A module called twice gets two gradients; their squared norms add up.
-            entry["grad_norm"] = (sum(squares) ** 0.5) if squares else None
+            entry["grad_norm"] = (sum(sq) ** 0.5) if sq else None
             result[name or ROOT] = entry
         return result
 
@@ -310,8 +347,9 @@ def fetch(tensors: list[torch.Tensor]) -> list[list[float]]:
         groups.setdefault(t.device, []).append(i)
     out: list[list[float]] = [[] for _ in tensors]
     for device, idxs in groups.items():
-        parts = [tensors[i].detach().reshape(-1).to(torch.float64) for i in idxs]
-        flat = torch.cat(parts).cpu().tolist() if len(parts) > 1 else parts[0].cpu().tolist()
+        parts = [tensors[i].detach().reshape(-1) for i in idxs]
+        # torch.cat promotes mixed dtypes; float64 keeps counts and sums exact enough.
+        flat = torch.cat(parts).to(torch.float64).cpu().tolist()
         pos = 0
         for i, part in zip(idxs, parts):
             n = part.numel()

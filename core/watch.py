@@ -171,7 +171,7 @@ class WatchSession:
     def _reset_step(self) -> None:
         self._losses: list[torch.Tensor] = []
         self._logged_losses: list[torch.Tensor] = []
-        self._grad_norms: dict[str, torch.Tensor] = {}
+        self._grad_norms: tuple[list[str], list[torch.Tensor]] = ([], [])
         self._clipped: list[torch.Tensor] | None = None
         self._bw_counts: dict[str, int] = {}
         self._carried: list[str] = []
@@ -298,7 +298,7 @@ class WatchSession:
             named = [(n, p.grad) for n, p in self._trainable if p.grad is not None]
             if named:
                 norms = torch._foreach_norm([g.detach() for _, g in named])
-                self._grad_norms = {n: t.reshape(1) for (n, _), t in zip(named, norms)}
+                self._grad_norms = ([n for n, _ in named], list(norms))
         except Exception as exc:
             self._count_error(exc)
         finally:
@@ -368,32 +368,35 @@ class WatchSession:
             if detail and self._pre_weights_taken and self._update_buffers is not None:
                 params = [p.detach() for _, p in self._trainable]
                 weights = torch._foreach_norm(params)
-                update = torch._foreach_norm(torch._foreach_sub(params, self._update_buffers))
+                torch._foreach_sub_(self._update_buffers, params)  # buffers now hold -update
+                update = torch._foreach_norm(self._update_buffers)
         pending = self.hooks.take()
         losses = self._logged_losses or self._losses
+        grad_named, grad_tensors = self._grad_norms
         groups: list[tuple[str, list[torch.Tensor]]] = [
             ("loss", [torch.cat([t.to(losses[0].device) for t in losses]).mean().reshape(1)] if losses else []),
-            ("grad", [self._grad_norms[n] for n in names if n in self._grad_norms]),
-            ("clipped", list(self._clipped or [])),
-            ("weights", list(weights or [])),
-            ("update", list(update or [])),
-            ("modules", HookSet.tensors(pending)),
+            ("grad", _stacked(grad_tensors)),
+            ("clipped", _stacked(self._clipped or [])),
+            ("weights", _stacked(list(weights or []))),
+            ("update", _stacked(list(update or []))),
+            ("modules", pending.tensors),
             ("scale", self._scaler_tensors()),
         ]
         flat = [t for _, ts in groups for t in ts]
         values = fetch(flat)  # the one host sync of this step
         it = iter(values)
         got = {key: [next(it) for _ in ts] for key, ts in groups}
+        for key in ("grad", "clipped", "weights", "update"):
+            got[key] = [v for part in got[key] for v in part]  # one flat list per group
 
         loss = got["loss"][0][0] if got["loss"] else None
-        grad_named = [n for n in names if n in self._grad_norms]
-        gnorm = {n: v[0] for n, v in zip(grad_named, got["grad"])}
+        gnorm = dict(zip(grad_named, got["grad"]))
         scale_vals = got["scale"]
         scale = scale_vals[0][0] if scale_vals else None
         if scale:
             gnorm = {n: v / scale for n, v in gnorm.items()}  # backward-time grads are scaled
         total = sum(v * v for v in gnorm.values()) ** 0.5 if gnorm else None
-        clipped_vals = [v[0] for v in got["clipped"]]
+        clipped_vals = got["clipped"]
         clipped = sum(v * v for v in clipped_vals) ** 0.5 if clipped_vals else None
         grad_norm_clipped = clipped if (clipped is not None and total is not None
                                         and abs(clipped - total) > 1e-6 * max(1.0, total)) else None
@@ -409,9 +412,9 @@ class WatchSession:
         unchanged: list[str] = []
         if got["weights"]:
             for n, w, u in zip(names, got["weights"], got["update"]):
-                params[n]["weight_norm"] = w[0]
-                params[n]["update_ratio"] = u[0] / w[0] if w[0] else None
-                if u[0] == 0.0:
+                params[n]["weight_norm"] = w
+                params[n]["update_ratio"] = u / w if w else None
+                if u == 0.0:
                     unchanged.append(n)
 
         step_time = now - self._prev_end
@@ -445,7 +448,7 @@ class WatchSession:
             compute_time_s=(now - first) if first is not None else None,
             memory=memory_snapshot(device),
             amp=amp,
-            modules=self.hooks.decode(pending, got["modules"]),
+            modules=pending.decode(got["modules"]),
             params=params,
             signals={
                 "grad_carried_over": list(self._carried),
@@ -478,6 +481,16 @@ class WatchSession:
             return []
         held = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
         return [n for n, p in self._trainable if id(p) not in held]
+
+
+def _stacked(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """One stacked tensor when all are on one device (one fetch part), else as they are."""
+    if not tensors:
+        return []
+    device = tensors[0].device
+    if all(t.device == device for t in tensors):
+        return [torch.stack(tensors).reshape(-1)]
+    return [t.reshape(-1) for t in tensors]
 
 
 @contextmanager
