@@ -173,3 +173,41 @@ async def test_big_graph_opens_collapsed() -> None:
         assert len(screen.graph.nodes) > 300
         assert len(screen.view.nodes) <= 120
         assert screen.query_one(GraphCanvas).layout_shown is not None
+
+
+async def test_inplace_change_is_diagnosed_on_open() -> None:
+    x = torch.randn(3, requires_grad=True)
+    h = x * 2
+    y = h.sin().sum()
+    h.add_(1)
+    app = make_app(AppContext(graph_roots={"y": y}, namespace={"x": x, "h": h}), screen="graph")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        banner = app.screen.query_one("#graph-banner", Static)
+        text = text_of(banner)
+        assert "SinBackward0" in text and "version 0" in text and "now at version 1" in text
+        await pilot.press("b")
+        await settle(app, pilot)
+        assert "inplace operation" in text_of(banner) and "out-of-place" in text_of(banner)
+
+
+async def test_zoom_levels_relayout_and_click_selects() -> None:
+    prog = arithmetic()
+    app = make_app(AppContext(graph_roots={"y": prog["y"]}, namespace=dict(prog)), screen="graph")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        canvas = screen.query_one(GraphCanvas)
+        detail = canvas.layout_shown
+        assert detail.zoom == "detail" and all(b.h >= 3 for b in detail.boxes)
+        await pilot.press("z")
+        await settle(app, pilot)
+        compact = canvas.layout_shown
+        assert compact.zoom == "compact" and all(b.h == 1 for b in compact.boxes)
+        assert compact.height < detail.height
+        box = next(b for b in compact.boxes if b.kind == "leaf")
+        canvas.scroll_to(0, 0, animate=False)
+        await pilot.pause()
+        await pilot.click(GraphCanvas, offset=(box.x + 1, box.y))
+        await pilot.pause()
+        assert screen.selected_node == box.node_id
