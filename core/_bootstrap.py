@@ -13,6 +13,9 @@ import os
 import runpy
 import sys
 
+ENV_DETAIL = "TENSORSCOPE_DETAIL"
+"""How much the child measures: "steps", "sampled" (default) or "full" (core/runner.py)."""
+
 
 def main(argv: list[str]) -> int:
     from tensorscope.runner import Instrumentation, format_script_traceback
@@ -26,7 +29,7 @@ def main(argv: list[str]) -> int:
     sys.path[0] = os.path.dirname(script_path)
     emit({"type": "run", "script": script, "argv": args, "pid": os.getpid(),
           "python": sys.version.split()[0]})
-    instr = Instrumentation(script_path, emit)
+    instr = Instrumentation(script_path, emit, detail=os.environ.get(ENV_DETAIL, "sampled"))
     instr.install()
     code = 0
     try:

@@ -22,6 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", metavar="FILE", help="write every step as JSON Lines to FILE")
     parser.add_argument("--json", action="store_true",
                         help="print a one-line JSON summary (steps, exit_code, findings) last")
+    parser.add_argument("--detail", choices=("steps", "sampled", "full"), default="sampled",
+                        help="steps: step-level facts only; sampled (default): plus per-module "
+                             "statistics every 25 steps; full: per-module statistics every step")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     script_args = list(args.extra)
     if args.headless or args.json:
         return _headless(script, script_args, args)
-    source = LiveRun(script, script_args, record=args.record, capture_output=True).start()
+    source = LiveRun(script, script_args, record=args.record, capture_output=True,
+                     detail=args.detail).start()
     from tensorscope.app.app import make_app
     from tensorscope.app.context import AppContext
 
@@ -69,7 +73,8 @@ def _relay(source, shown: int) -> int:
 def _headless(script: str, script_args: list[str], args: argparse.Namespace) -> int:
     from tensorscope.runsource import LiveRun
 
-    source = LiveRun(script, script_args, record=args.record, capture_output=False).start()
+    source = LiveRun(script, script_args, record=args.record, capture_output=False,
+                     detail=args.detail).start()
     # Ctrl-C goes to the whole process group: the script decides what it means; we wait.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
