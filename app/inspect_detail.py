@@ -51,7 +51,7 @@ def node_detail(ckpt: Any, node: Any, diff_row: Any | None = None) -> Any:
         rows.append(("format", report.FORMATS.get(ckpt.format, ckpt.format)))
     storages = {t.storage for t in under if t.storage}
     rows.append(("storages", str(len(storages))))
-    hint = Text("\n↑/↓ move through the keys, → / Enter open a branch; the tabs above hold the "
+    hint = Text("\n↑/↓ move through the keys, Enter or space opens/closes a branch; the tabs above hold the "
                 "optimizer state, metadata and totals.", style="dim")
     return Group(Text(node.key or node.name, style="bold"), _facts(rows), hint)
 

@@ -107,7 +107,8 @@ def shared_table(ckpt: Any) -> Table | None:
     return table
 
 
-def optimizer_tables(ckpt: Any) -> list[Any]:
+def optimizer_tables(ckpt: Any, limit: int | None = None) -> list[Any]:
+    """One block per optimizer; ``limit`` caps the parameter rows (the TUI's panel)."""
     out: list[Any] = []
     for opt in ckpt.optimizers:
         title = f"{opt.kind} state at '{opt.key}'" if opt.key else f"{opt.kind} state (the whole file)"
@@ -123,7 +124,8 @@ def optimizer_tables(ckpt: Any) -> list[Any]:
         table.add_column("parameter", overflow="fold")
         table.add_column("step", justify="right")
         table.add_column("state (shape · L2 norm)", overflow="fold")
-        for p in opt.params:
+        shown = opt.params if limit is None else opt.params[:limit]
+        for p in shown:
             state = Text()
             for i, m in enumerate(p.moments):
                 if i:
@@ -136,6 +138,9 @@ def optimizer_tables(ckpt: Any) -> list[Any]:
                           number(p.step) if p.step is not None else "—", state)
         if not opt.params:
             table.caption = "no per-parameter state (the optimizer has not stepped, or keeps none)"
+        elif len(shown) < len(opt.params):
+            table.caption = (f"first {len(shown)} of {len(opt.params)} parameters; select a tensor for its own "
+                             "state, or run tensorscope inspect FILE --json for all")
         out.append(Group(Text(title, style="bold"), groups, table))
     return out
 

@@ -18,6 +18,7 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Iterator
 
 from tensorscope.ckpt_load import Loaded, load_file
@@ -114,17 +115,18 @@ class Checkpoint:
     """Dotted key -> the loaded tensor (memory-mapped where the format allows)."""
 
     def tensor(self, key: str) -> TensorEntry | None:
-        return self._by_key().get(key)
-
-    def _by_key(self) -> dict[str, TensorEntry]:
-        cache = self.__dict__.get("_key_cache")
-        if cache is None:
-            cache = {t.key: t for t in self.tensors}
-            self.__dict__["_key_cache"] = cache
-        return cache
+        return self._tensors_by_key.get(key)
 
     def storage(self, sid: str | None) -> StorageInfo | None:
-        return next((s for s in self.storages if s.id == sid), None)
+        return self._storages_by_id.get(sid) if sid is not None else None
+
+    @cached_property
+    def _tensors_by_key(self) -> dict[str, TensorEntry]:
+        return {t.key: t for t in self.tensors}
+
+    @cached_property
+    def _storages_by_id(self) -> dict[str, StorageInfo]:
+        return {s.id: s for s in self.storages}
 
     def totals_by_dtype(self) -> dict[str, dict[str, int]]:
         return _totals(self, lambda t: t.dtype)

@@ -19,7 +19,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane, Tree
@@ -92,6 +92,10 @@ class InspectScreen(Screen):
         self.ckpts: list[Any] = []
         self.diff: Any | None = None
         self._diff_rows: dict[str, Any] = {}
+        self._shared: set[str] = set()
+        self._optimizer_keys: list[str] = []
+        self._expand_all = False
+        self._populated: set[int] = set()
         # Set to drop a diff still being computed (a new file was asked for, or we left).
         self._cancel = threading.Event()
 
@@ -225,27 +229,56 @@ class InspectScreen(Screen):
         tree.border_title = "keys of A (tree marks the diff)" if self.diff else "keys"
         tree.root.set_label(Text(ckpt.root.name, style="bold"))
         tree.root.data = ckpt.root
-        shared = {s.id for s in ckpt.storages if len(s.keys) > 1}
-        # Small files open fully; big ones two levels deep (a 10k-key tree stays quick to scan).
-        expand_all = sum(1 for _ in ckpt.root.walk()) <= 300
-        optimizer_keys = [o.key for o in ckpt.optimizers]
-        stack = [(tree.root, child) for child in reversed(ckpt.root.children)]
-        # Iterative, like the core's walk: a deep file cannot overflow the stack here either.
-        while stack:
-            parent, node = stack.pop()
-            label = self._label(ckpt, node, shared)
-            if node.children:
-                depth = node.key.count(".")
-                # An optimizer's insides (numbered state, hyperparameters) start folded: the
-                # Optimizer tab shows them better.
-                inside_optimizer = any(o == "" or node.key.startswith(o + ".") for o in optimizer_keys)
-                branch = parent.add(label, data=node,
-                                    expand=not inside_optimizer and (expand_all or depth < 2))
-                stack.extend((branch, child) for child in reversed(node.children))
-            else:
-                parent.add_leaf(label, data=node)
+        self._shared = {s.id for s in ckpt.storages if len(s.keys) > 1}
+        self._optimizer_keys = [o.key for o in ckpt.optimizers]
+        # Small files open fully; big ones only their top level. Branches get their children
+        # when first opened, so a 20k-key file costs what is on screen, not the whole tree.
+        self._expand_all = sum(1 for _ in ckpt.root.walk()) <= 300
+        self._populated: set[int] = set()
+        self._populate(tree.root)
         tree.root.expand()
         tree.move_cursor(tree.root)
+
+    def _opens_at_start(self, node: Any) -> bool:
+        # An optimizer's insides (numbered state, hyperparameters) start folded: the
+        # Optimizer tab shows them better.
+        if any(o == "" or node.key.startswith(o + ".") for o in self._optimizer_keys):
+            return False
+        return self._expand_all or node.key.count(".") < 1
+
+    def _populate(self, start: Any) -> None:
+        """Add the children of ``start`` (and of those that open at start), iteratively."""
+        ckpt = self.ckpts[0]
+        stack = [start]
+        while stack:
+            branch = stack.pop()
+            if id(branch) in self._populated:
+                continue
+            self._populated.add(id(branch))
+            for node in branch.data.children:
+                label = self._label(ckpt, node, self._shared)
+                if node.children:
+                    child = branch.add(label, data=node, allow_expand=True)
+                    if self._opens_at_start(node):
+                        stack.append(child)
+                        child.expand()
+                else:
+                    branch.add_leaf(label, data=node)
+
+    @on(Tree.NodeExpanded, "#inspect-tree")
+    def _expanded(self, event: Tree.NodeExpanded) -> None:
+        if event.node.data is not None and self.ckpts and id(event.node) not in self._populated:
+            self._populate_one(event.node)
+
+    def _populate_one(self, branch: Any) -> None:
+        ckpt = self.ckpts[0]
+        self._populated.add(id(branch))
+        for node in branch.data.children:
+            label = self._label(ckpt, node, self._shared)
+            if node.children:
+                branch.add(label, data=node, allow_expand=True)
+            else:
+                branch.add_leaf(label, data=node)
 
     def _label(self, ckpt: Any, node: Any, shared: set[str]) -> Text:
         text = Text(node.name, style="bold" if node.kind == "tensor" else "")
@@ -268,7 +301,7 @@ class InspectScreen(Screen):
 
     def _fill_tabs(self, ckpt: Any) -> None:
         tabs = self.query_one(TabbedContent)
-        optimizer = report.optimizer_tables(ckpt)
+        optimizer = report.optimizer_tables(ckpt, limit=300)
         self.query_one("#inspect-optimizer", Static).update(Group(*optimizer) if optimizer else "")
         (tabs.show_tab if optimizer else tabs.hide_tab)("tab-optimizer")
         parts = [p for p in (report.metadata_table(ckpt), report.shared_table(ckpt)) if p is not None]

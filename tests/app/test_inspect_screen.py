@@ -138,3 +138,20 @@ async def test_malicious_file_refused_in_place_and_not_run(tmp_path) -> None:
         assert "--trust" in _text(app.screen.query_one("#inspect-error", Static))
         assert not marker.exists()
         assert app.screen.query_one("#inspect-path", Input)  # still usable: type another path
+
+
+async def test_big_file_branches_fill_when_opened(tmp_path) -> None:
+    import torch
+
+    torch.save({"model": {f"layer{i}.weight": torch.zeros(1) for i in range(400)}}, tmp_path / "big.pt")
+    app = make_app(AppContext(checkpoints=[str(tmp_path / "big.pt")]), screen="inspect")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        tree = app.screen.query_one("#inspect-tree", Tree)
+        layer = _find(tree, "model.layer7")
+        assert not layer.is_expanded and not layer.children  # not built until opened
+        tree.move_cursor(layer)
+        await pilot.press("space")
+        await pilot.pause()
+        assert [c.data.key for c in layer.children] == ["model.layer7.weight"]
