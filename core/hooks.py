@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -130,8 +131,8 @@ class HookSet:
 
         hooks = HookSet(model, "encoder.layers.*").attach()
         loss = model(x).sum(); loss.backward()
-        pending = hooks.take()                 # device tensors of this step
-        values = fetch([t for t in flatten(pending)])   # one host sync
+        step = hooks.take()                          # device tensors of this step
+        stats = step.decode(fetch(step.tensors))     # one host sync -> {path: {...}}
         hooks.detach()
 
     ``recording`` switches the stats off between detail steps without removing hooks.
@@ -156,6 +157,8 @@ class HookSet:
         self._module_handles: dict[str, Any] = {}
         self._tensor_handles: list[Any] = []
         self._pending: dict[str, _Pending] = {}
+        self._seen: dict[int, tuple[Any, int, torch.Tensor, torch.Tensor, list[str] | None]] = {}
+        """Outputs already reduced this step, by id: (weakref, version, head, part, grad names)."""
 
     # -- selection ---------------------------------------------------------------------
     @property
@@ -218,6 +221,7 @@ class HookSet:
         self._drop_tensor_hooks()
         with self._lock:
             self._pending.clear()
+            self._seen = {}
 
     def _drop_tensor_hooks(self) -> None:
         handles, self._tensor_handles = self._tensor_handles, []
@@ -241,22 +245,34 @@ class HookSet:
                 slot.shape = list(tensor.shape)
                 slot.numel = tensor.numel()
                 slot.dtype = str(tensor.dtype).replace("torch.", "")
+                # A container often returns its last child's output unchanged (a
+                # TransformerEncoderLayer returns norm2's tensor): same object, same version
+                # means same values, so reuse the stats and share the gradient hook.
+                seen = self._seen.get(id(tensor))
+                if seen is not None and seen[0]() is tensor and seen[1] == tensor._version:
+                    slot.head, slot.part = seen[2], seen[3]
+                    if seen[4] is not None:
+                        seen[4].append(name)
+                    return
                 slot.head, slot.part = activation_stats(tensor, self.sample)
-            if self.grads and tensor.requires_grad:
-                handle = tensor.register_hook(lambda g, _name=name: self._on_grad(_name, g))
+                names = [name] if self.grads and tensor.requires_grad else None
+                self._seen[id(tensor)] = (weakref.ref(tensor), tensor._version, slot.head, slot.part, names)
+            if names is not None:
+                handle = tensor.register_hook(lambda g, _names=names: self._on_grad(_names, g))
                 self._tensor_handles.append(handle)
         except Exception as exc:  # tensorscope's own failure: count it, never raise it
             self._count_error(exc)
         finally:
             self.overhead_s += time.thread_time() - start
 
-    def _on_grad(self, name: str, grad: torch.Tensor | None) -> None:
+    def _on_grad(self, names: list[str], grad: torch.Tensor | None) -> None:
         start = time.thread_time()
         try:
             if grad is not None:
                 norm = grad_stats(grad)
                 with self._lock:
-                    self._pending.setdefault(name, _Pending()).grads.append(norm)
+                    for name in names:
+                        self._pending.setdefault(name, _Pending()).grads.append(norm)
         except Exception as exc:
             self._count_error(exc)
         finally:
@@ -272,6 +288,7 @@ class HookSet:
         """This step's pending stats (device tensors), clearing them and the output hooks."""
         with self._lock:
             pending, self._pending = self._pending, {}
+            self._seen = {}
         self._drop_tensor_hooks()
         return StepStats(pending, self.bins, self.sample)
 

@@ -42,6 +42,10 @@ from tensorscope.errors import UserError, one_line
 from tensorscope.hooks import HookSet, fetch
 from tensorscope.telemetry import StepRecord, memory_snapshot
 
+UPDATE_SAMPLE = 1 << 16
+"""Parameters larger than this many elements get their update-to-weight ratio from a strided
+sample of this size: the copy of the weights taken before each detail step stays bounded."""
+
 MAX_RECORDS = 10_000
 """``session.records`` keeps at most this many recent steps (bounded memory)."""
 
@@ -83,6 +87,7 @@ class WatchSession:
         self._prev_end = time.perf_counter()
         self._prev_scale: float | None = None
         self._update_buffers: list[torch.Tensor] | None = None
+        self._update_sampled = False
         self._callback_queued = False
         self._reset_step()
         self._mark_grads()
@@ -229,7 +234,7 @@ class WatchSession:
             if first is not None and first.dim() > 0:
                 self._batch += int(first.shape[0])
             kind = first.device.type if first is not None else "cpu"
-            if torch.is_autocast_enabled(kind):
+            if kind in ("cpu", "cuda", "mps", "xpu") and torch.is_autocast_enabled(kind):
                 self._autocast = str(torch.get_autocast_dtype(kind)).replace("torch.", "")
 
     def _on_root_forward(self, module: nn.Module, args: Any, output: Any) -> None:
@@ -324,11 +329,26 @@ class WatchSession:
             # script clipped (or unscaled) in between.
             self._clipped = list(torch._foreach_norm(grads)) if grads else []
             if self.hooks.recording and self._trainable:
-                params = [p.detach() for _, p in self._trainable]
+                views = self._update_views()
                 if self._update_buffers is None:
-                    self._update_buffers = [torch.empty_like(p) for p in params]
-                torch._foreach_copy_(self._update_buffers, params)
+                    self._update_buffers = [torch.empty_like(v) for v in views]
+                torch._foreach_copy_(self._update_buffers, views)
                 self._pre_weights_taken = True
+
+    def _update_views(self) -> list[torch.Tensor]:
+        """What the update ratio compares: each parameter, or a strided view of at most
+        UPDATE_SAMPLE of its elements (so the copy taken before the step stays bounded)."""
+        views = []
+        sampled = False
+        for _, p in self._trainable:
+            data = p.detach()
+            n = data.numel()
+            if n > UPDATE_SAMPLE and data.is_contiguous():
+                data = data.view(-1)[:: -(-n // UPDATE_SAMPLE)]
+                sampled = True
+            views.append(data)
+        self._update_sampled = sampled
+        return views
 
     def _on_opt_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if optimizer is not self.optimizer:
@@ -368,8 +388,14 @@ class WatchSession:
             if detail and self._pre_weights_taken and self._update_buffers is not None:
                 params = [p.detach() for _, p in self._trainable]
                 weights = torch._foreach_norm(params)
-                torch._foreach_sub_(self._update_buffers, params)  # buffers now hold -update
+                views = self._update_views()
+                torch._foreach_sub_(self._update_buffers, views)  # buffers now hold -update
                 update = torch._foreach_norm(self._update_buffers)
+                if self._update_sampled:
+                    # update/weight over the same sampled elements
+                    sampled_w = torch._foreach_norm(views)
+                    update = torch._foreach_div(update, torch._foreach_clamp_min(sampled_w, 1e-30))
+                    update = torch._foreach_mul(update, weights)  # ratio x full norm: decoded as ratio
         pending = self.hooks.take()
         losses = self._logged_losses or self._losses
         grad_named, grad_tensors = self._grad_norms
