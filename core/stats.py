@@ -1,14 +1,19 @@
 """Statistics of one tensor, reduced on the tensor's own device into one small vector.
 
-Hooks call :func:`activation_stats` and :func:`grad_stats`; both return a float32 tensor on
-the input's device and never read a value back to the host, so a hook costs a few kernel
-launches and no synchronisation. :func:`decode_activation` turns the fetched list of floats
-back into a plain dict once per step.
+Hooks call :func:`activation_stats` and :func:`grad_stats`; both return a tensor on the
+input's device and never read a value back to the host, so a hook costs a handful of kernel
+launches and no synchronisation. The arithmetic that turns sums into means happens on the
+host in :func:`decode_activation`, once per step, after the one fetch.
 
-The numbers are torch's own: ``mean`` is ``x.mean()``, ``std`` is ``x.std()`` (unbiased),
-``abs_max`` is ``x.abs().max()``, ``zero_frac`` is ``(x == 0).float().mean()``, ``nonfinite``
-is ``(~x.isfinite()).sum()``, computed over the whole tensor in float32 (float64 stays
-float64 until the final cast). Only the histogram is drawn from a bounded, strided sample.
+Over the whole tensor (exact, reduced in float32, float64 stays float64): ``mean``,
+``std`` (unbiased, from the sum and sum of squares), ``min``, ``max``, ``abs_max`` and whether
+any element is non-finite. Over a strided sample of at most ``sample`` elements (the whole
+tensor when it is smaller — then these are exact too): ``zero_frac``, the ``nonfinite``
+count (scaled up to the whole tensor, at least 1 when any element is non-finite) and the
+histogram. Counting over millions of elements costs far more than summing them on CPU, so
+this split keeps a hook cheap; ``sampled`` tells how many elements the estimates used. The
+samples of all modules are reduced together at the end of the step (:func:`sample_stats`),
+a dozen kernel launches for the whole model instead of a dozen per module.
 """
 
 from __future__ import annotations
@@ -21,71 +26,122 @@ HIST_BINS = 24
 """Bins of every activation histogram (fixed, so records stay small and comparable)."""
 
 HIST_SAMPLE = 4096
-"""At most this many elements feed a histogram: a strided sample of the tensor."""
+"""At most this many elements feed the histogram, the zero fraction and the non-finite count."""
 
-# Layout of the vector activation_stats returns; decode_activation reads the same order.
-_FIELDS = ("mean", "std", "abs_max", "zero_frac", "nonfinite", "min", "max", "numel")
-ACT_LEN = len(_FIELDS) + HIST_BINS
+# Layout of what decode_activation reads: the whole-tensor head from activation_stats,
+# then the sample head and histogram that sample_stats computes for all modules at once.
+_HEAD = ("sum", "sumsq", "min", "max")
+_SAMPLE_HEAD = ("zeros", "finite", "hist_lo", "hist_hi")
+HEAD_LEN = len(_HEAD)
+SAMPLE_HEAD_LEN = len(_SAMPLE_HEAD)
 
 
-def activation_stats(x: torch.Tensor, bins: int = HIST_BINS, sample: int = HIST_SAMPLE) -> torch.Tensor:
-    """Mean, std, abs-max, fraction of zeros, non-finite count, range and histogram of ``x``.
+def sample_stride(n: int, sample: int = HIST_SAMPLE) -> int:
+    """Stride of the strided sample of an ``n``-element tensor (1: every element)."""
+    return max(1, -(-n // sample))
 
-    ``x`` must be a floating tensor; it is read, never modified, and no host sync happens.
+
+def activation_stats(x: torch.Tensor, sample: int = HIST_SAMPLE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole-tensor (sum, sum of squares, min, max) and a strided sample copy of ``x``.
+
+    Both stay on ``x``'s device; ``x`` is read, never modified. The sample is a copy so a
+    later in-place op on ``x`` cannot change it; :func:`sample_stats` reduces the samples
+    of every module together at the end of the step.
+    """
+    # x.detach() is enough to keep autograd out; a no_grad block per hook costs more.
+    flat = x.detach().reshape(-1)
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()  # half/bf16/fp8: reduce in float32
+    if flat.numel() == 0:
+        return torch.zeros(HEAD_LEN, device=flat.device), flat.float()
+    lo, hi = torch.aminmax(flat)
+    head = torch.stack([flat.sum(), torch.dot(flat, flat), lo, hi])
+    part = flat[:: sample_stride(flat.numel(), sample)].clone()
+    if head.dtype != torch.float32:
+        head, part = head.float(), part.float()
+    return head, part
+
+
+def sample_stats(parts: list[torch.Tensor], bins: int = HIST_BINS) -> torch.Tensor:
+    """Zeros, finite count, histogram range and histogram of each sample, batched.
+
+    Returns a (len(parts), 4 + bins) tensor on the samples' device. Rows are padded with
+    NaN (not counted as finite; the host subtracts the padding). Histograms span each row's
+    finite range; non-finite values fall in no bin. No host sync.
     """
     with torch.no_grad():
-        flat = x.detach().reshape(-1)
-        if flat.dtype not in (torch.float32, torch.float64):
-            flat = flat.float()  # half/bf16/fp8: reduce in float32 as lovely-tensors does
-        n = flat.numel()
-        if n == 0:
-            out = torch.full((len(_FIELDS) + bins,), float("nan"), dtype=torch.float32, device=flat.device)
-            out[len(_FIELDS) - 1] = 0.0
-            out[len(_FIELDS):] = 0.0
-            return out
-        if n > 1:
-            var, mean = torch.var_mean(flat)
-            std = var.sqrt()
-        else:
-            mean = flat.mean()
-            std = torch.full_like(mean, float("nan"))  # what x.std() gives for one element
-        lo, hi = torch.aminmax(flat)
-        abs_max = torch.maximum(hi.abs(), lo.abs())
-        nonzero = torch.count_nonzero(flat)
-        finite = torch.count_nonzero(torch.isfinite(flat))
-        stride = max(1, -(-n // sample))
-        part = flat[::stride]
-        # NaN in the data makes lo/hi NaN; nan_to_num keeps the binning defined (it then
-        # counts what it can) while mean/std/abs_max still report the NaN honestly.
-        lo_f = torch.nan_to_num(lo, nan=0.0, posinf=0.0, neginf=0.0)
-        hi_f = torch.nan_to_num(hi, nan=0.0, posinf=0.0, neginf=0.0)
-        span = (hi_f - lo_f).clamp_min(1e-30)
-        idx = ((part - lo_f) * (bins / span)).nan_to_num_(0.0, 0.0, 0.0).clamp_(0, bins - 1).long()
-        hist = torch.zeros(bins, dtype=torch.float32, device=flat.device)
-        hist.scatter_add_(0, idx, torch.ones_like(idx, dtype=torch.float32))
-        head = torch.stack([
-            mean, std, abs_max,
-            (n - nonzero) / n,
-            (n - finite).to(mean.dtype),
-            lo, hi,
-            torch.full_like(mean, float(n)),
-        ]).float()
-        return torch.cat([head, hist])
+        rows = torch.nn.utils.rnn.pad_sequence(parts, batch_first=True, padding_value=float("nan"))
+        m, width = rows.shape
+        if width == 0:  # only empty outputs this step
+            return torch.zeros(m, SAMPLE_HEAD_LEN + bins, device=rows.device)
+        finite_mask = torch.isfinite(rows)
+        zeros = (rows == 0).sum(1)
+        finite = finite_mask.sum(1)
+        inf = torch.tensor(float("inf"), device=rows.device)
+        lo = torch.where(finite_mask, rows, inf).amin(1)
+        hi = torch.where(finite_mask, rows, -inf).amax(1)
+        lo = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo))  # rows with no finite value
+        hi = torch.where(torch.isfinite(hi), hi, torch.zeros_like(hi))
+        span = (hi - lo).clamp_min(1e-30)
+        idx = ((rows - lo[:, None]) * (bins / span[:, None])).nan_to_num_(0.0, 0.0, 0.0)
+        idx = idx.clamp_(0, bins - 1).long()
+        idx = torch.where(finite_mask, idx, bins)  # a spare bin collects NaN/Inf and padding
+        idx += torch.arange(m, device=rows.device)[:, None] * (bins + 1)
+        hist = torch.zeros(m * (bins + 1), device=rows.device).scatter_add_(
+            0, idx.reshape(-1), torch.ones(m * width, device=rows.device))
+        hist = hist.reshape(m, bins + 1)[:, :bins]
+        head = torch.stack([zeros.float(), finite.float(), lo, hi], dim=1)
+        return torch.cat([head, hist], dim=1)
 
 
 def grad_stats(g: torch.Tensor) -> torch.Tensor:
-    """The L2 norm of a gradient, as a one-element float32 tensor on its device."""
-    with torch.no_grad():
-        return torch.linalg.vector_norm(g.detach().float()).reshape(1)
+    """The squared L2 norm of a gradient, as a one-element tensor on its device."""
+    flat = g.detach().reshape(-1)
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()
+    return torch.dot(flat, flat).reshape(1)
 
 
-def decode_activation(values: list[float]) -> dict[str, Any]:
-    """The dict form of one :func:`activation_stats` vector (plain floats)."""
-    head = dict(zip(_FIELDS, values[: len(_FIELDS)]))
-    head["nonfinite"] = int(head["nonfinite"]) if head["nonfinite"] == head["nonfinite"] else None
-    head["numel"] = int(head["numel"])
-    head["hist"] = [int(v) for v in values[len(_FIELDS):]]
-    return head
+def decode_activation(values: list[float], numel: int, sample: int = HIST_SAMPLE) -> dict[str, Any]:
+    """The dict form of one :func:`activation_stats` vector for an ``numel``-element tensor."""
+    head = dict(zip(_HEAD + _SAMPLE_HEAD, values[: HEAD_LEN + SAMPLE_HEAD_LEN]))
+    hist = [int(v) for v in values[HEAD_LEN + SAMPLE_HEAD_LEN:]]
+    if numel == 0:
+        return {"numel": 0, "mean": None, "std": None, "min": None, "max": None, "abs_max": None,
+                "zero_frac": None, "nonfinite": 0, "sampled": 0, "hist": hist, "hist_range": None}
+    stride = sample_stride(numel, sample)
+    m = -(-numel // stride)  # elements in the strided sample
+    lo, hi = head["min"], head["max"]
+    any_bad = not (_finite(lo) and _finite(hi))
+    mean = head["sum"] / numel
+    if numel > 1 and _finite(head["sumsq"]) and _finite(mean):
+        var = max(0.0, (head["sumsq"] - head["sum"] * mean) / (numel - 1))
+        std = var ** 0.5
+    else:
+        std = float("nan")
+    bad_in_sample = m - int(head["finite"])
+    nonfinite = bad_in_sample * stride if stride > 1 else bad_in_sample
+    if any_bad:
+        nonfinite = max(1, min(numel, nonfinite))
+    else:
+        nonfinite = 0
+    return {
+        "numel": numel,
+        "mean": mean,
+        "std": std,
+        "min": lo,
+        "max": hi,
+        "abs_max": max(abs(lo), abs(hi)) if not (lo != lo or hi != hi) else float("nan"),
+        "zero_frac": head["zeros"] / m,
+        "nonfinite": nonfinite,
+        "sampled": m,
+        "hist": hist,
+        "hist_range": [head["hist_lo"], head["hist_hi"]],
+    }
+
+
+def _finite(v: float) -> bool:
+    return v == v and v not in (float("inf"), float("-inf"))
 
 
 def first_float_tensor(value: Any) -> torch.Tensor | None:

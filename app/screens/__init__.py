@@ -30,6 +30,8 @@ class ScreenEntry:
 REGISTRY: tuple[ScreenEntry, ...] = (
     ScreenEntry("storage", "Storage", "s", "tensorscope.app.screens.storage:StorageScreen",
                 "tensors as views over flat storage: strides, offsets, aliasing"),
+    ScreenEntry("model", "Model", "m", "tensorscope.app.screens.model:ModelScreen",
+                "modules, parameters, buffers; live hook stats while the model trains"),
     ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
                 "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
 )
