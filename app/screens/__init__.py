@@ -42,6 +42,8 @@ REGISTRY: tuple[ScreenEntry, ...] = (
                 "Checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
     ScreenEntry("model", "Model", "m", "tensorscope.app.screens.model:ModelScreen",
                 "modules, parameters, buffers; live hook stats while the model trains"),
+    ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
+                "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
 )
 
 

@@ -9,6 +9,7 @@ should go on or stop before quitting.
 from __future__ import annotations
 
 import os
+import time
 
 from rich.text import Text
 from textual import on
@@ -21,6 +22,9 @@ from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBa
 from tensorscope.app.widgets.chart import LineChart, Series, fmt
 
 POLL_S = 0.1
+"""How often the screen asks the run for a snapshot (10 Hz: well under the 20 Hz cap)."""
+CHART_EVERY_S = 0.5
+"""The least time between two chart redraws while a run streams."""
 
 
 class QuitRunScreen(ModalScreen[str]):
@@ -78,6 +82,9 @@ class TrainingScreen(Screen):
         super().__init__()
         self._seen = 0
         self._version = -1
+        self._drawn_at = 0.0
+        self._train_steps = 0
+        self._state = ""
         self._series = {
             "loss": Series("train", "cyan"), "eval": Series("eval", "yellow"),
             "grad": Series("grad norm", "magenta"), "sps": Series("samples/s", "green"),
@@ -159,8 +166,14 @@ class TrainingScreen(Screen):
     def _poll(self) -> None:
         snap = self.app.context.run.snapshot()
         if snap.version == self._version:
-            self._status(snap)  # the clock still moves (ETA, elapsed)
             return
+        now = time.monotonic()
+        # Charts redraw at most CHART_EVERY_S apart (state changes show at once): a fast run
+        # must not starve the keyboard of the UI thread.
+        if (now - self._drawn_at < CHART_EVERY_S and snap.state == self._state
+                and not snap.finished):
+            return
+        self._drawn_at, self._state = now, snap.state
         self._version = snap.version
         with self.app.batch_update():
             self._ingest(snap)
@@ -175,6 +188,7 @@ class TrainingScreen(Screen):
         self._seen = len(records)
         s = self._series
         for r in new:
+            self._train_steps += r.phase == "train"
             if r.phase == "eval":
                 s["eval"].append(r.step, r.loss)
                 continue
@@ -219,9 +233,7 @@ class TrainingScreen(Screen):
         amp.marker_label = "skipped"
 
     def _status(self, snap) -> None:
-        train = [r for r in snap.records[-1:] if r.phase == "train"] or [
-            r for r in snap.records if r.phase == "train"][-1:]
-        last = train[-1] if train else None
+        last = next((r for r in reversed(snap.records) if r.phase == "train"), None)
         state_style = {"running": "bold green", "paused": "bold yellow", "finished": "bold",
                        "crashed": "bold red", "recorded": "bold", "starting": "dim"}
         text = Text()
@@ -257,8 +269,8 @@ class TrainingScreen(Screen):
     def _progress(self, snap, model: dict) -> None:
         per_epoch = model.get("batches_per_epoch")
         epochs = model.get("epochs")
-        train = snap.train
-        steps = len(train)
+        steps = self._train_steps
+        train = [r for r in snap.records[-60:] if r.phase == "train"]
         epoch_bar = self.query_one("#tr-epoch", ProgressBar)
         run_bar = self.query_one("#tr-run", ProgressBar)
         eta = self.query_one("#tr-eta", Label)
