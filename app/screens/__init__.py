@@ -44,6 +44,8 @@ REGISTRY: tuple[ScreenEntry, ...] = (
                 "modules, parameters, buffers; live hook stats while the model trains"),
     ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
                 "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
+    ScreenEntry("inspect", "Inspect", "i", "tensorscope.app.screens.inspect:InspectScreen",
+                "Checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
 )
 
 
