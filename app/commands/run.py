@@ -110,7 +110,8 @@ def _findings(snap) -> tuple[list[dict], str]:
         return [], "unavailable"
     import dataclasses
 
-    errors = [snap.error] if snap.error else []
+    errors = ([{"type": snap.error.get("exc_type"), "message": snap.error.get("message", "")}]
+              if snap.error else [])
     try:
         found = diagnose(list(snap.records), errors=errors)
     except Exception as exc:  # the doctor's bug must not lose the run's summary
