@@ -59,6 +59,10 @@ def _after_ui(source) -> int:
         shown = _relay(source, shown)
     _relay(source, shown)
     source.close()
+    error = source.snapshot().error
+    if error and error.get("traceback"):
+        # The UI showed it; the terminal keeps it too, as `python script.py` would have.
+        sys.stderr.write(error["traceback"])
     return int(source.wait() or 0)
 
 
