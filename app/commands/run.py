@@ -17,6 +17,8 @@ ACCEPTS_EXTRA = True
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    # The script's own options pass through: "--rec" must not be taken for our --record.
+    parser.allow_abbrev = False
     parser.add_argument("script", metavar="SCRIPT.py", help="the training script to run")
     parser.add_argument("--headless", action="store_true", help="no UI: run, record, summarise")
     parser.add_argument("--record", metavar="FILE", help="write every step as JSON Lines to FILE")
