@@ -20,6 +20,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 
 from tensorscope.app.widgets.chart import LineChart, Series, fmt
+from tensorscope.app.widgets.histogram import Histogram
 
 POLL_S = 0.1
 """How often the screen asks the run for a snapshot (10 Hz: well under the 20 Hz cap)."""
@@ -69,7 +70,9 @@ class TrainingScreen(Screen):
     TrainingScreen #tr-progress-row ProgressBar { width: 44; margin-right: 2; }
     TrainingScreen #tr-grid { grid-size: 3 3; grid-rows: 1fr 1fr 1fr; grid-columns: 1fr 1fr 1fr;
                               height: 1fr; }
-    TrainingScreen #tr-modules { border: round $primary-background-lighten-2; height: 1fr; }
+    TrainingScreen #tr-modules-box { border: round $primary-background-lighten-2; height: 1fr; }
+    TrainingScreen #tr-modules { height: 1fr; }
+    TrainingScreen #tr-hist { height: 5; }
     TrainingScreen #tr-log { border: round $primary-background-lighten-2; height: 1fr; }
     TrainingScreen #tr-empty { padding: 2 4; }
     """
@@ -122,7 +125,9 @@ class TrainingScreen(Screen):
             yield LineChart("step time: data wait vs compute", unit="s", id="ch-time")
             yield LineChart("memory", unit="B", id="ch-mem")
             yield LineChart("AMP: GradScaler scale", id="ch-amp")
-            yield DataTable(id="tr-modules", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="tr-modules-box"):
+                yield DataTable(id="tr-modules", cursor_type="row", zebra_stripes=True)
+                yield Histogram(id="tr-hist")
             yield RichLog(id="tr-log", wrap=False, markup=False, max_lines=2000)
         yield Footer()
 
@@ -157,7 +162,7 @@ class TrainingScreen(Screen):
         self.query_one("#ch-grad", LineChart).empty_text = "no gradients seen yet"
         log = self.query_one("#tr-log", RichLog)
         log.border_title = "script output"
-        self.query_one("#tr-modules", DataTable).border_title = "per-module (last step)"
+        self.query_one("#tr-modules-box").border_title = "per-module output (last detailed step)"
         self._poll()
         self.set_interval(POLL_S, self._poll)
 
@@ -355,7 +360,26 @@ class TrainingScreen(Screen):
             table.add_row(
                 Text(path or "(root)", style="bold"),
                 Text("×".join(map(str, shape)) if isinstance(shape, list) else "—", style="dim"),
-                *[_cell(k, stats.get(k)) for k in keys])
+                *[_cell(k, stats.get(k)) for k in keys], key=path)
+        self._show_hist(table.cursor_row)
+
+    @on(DataTable.RowHighlighted, "#tr-modules")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_hist(event.cursor_row)
+
+    def _show_hist(self, row: int) -> None:
+        """The highlighted module's activation histogram (the Model screen's widget)."""
+        hist = self.query_one("#tr-hist", Histogram)
+        last = self._modules_shown
+        paths = list(last.modules) if hasattr(last, "modules") else []
+        stats = last.modules.get(paths[row]) if 0 <= row < len(paths) else None
+        if not stats or not stats.get("hist"):
+            hist.counts, hist.value_range, hist.caption = (), None, ""
+            return
+        hist.counts = tuple(stats["hist"])
+        low, high = stats.get("hist_range") or (stats.get("min"), stats.get("max"))
+        hist.value_range = (low, high) if low is not None and high is not None else None
+        hist.caption = f"{paths[row] or '(model)'}: output values at step {last.step}"
 
     # --- actions ---------------------------------------------------------------------------
 
