@@ -30,6 +30,8 @@ class ScreenEntry:
 REGISTRY: tuple[ScreenEntry, ...] = (
     ScreenEntry("storage", "Storage", "s", "tensorscope.app.screens.storage:StorageScreen",
                 "tensors as views over flat storage: strides, offsets, aliasing"),
+    ScreenEntry("graph", "Graph", "g", "tensorscope.app.screens.graph:GraphScreen",
+                "the autograd graph: nodes, saved tensors, versions, live backward"),
     ScreenEntry("model", "Model", "m", "tensorscope.app.screens.model:ModelScreen",
                 "modules, parameters, buffers; live hook stats while the model trains"),
     ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
