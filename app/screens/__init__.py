@@ -36,6 +36,12 @@ REGISTRY: tuple[ScreenEntry, ...] = (
                 "modules, parameters, buffers; live hook stats while the model trains"),
     ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
                 "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
+    ScreenEntry("doctor", "Doctor", "d", "tensorscope.app.screens.doctor:DoctorScreen",
+                "Bugs named from a run or a demo: evidence, fix, and where to look"),
+    ScreenEntry("demos", "Demos", "e", "tensorscope.app.screens.demos:DemosScreen",
+                "The syllabus's lessons and bugs: code, fix, and what they measure"),
+    ScreenEntry("inspect", "Inspect", "i", "tensorscope.app.screens.inspect:InspectScreen",
+                "Checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
 )
 
 
