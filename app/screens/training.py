@@ -25,7 +25,10 @@ from tensorscope.app.widgets.histogram import Histogram
 POLL_S = 0.1
 """How often the screen asks the run for a snapshot (10 Hz: well under the 20 Hz cap)."""
 CHART_EVERY_S = 0.5
-"""The least time between two chart redraws while a run streams."""
+"""The least time between taking in new data while a run streams."""
+CHART_IDS = ("ch-loss", "ch-lr", "ch-grad", "ch-sps", "ch-time", "ch-mem", "ch-amp")
+CHARTS_PER_TICK = 2
+"""Charts redrawn per poll tick: a full redraw spreads over four ticks (0.4 s)."""
 
 
 class QuitRunScreen(ModalScreen[str]):
@@ -86,6 +89,7 @@ class TrainingScreen(Screen):
         self._seen = 0
         self._version = -1
         self._drawn_at = 0.0
+        self._dirty: list[str] = []
         self._train_steps = 0
         self._state = ""
         self._series = {
@@ -169,12 +173,13 @@ class TrainingScreen(Screen):
     # --- polling ---------------------------------------------------------------------------
 
     def _poll(self) -> None:
+        self._draw_some(CHARTS_PER_TICK)
         snap = self.app.context.run.snapshot()
         if snap.version == self._version:
             return
         now = time.monotonic()
-        # Charts redraw at most CHART_EVERY_S apart (state changes show at once): a fast run
-        # must not starve the keyboard of the UI thread.
+        # New data is taken in at most CHART_EVERY_S apart (state changes show at once): a
+        # fast run must not starve the keyboard of the UI thread.
         if (now - self._drawn_at < CHART_EVERY_S and snap.state == self._state
                 and not snap.finished):
             return
@@ -183,9 +188,18 @@ class TrainingScreen(Screen):
         with self.app.batch_update():
             self._ingest(snap)
             self._status(snap)
-            self._charts()
             self._log(snap)
             self._modules(snap)
+        self._dirty = list(CHART_IDS)
+        if snap.finished:
+            self._draw_some(len(CHART_IDS))
+
+    def _draw_some(self, count: int) -> None:
+        """Redraw up to ``count`` charts that have new data: the work of one redraw is
+        spread over several ticks, so a key press never waits behind all seven charts."""
+        while self._dirty and count > 0:
+            self._draw_chart(self._dirty.pop(0))
+            count -= 1
 
     def _ingest(self, snap) -> None:
         records = snap.records
@@ -218,24 +232,29 @@ class TrainingScreen(Screen):
             if amp.get("skipped"):
                 self._skipped.append(r.step)
 
-    def _charts(self) -> None:
+    def _draw_chart(self, chart_id: str) -> None:
         s = self._series
-        self.query_one("#ch-loss", LineChart).set_data([s["loss"], s["eval"]], self._skipped)
-        self.query_one("#ch-lr", LineChart).set_data(self._lr)
-        self.query_one("#ch-grad", LineChart).set_data([s["grad"]])
-        self.query_one("#ch-sps", LineChart).set_data([s["sps"]])
-        self.query_one("#ch-time", LineChart).set_data([s["data"], s["compute"]])
-        mem = self.query_one("#ch-mem", LineChart)
-        kind = self._memory_kind
-        if kind == "cpu-rss":
-            mem.border_title = "memory: process resident set (CPU has no allocator counters)"
-            mem.set_data([s["rss"]])
-        else:
-            mem.border_title = f"memory: {kind or '?'} caching allocator"
-            mem.set_data([s["alloc"], s["reserved"], s["peak"]])
-        amp = self.query_one("#ch-amp", LineChart)
-        amp.set_data([s["scale"]], self._skipped)
-        amp.marker_label = "skipped"
+        chart = self.query_one(f"#{chart_id}", LineChart)
+        if chart_id == "ch-loss":
+            chart.set_data([s["loss"], s["eval"]], self._skipped)
+        elif chart_id == "ch-lr":
+            chart.set_data(self._lr)
+        elif chart_id == "ch-grad":
+            chart.set_data([s["grad"]])
+        elif chart_id == "ch-sps":
+            chart.set_data([s["sps"]])
+        elif chart_id == "ch-time":
+            chart.set_data([s["data"], s["compute"]])
+        elif chart_id == "ch-mem":
+            if self._memory_kind == "cpu-rss":
+                chart.border_title = "memory: process resident set (CPU has no allocator counters)"
+                chart.set_data([s["rss"]])
+            else:
+                chart.border_title = f"memory: {self._memory_kind or '?'} caching allocator"
+                chart.set_data([s["alloc"], s["reserved"], s["peak"]])
+        elif chart_id == "ch-amp":
+            chart.marker_label = "skipped"
+            chart.set_data([s["scale"]], self._skipped)
 
     def _status(self, snap) -> None:
         last = next((r for r in reversed(snap.records) if r.phase == "train"), None)
