@@ -295,6 +295,7 @@ def read_jsonl(path: Any) -> tuple[list[StepRecord], dict[str, Any], int]:
         elif kind == "end":
             meta["exit_code"] = data.get("exit_code")
             meta["ended"] = True
+            meta["end"] = {k: v for k, v in data.items() if k not in ("type", "exit_code")}
         else:
             dropped += 1
     return records, meta, dropped
