@@ -34,9 +34,23 @@ REGISTRY: tuple[ScreenEntry, ...] = (
                 "the autograd graph: nodes, saved tensors, versions, live backward"),
     ScreenEntry("model", "Model", "m", "tensorscope.app.screens.model:ModelScreen",
                 "modules, parameters, buffers; live hook stats while the model trains"),
+    ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
+                "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
+    ScreenEntry("doctor", "Doctor", "d", "tensorscope.app.screens.doctor:DoctorScreen",
+                "bugs named from a run or a demo: evidence, fix, and where to look"),
+    ScreenEntry("demos", "Demos", "e", "tensorscope.app.screens.demos:DemosScreen",
+                "the syllabus's lessons and bugs: code, fix, and what they measure"),
     ScreenEntry("inspect", "Inspect", "i", "tensorscope.app.screens.inspect:InspectScreen",
                 "checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
 )
+
+
+def function_key(e: ScreenEntry) -> str:
+    """The function key that opens ``e`` even while a text input has focus (F2, F3, ...).
+
+    Letter keys are typed into inputs, so every screen also gets a function key; F1 is home.
+    """
+    return f"f{REGISTRY.index(e) + 2}"
 
 
 def entry(name: str) -> ScreenEntry:
