@@ -13,6 +13,8 @@ CORE_MODULES = [
     "tensorscope",
     "tensorscope.errors",
     "tensorscope.evaluate",
+    "tensorscope.distributed",
+    "tensorscope.rank_stats",
 ]
 
 
