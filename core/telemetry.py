@@ -40,7 +40,10 @@ class StepRecord:
     memory: dict[str, Any] | None = None
     """{"kind": "cuda"|"mps"|"cpu-rss", "allocated", "reserved", "peak", "rss"} in bytes."""
     amp: dict[str, Any] | None = None
-    """{"scale", "growth_tracker", "skipped", "autocast_dtype"} when a GradScaler is used."""
+    """{"scale", "growth_tracker", "skipped", "autocast_dtype"} when a GradScaler is used.
+
+    ``scale`` and ``growth_tracker`` are as ``update()`` left them after this iteration, so
+    a skipped step shows the halved scale."""
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-module statistics from core/hooks.py, keyed by module path."""
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -91,11 +94,17 @@ def memory_snapshot(device: Any = None) -> dict[str, Any]:
     return {"kind": "cpu-rss", "device": "cpu", "rss": _rss_bytes()}
 
 
-def _rss_bytes() -> int | None:
-    try:
-        import psutil
+_PROCESS: Any = None
 
-        return int(psutil.Process().memory_info().rss)
+
+def _rss_bytes() -> int | None:
+    global _PROCESS
+    try:
+        if _PROCESS is None:
+            import psutil
+
+            _PROCESS = psutil.Process()  # kept: building one per step costs more than reading
+        return int(_PROCESS.memory_info().rss)
     except Exception:  # psutil missing or the platform refuses: memory is then unknown
         return None
 
@@ -117,3 +126,170 @@ def amp_state(scaler: Any) -> dict[str, Any] | None:
         "skipped": None,
         "autocast_dtype": None,
     }
+
+
+def autocast_dtype() -> str | None:
+    """The autocast dtype in force right now ("bfloat16", ...), None when autocast is off.
+
+    Meaningful only while a forward runs, so callers read it from a forward hook.
+    """
+    import torch
+
+    for device_type in ("cuda", "cpu", "mps", "xpu"):
+        try:
+            if torch.is_autocast_enabled(device_type):
+                return str(torch.get_autocast_dtype(device_type)).replace("torch.", "")
+        except Exception:  # a device type this build does not know: not in use then
+            continue
+    return None
+
+
+def found_inf(scaler: Any, optimizer: Any) -> bool | None:
+    """Whether ``scaler`` found an inf/NaN in ``optimizer``'s grads this iteration.
+
+    GradScaler keeps the per-optimizer found-inf tensors only between ``unscale_``/``step``
+    and ``update()``; this reads them in that window (an optimizer step hook is inside it)
+    and returns None outside it. One host sync.
+    """
+    try:
+        state = scaler._per_optimizer_states.get(id(optimizer))
+        if not state or not state.get("found_inf_per_device"):
+            return None
+        return bool(sum(float(v.item()) for v in state["found_inf_per_device"].values()))
+    except Exception:  # private layout changed in another torch: unknown, never a crash
+        return None
+
+
+# --- the ring buffer and the file sink -------------------------------------------------
+
+class Recorder:
+    """The last ``capacity`` step records in memory, passed on to optional sinks.
+
+    ``add`` never raises: a sink that fails is counted in ``sink_errors`` and kept (a full
+    disk must not stop the training it watches).
+    """
+
+    def __init__(self, capacity: int = 10_000, sinks: list[Any] | None = None) -> None:
+        from collections import deque
+
+        self.records: deque[StepRecord] = deque(maxlen=capacity)
+        self.sinks = list(sinks or [])
+        self.total = 0
+        """Records ever added (the ring buffer keeps the last ``capacity``)."""
+        self.sink_errors = 0
+
+    def add(self, record: StepRecord) -> None:
+        self.records.append(record)
+        self.total += 1
+        for sink in self.sinks:
+            try:
+                sink(record)
+            except Exception:  # counted; the training goes on
+                self.sink_errors += 1
+
+    __call__ = add
+
+    def snapshot(self) -> list[StepRecord]:
+        """A copy of the buffered records, oldest first."""
+        return list(self.records)
+
+
+class JsonlSink:
+    """Appends one JSON object per line to a file, flushed every line.
+
+    A crash loses at most the line being written; :func:`read_jsonl` reads the rest.
+    Steps are ``{"type": "step", ...}``; :meth:`event` writes run/error/end lines.
+    """
+
+    def __init__(self, path: Any) -> None:
+        import os
+
+        self.path = os.fspath(path)
+        try:
+            self._file = open(self.path, "a", encoding="utf-8")
+        except OSError as exc:
+            from tensorscope.errors import UserError
+
+            raise UserError(f"cannot write the record file {self.path}: {exc.strerror}") from exc
+
+    def __call__(self, record: StepRecord) -> None:
+        self.write(record.to_json())
+
+    def event(self, kind: str, **fields: Any) -> None:
+        self.write({"type": kind, **fields})
+
+    def write(self, data: dict[str, Any]) -> None:
+        import json
+
+        if self._file.closed:
+            return
+        self._file.write(json.dumps(data, default=_json_default, allow_nan=True) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+def _json_default(value: Any) -> Any:
+    # Tensors or numpy scalars that slipped into a record: their float value, not a crash.
+    try:
+        return float(value)
+    except Exception:
+        return repr(value)
+
+
+def read_jsonl(path: Any) -> tuple[list[StepRecord], dict[str, Any], int]:
+    """Read a record file: ``(step records, run metadata, lines dropped)``.
+
+    Metadata merges the ``run`` line with ``error`` (``meta["error"]``) and ``end``
+    (``meta["exit_code"]``). Lines that are not complete JSON objects (a truncated last
+    line, garbage) are skipped and counted, never fatal.
+    """
+    import json
+    import os
+
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        from tensorscope.errors import UserError
+
+        raise UserError(f"no record file {path}") from None
+    except OSError as exc:
+        from tensorscope.errors import UserError
+
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    records: list[StepRecord] = []
+    meta: dict[str, Any] = {}
+    dropped = 0
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            dropped += 1
+            continue
+        if not isinstance(data, dict):
+            dropped += 1
+            continue
+        kind = data.get("type")
+        if kind == "step":
+            try:
+                records.append(StepRecord.from_json(data))
+            except TypeError:
+                dropped += 1
+        elif kind == "run":
+            meta.update({k: v for k, v in data.items() if k != "type"})
+        elif kind == "model":
+            meta["model"] = {k: v for k, v in data.items() if k != "type"}
+        elif kind == "error":
+            meta["error"] = {k: v for k, v in data.items() if k != "type"}
+        elif kind == "end":
+            meta["exit_code"] = data.get("exit_code")
+            meta["ended"] = True
+        else:
+            dropped += 1
+    return records, meta, dropped

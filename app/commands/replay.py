@@ -1,0 +1,27 @@
+"""`tensorscope replay FILE`: open a recorded run (``run --record FILE``) in the Training screen."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "open a recorded run (JSON Lines from run --record) in the Training screen"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="a record file written by run --record")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tensorscope.runsource import ReplayRun
+
+    source = ReplayRun(args.file)
+    if not source.snapshot().records and not source.snapshot().meta.get("script"):
+        from tensorscope.errors import UserError
+
+        raise UserError(f"{args.file} holds no tensorscope records "
+                        f"({source.dropped} lines could not be read)")
+    from tensorscope.app.app import make_app
+    from tensorscope.app.context import AppContext
+
+    make_app(AppContext(run=source), screen="training").run()
+    return 0

@@ -1,0 +1,116 @@
+"""`tensorscope run SCRIPT.py [ARGS...]`: run an unmodified training script and watch it.
+
+The script runs in a child process with tensorscope's instrumentation installed before it
+starts (core/runner.py); its output passes through and its exit code is this command's.
+Without ``--headless`` the Training screen shows the run live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+HELP = "run a training script unmodified and watch it live (or --headless, --record, --json)"
+ACCEPTS_EXTRA = True
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("script", metavar="SCRIPT.py", help="the training script to run")
+    parser.add_argument("--headless", action="store_true", help="no UI: run, record, summarise")
+    parser.add_argument("--record", metavar="FILE", help="write every step as JSON Lines to FILE")
+    parser.add_argument("--json", action="store_true",
+                        help="print a one-line JSON summary (steps, exit_code, findings) last")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tensorscope.runsource import LiveRun, check_script
+
+    script = check_script(args.script)
+    # Options after the script belong to the script, except ours (argparse put ours in args).
+    script_args = list(args.extra)
+    if args.headless or args.json:
+        return _headless(script, script_args, args)
+    source = LiveRun(script, script_args, record=args.record, capture_output=True).start()
+    from tensorscope.app.app import make_app
+    from tensorscope.app.context import AppContext
+
+    try:
+        make_app(AppContext(run=source), screen="training").run()
+    finally:
+        code = _after_ui(source)
+    return code
+
+
+def _after_ui(source) -> int:
+    """The UI closed: stop the script if the user chose so, else let it finish undisturbed."""
+    shown = len(source.snapshot().output)
+    if source.running and source.quit_choice == "stop":
+        source.stop()
+    elif source.running:
+        sys.stderr.write("tensorscope: the UI closed; the script goes on (its output follows)\n")
+    # Keep relaying the script's output until it ends, so its pipes never break.
+    while source.wait(0.2) is None:
+        shown = _relay(source, shown)
+    _relay(source, shown)
+    source.close()
+    return int(source.wait() or 0)
+
+
+def _relay(source, shown: int) -> int:
+    output = source.snapshot().output
+    for line in output[shown:]:
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    return len(output)
+
+
+def _headless(script: str, script_args: list[str], args: argparse.Namespace) -> int:
+    from tensorscope.runsource import LiveRun
+
+    source = LiveRun(script, script_args, record=args.record, capture_output=False).start()
+    # Ctrl-C goes to the whole process group: the script decides what it means; we wait.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = source.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        source.close()
+    code = int(code or 0)
+    if args.json:
+        snap = source.snapshot()
+        findings, doctor = _findings(snap)
+        summary = {
+            "steps": len(snap.train),
+            "exit_code": code,
+            "findings": findings,
+            "skipped_steps": sum(1 for r in snap.train if (r.amp or {}).get("skipped")),
+            "eval_passes": sum(1 for r in snap.records if r.phase == "eval"),
+            "record": args.record,
+            "doctor": doctor,
+            **snap.counters,
+        }
+        sys.stdout.flush()
+        sys.stdout.write(json.dumps(summary) + "\n")
+        sys.stdout.flush()
+    return code
+
+
+def _findings(snap) -> tuple[list[dict], str]:
+    """The doctor's findings when the doctor is installed, else none (and say so)."""
+    try:
+        from tensorscope.doctor import diagnose
+    except ImportError:
+        return [], "unavailable"
+    import dataclasses
+
+    errors = [snap.error] if snap.error else []
+    try:
+        found = diagnose(list(snap.records), errors=errors)
+    except Exception as exc:  # the doctor's bug must not lose the run's summary
+        return [], f"failed: {type(exc).__name__}"
+    out = []
+    for finding in found:
+        out.append(dataclasses.asdict(finding) if dataclasses.is_dataclass(finding) else dict(finding))
+    return out, "ran"

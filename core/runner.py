@@ -1,0 +1,441 @@
+"""Instrumentation for ``tensorscope run``: watches an unmodified script from inside its process.
+
+Installed by ``tensorscope._bootstrap`` before the script starts, with PyTorch's global
+registration APIs only (nothing is patched):
+
+- global module forward pre/post hooks find the *root* model (a module called while no other
+  module is running) and the loss modules (``nn.modules.loss._Loss`` called at top level);
+- global optimizer step pre/post hooks find the optimizer and end each step.
+
+At the first optimizer step the root model is the one whose parameters the optimizer holds;
+from then on the global module hooks are removed (they would put every submodule call on
+PyTorch's slow path) and replaced by one forward pre-hook on that model and one forward hook
+per loss module. ``tensorscope.watch(model, optimizer, scaler)`` is then attached for the
+per-module detail, and its records are merged into the step records built here.
+
+Facts per step, all read with one host sync: the loss, the global gradient norm (as the
+optimizer sees it, i.e. after any clipping), the GradScaler's scale and growth tracker.
+A GradScaler is found by looking at the frames that called the optimizer step (``scaler.step``
+is on the stack); a step it skipped never reaches the optimizer, so a skip is seen as a scale
+that went down between two forwards with no optimizer step in between.
+
+Every hook body is wrapped: an error is counted in ``hook_errors`` and never reaches the script.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+import weakref
+from typing import Any, Callable
+
+from tensorscope.telemetry import StepRecord, autocast_dtype, memory_snapshot
+
+
+class Instrumentation:
+    """Global hooks that turn a running script into a stream of step records."""
+
+    def __init__(self, script_path: str, emit: Callable[[dict[str, Any]], None],
+                 attach_watch: bool = True) -> None:
+        self.script_path = os.path.abspath(script_path)
+        self.emit = emit
+        self.attach_watch = attach_watch
+        self.hook_errors = 0
+        self.step = 0
+        self.model: Any = None
+        self.optimizer: Any = None
+        self.scaler: Any = None
+        self.watch_status = "not attached yet"
+        self._watch_session: Any = None
+        self._watch_record: StepRecord | None = None
+        self._global_handles: list[Any] = []
+        self._handles: list[Any] = []
+        self._depth = 0
+        self._roots: dict[int, weakref.ref] = {}
+        self._loss_modules: dict[int, weakref.ref] = {}
+        self._loss: Any = None
+        self._eval_losses: list[Any] = []
+        self._eval_forwards = 0
+        self._grad_norm: Any = None
+        self._batch: int | None = None
+        self._autocast: str | None = None
+        self._t_step_end: float | None = None
+        self._t_forward: float | None = None
+        self._pending: StepRecord | None = None
+        self._last_scale: float | None = None
+        self._device: Any = None
+        self._scaler_scans = 0
+
+    # --- install / remove -------------------------------------------------------------
+
+    def install(self) -> None:
+        from torch.nn.modules import module as nn_module
+        from torch.optim import optimizer as optim
+
+        self._global_handles = [
+            nn_module.register_module_forward_pre_hook(self._guard(self._global_pre)),
+            nn_module.register_module_forward_hook(self._guard(self._global_post),
+                                                   always_call=True),
+        ]
+        self._handles = [
+            optim.register_optimizer_step_pre_hook(self._guard(self._opt_pre)),
+            optim.register_optimizer_step_post_hook(self._guard(self._opt_post)),
+        ]
+
+    def finish(self) -> None:
+        """End of the script: emit what is pending and remove every hook."""
+        try:
+            self._check_skipped()
+            self._flush_eval()
+            self._flush()
+        except Exception:
+            self.hook_errors += 1
+        self._remove_global()
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if self._watch_session is not None:
+            try:
+                self._watch_session.__exit__(None, None, None)
+            except Exception:
+                self.hook_errors += 1
+            self._watch_session = None
+
+    def _remove_global(self) -> None:
+        for handle in self._global_handles:
+            handle.remove()
+        self._global_handles = []
+
+    def _guard(self, fn: Callable[..., Any]) -> Callable[..., None]:
+        def hook(*args: Any, **kwargs: Any) -> None:
+            try:
+                fn(*args, **kwargs)
+            except Exception:  # tensorscope's own bug: counted, never the script's problem
+                self.hook_errors += 1
+            return None
+        return hook
+
+    # --- discovery (global module hooks, before the first optimizer step) -------------
+
+    def _global_pre(self, module: Any, args: Any) -> None:
+        if self._depth == 0:
+            if self._is_loss(module):
+                pass
+            else:
+                self._roots.setdefault(id(module), weakref.ref(module))
+                self._on_root_forward(module, args)
+        self._depth += 1
+
+    def _global_post(self, module: Any, args: Any, output: Any) -> None:
+        self._depth = max(0, self._depth - 1)
+        if self._depth == 0 and self._is_loss(module):
+            self._loss_modules.setdefault(id(module), weakref.ref(module))
+            self._on_loss(output)
+
+    @staticmethod
+    def _is_loss(module: Any) -> bool:
+        from torch.nn.modules.loss import _Loss
+
+        return isinstance(module, _Loss)
+
+    def _switch_to_model_hooks(self) -> None:
+        """After discovery: hooks on the model and the loss modules only (fast path elsewhere)."""
+        self._remove_global()
+        self._depth = 0
+        if self.model is not None:
+            self._handles.append(
+                self.model.register_forward_pre_hook(self._guard(self._on_root_forward)))
+        for ref in self._loss_modules.values():
+            loss_module = ref()
+            if loss_module is not None:
+                self._handles.append(loss_module.register_forward_hook(
+                    self._guard(lambda m, a, out: self._on_loss(out))))
+
+    # --- per-iteration events -----------------------------------------------------------
+
+    def _on_root_forward(self, module: Any, args: Any) -> None:
+        import torch
+
+        now = time.perf_counter()
+        evaluating = (not module.training) or (not torch.is_grad_enabled())
+        if evaluating:
+            self._eval_forwards += 1
+            return
+        # A training forward: what the previous iteration left is now complete.
+        self._check_skipped()
+        self._flush_eval()
+        self._flush()
+        if self._t_forward is None:
+            self._t_forward = now
+            self._autocast = autocast_dtype()
+            for value in args if isinstance(args, tuple) else (args,):
+                shape = getattr(value, "shape", None)
+                if shape is not None and len(shape) > 0:
+                    self._batch = int(shape[0])
+                    break
+
+    def _on_loss(self, output: Any) -> None:
+        import torch
+
+        if not isinstance(output, torch.Tensor) or output.numel() != 1:
+            return
+        if self._eval_forwards and ((self.model is not None and not self.model.training)
+                                    or not torch.is_grad_enabled()):
+            self._eval_losses.append(output.detach())
+            return
+        self._loss = output.detach()
+
+    def _opt_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        import torch
+
+        if self.optimizer is None:
+            self._discover(optimizer)
+        if optimizer is not self.optimizer:
+            return  # a second optimizer (GAN, ...): only the first is charted
+        self._flush_eval()
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]
+                 if p.grad is not None]
+        if grads:
+            with torch.no_grad():
+                self._grad_norm = torch.nn.utils.get_total_norm(grads)  # stays on device
+
+    def _opt_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if optimizer is not self.optimizer:
+            return
+        now = time.perf_counter()
+        self.step += 1
+        values = self._fetch(self._loss, self._grad_norm)
+        loss, grad_norm, scale, tracker = values
+        if scale is not None:
+            # The hook runs inside scaler.step(), before update(): predict what update() will
+            # make of a clean step, so a later drop below it can only mean a skip.
+            scale, tracker = _after_clean_update(self.scaler, scale, tracker)
+            self._last_scale = scale
+        record = self._record(now, loss, grad_norm)
+        if self.scaler is not None:
+            record.amp = {"scale": scale, "growth_tracker": None if tracker is None else int(tracker),
+                          "skipped": False, "autocast_dtype": self._autocast}
+        elif self._autocast is not None:
+            record.amp = {"scale": None, "growth_tracker": None, "skipped": False,
+                          "autocast_dtype": self._autocast}
+        self._pending = record
+        self._loss = None
+        self._grad_norm = None
+        self._t_forward = None
+        self._t_step_end = now
+
+    def _record(self, now: float, loss: float | None, grad_norm: float | None) -> StepRecord:
+        step_time = None if self._t_step_end is None else now - self._t_step_end
+        compute = None if self._t_forward is None else now - self._t_forward
+        data = None
+        if self._t_step_end is not None and self._t_forward is not None:
+            data = max(0.0, self._t_forward - self._t_step_end)
+        lr = []
+        for group in self.optimizer.param_groups:
+            try:
+                lr.append(float(group["lr"]))
+            except (KeyError, TypeError, ValueError):
+                lr.append(float("nan"))
+        return StepRecord(
+            step=self.step, loss=loss, epoch=self._script_epoch(), phase="train",
+            wall_time=time.time(), lr=lr, grad_norm=grad_norm, batch_size=self._batch,
+            samples_per_s=(self._batch / step_time) if self._batch and step_time else None,
+            step_time_s=step_time, data_time_s=data, compute_time_s=compute,
+            memory=memory_snapshot(self._device), rank=_rank(),
+            signals={"hook_errors": self.hook_errors},
+        )
+
+    def _fetch(self, loss: Any, grad_norm: Any) -> tuple[Any, Any, Any, Any]:
+        """loss, grad norm, scale, growth tracker as Python numbers: one host sync."""
+        import torch
+
+        parts = [loss, grad_norm]
+        if self.scaler is not None:
+            parts += [getattr(self.scaler, "_scale", None), getattr(self.scaler, "_growth_tracker", None)]
+        else:
+            parts += [None, None]
+        present = [(i, p) for i, p in enumerate(parts) if isinstance(p, torch.Tensor)]
+        out: list[Any] = [None, None, None, None]
+        if not present:
+            return tuple(out)  # type: ignore[return-value]
+        try:
+            device = present[0][1].device
+            stacked = torch.stack([p.detach().reshape(()).to(device=device, dtype=torch.float64)
+                                   for _, p in present])
+            for (i, _), value in zip(present, stacked.tolist()):
+                out[i] = value
+        except Exception:
+            for i, p in present:
+                out[i] = float(p.detach().reshape(()).item())
+        return tuple(out)  # type: ignore[return-value]
+
+    def _check_skipped(self) -> None:
+        """A loss was computed but no optimizer step followed: did GradScaler skip it?"""
+        if self._loss is None:
+            return
+        if self.scaler is None and self._scaler_scans < 50:
+            self._scaler_scans += 1
+            self.scaler = _find_scaler(sys._getframe(1))
+        if self.scaler is None or self.optimizer is None:
+            return
+        loss, _, scale, tracker = self._fetch(self._loss, None)
+        if scale is None or self._last_scale is None or scale >= self._last_scale:
+            if scale is not None and self._last_scale is None:
+                self._last_scale = scale
+            return  # gradient accumulation, not a skip
+        now = time.perf_counter()
+        self.step += 1
+        record = self._record(now, loss, None)
+        record.amp = {"scale": scale, "growth_tracker": None if tracker is None else int(tracker),
+                      "skipped": True, "autocast_dtype": self._autocast}
+        self._last_scale = scale
+        self._flush()
+        self._pending = record
+        self._loss = None
+        self._grad_norm = None
+        self._t_forward = None
+        self._t_step_end = now
+
+    def _flush_eval(self) -> None:
+        if not self._eval_forwards:
+            return
+        loss = None
+        if self._eval_losses:
+            import torch
+
+            loss = float(torch.stack([v.float().reshape(()) for v in self._eval_losses]).mean())
+        self._flush()
+        self.emit(StepRecord(step=self.step, loss=loss, phase="eval", wall_time=time.time(),
+                             epoch=self._script_epoch(), rank=_rank(),
+                             signals={"eval_forwards": self._eval_forwards}).to_json())
+        self._eval_losses = []
+        self._eval_forwards = 0
+
+    def _flush(self) -> None:
+        record, self._pending = self._pending, None
+        if record is None:
+            return
+        detail, self._watch_record = self._watch_record, None
+        if detail is not None:
+            record.modules = detail.modules
+            record.params = detail.params
+            record.signals = {**detail.signals, **record.signals,
+                              "hook_errors": self.hook_errors
+                              + int(detail.signals.get("hook_errors") or 0)}
+            if record.grad_norm_clipped is None:
+                record.grad_norm_clipped = detail.grad_norm_clipped
+            if record.loss is None:
+                record.loss = detail.loss
+        self.emit(record.to_json())
+
+    # --- discovery of model, scaler and watch -------------------------------------------
+
+    def _discover(self, optimizer: Any) -> None:
+        self.optimizer = optimizer
+        owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        best, best_count = None, 0
+        for ref in self._roots.values():
+            module = ref()
+            if module is None:
+                continue
+            count = sum(1 for p in module.parameters() if id(p) in owned)
+            if count > best_count:
+                best, best_count = module, count
+        self.model = best
+        first = next((p for group in optimizer.param_groups for p in group["params"]), None)
+        self._device = getattr(first, "device", None)
+        self.scaler = _find_scaler(sys._getframe(1))
+        self._switch_to_model_hooks()
+        self.emit({
+            "type": "model",
+            "model": type(best).__name__ if best is not None else None,
+            "parameters": sum(p.numel() for p in best.parameters()) if best is not None else None,
+            "optimizer": type(optimizer).__name__,
+            "param_groups": len(optimizer.param_groups),
+            "scaler": self.scaler is not None,
+            "loss_modules": sorted({type(r()).__name__ for r in self._loss_modules.values()
+                                    if r() is not None}),
+            "device": str(self._device),
+        })
+        if self.attach_watch and best is not None:
+            self._attach_watch(best, optimizer)
+
+    def _attach_watch(self, model: Any, optimizer: Any) -> None:
+        try:
+            from tensorscope.watch import watch
+        except ImportError as exc:
+            self.watch_status = f"unavailable ({exc})"
+            return
+        try:
+            session = watch(model, optimizer, self.scaler, sink=self._on_watch_record)
+            session.__enter__()
+            self._watch_session = session
+            self.watch_status = "attached"
+        except Exception as exc:
+            self.hook_errors += 1
+            self.watch_status = f"failed ({type(exc).__name__}: {exc})"
+
+    def _on_watch_record(self, record: StepRecord) -> None:
+        self._watch_record = record
+
+    def _script_epoch(self) -> int | None:
+        """The script's own ``epoch`` variable, read from its innermost frame, if it has one."""
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_filename == self.script_path:
+                value = frame.f_locals.get("epoch")
+                return value if isinstance(value, int) and not isinstance(value, bool) else None
+            frame = frame.f_back
+        return None
+
+
+def _find_scaler(frame: Any) -> Any:
+    """A GradScaler among the locals of the calling frames (``scaler.step`` is one of them)."""
+    try:
+        from torch.amp import GradScaler
+    except ImportError:
+        return None
+    depth = 0
+    while frame is not None and depth < 30:
+        for value in list(frame.f_locals.values()):
+            if isinstance(value, GradScaler) and value.is_enabled():
+                return value
+        frame = frame.f_back
+        depth += 1
+    return None
+
+
+def _after_clean_update(scaler: Any, scale: float, tracker: Any) -> tuple[float, Any]:
+    """Scale and growth tracker after ``update()`` of a step with no inf (GradScaler's rule)."""
+    if tracker is None:
+        return scale, tracker
+    try:
+        tracker = int(tracker) + 1
+        if tracker >= scaler.get_growth_interval():
+            return scale * scaler.get_growth_factor(), 0
+    except Exception:
+        pass
+    return scale, tracker
+
+
+def _rank() -> int | None:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return int(dist.get_rank())
+    except Exception:
+        return None
+    return None
+
+
+def format_script_traceback(exc: BaseException, script_path: str) -> str:
+    """The traceback as Python prints it for ``python script.py``: bootstrap frames left out."""
+    tb = exc.__traceback__
+    script_path = os.path.abspath(script_path)
+    cursor = tb
+    while cursor is not None and os.path.abspath(cursor.tb_frame.f_code.co_filename) != script_path:
+        cursor = cursor.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, cursor or tb))
