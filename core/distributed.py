@@ -89,7 +89,8 @@ class RankFailure:
         how = self.signal_name or f"exit code {self.exitcode}"
         cause = " (first failure)" if self.root_cause else ""
         text = f"rank {self.rank} failed{cause}: {how}"
-        return f"{text} — {self.message}" if self.message else text
+        message = self.message if len(self.message) <= 160 else self.message[:157] + "..."
+        return f"{text} — {message}" if message else text
 
     def to_json(self) -> dict:
         return {

@@ -206,14 +206,17 @@ class Instrumentation:
             return
         now = time.perf_counter()
         self.step += 1
-        values = self._fetch(self._loss, self._grad_norm)
-        loss, grad_norm, scale, tracker = values
+        checksum = self._param_checksum(optimizer)
+        values = self._fetch(self._loss, self._grad_norm, checksum)
+        loss, grad_norm, scale, tracker = values[:4]
         if scale is not None:
             # The hook runs inside scaler.step(), before update(): predict what update() will
             # make of a clean step, so a later drop below it can only mean a skip.
             scale, tracker = _after_clean_update(self.scaler, scale, tracker)
             self._last_scale = scale
         record = self._record(now, loss, grad_norm)
+        if checksum is not None and values[4] is not None:
+            record.signals["param_checksum"] = values[4]
         if self.scaler is not None:
             record.amp = {"scale": scale, "growth_tracker": None if tracker is None else int(tracker),
                           "skipped": False, "autocast_dtype": self._autocast}
@@ -247,8 +250,27 @@ class Instrumentation:
             signals={"hook_errors": self.hook_errors},
         )
 
-    def _fetch(self, loss: Any, grad_norm: Any) -> tuple[Any, Any, Any, Any]:
-        """loss, grad norm, scale, growth tracker as Python numbers: one host sync."""
+    def _param_checksum(self, optimizer: Any) -> Any:
+        """Under a multi-rank launch: [sum, sum of squares] of the parameters, on device.
+
+        Compared across ranks (tensorscope.rank_stats.compare_checksums) to see that they
+        stay in sync after the optimizer step. Fetched with the step's other figures.
+        """
+        from tensorscope.distributed import rank_from_env
+
+        info = rank_from_env()
+        if info is None or info.world_size < 2:
+            return None
+        from tensorscope.rank_stats import param_checksum
+
+        return param_checksum(p for group in optimizer.param_groups for p in group["params"])
+
+    def _fetch(self, loss: Any, grad_norm: Any, extra: Any = None) -> tuple[Any, ...]:
+        """loss, grad norm, scale, growth tracker as Python numbers: one host sync.
+
+        With ``extra`` (a 1-D tensor), a fifth item holds its values as a list, fetched in
+        the same sync.
+        """
         import torch
 
         parts = [loss, grad_norm]
@@ -258,14 +280,21 @@ class Instrumentation:
             parts += [None, None]
         present = [(i, p) for i, p in enumerate(parts) if isinstance(p, torch.Tensor)]
         out: list[Any] = [None, None, None, None]
-        if not present:
+        if extra is not None:
+            out.append(None)
+        if not present and extra is None:
             return tuple(out)  # type: ignore[return-value]
         try:
-            device = present[0][1].device
-            stacked = torch.stack([p.detach().reshape(()).to(device=device, dtype=torch.float64)
-                                   for _, p in present])
-            for (i, _), value in zip(present, stacked.tolist()):
+            device = present[0][1].device if present else extra.device
+            pieces = [p.detach().reshape(1).to(device=device, dtype=torch.float64)
+                      for _, p in present]
+            if extra is not None:
+                pieces.append(extra.detach().reshape(-1).to(device=device, dtype=torch.float64))
+            flat = torch.cat(pieces).tolist()
+            for (i, _), value in zip(present, flat):
                 out[i] = value
+            if extra is not None:
+                out[4] = flat[len(present):]
         except Exception:
             for i, p in present:
                 out[i] = float(p.detach().reshape(()).item())
@@ -428,7 +457,11 @@ def _rank() -> int | None:
             return int(dist.get_rank())
     except Exception:
         return None
-    return None
+    # Started by a launcher but the process group is not up yet (or already destroyed).
+    from tensorscope.distributed import rank_from_env
+
+    info = rank_from_env()
+    return info.rank if info is not None else None
 
 
 def format_script_traceback(exc: BaseException, script_path: str) -> str:

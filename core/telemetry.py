@@ -290,6 +290,8 @@ def read_jsonl(path: Any) -> tuple[list[StepRecord], dict[str, Any], int]:
         elif kind == "end":
             meta["exit_code"] = data.get("exit_code")
             meta["ended"] = True
+            if data.get("failures"):  # a multi-rank run: every failed rank (run --nproc)
+                meta["failures"] = data["failures"]
         else:
             dropped += 1
     return records, meta, dropped

@@ -15,6 +15,7 @@ CORE_MODULES = [
     "tensorscope.evaluate",
     "tensorscope.distributed",
     "tensorscope.rank_stats",
+    "tensorscope.distributed_run",
 ]
 
 
