@@ -376,6 +376,7 @@ class Instrumentation:
         first = next((p for group in optimizer.param_groups for p in group["params"]), None)
         self._device = getattr(first, "device", None)
         self.scaler = _find_scaler(sys._getframe(1))
+        length = _script_length(sys._getframe(1), self.script_path)
         self._switch_to_model_hooks()
         self.emit({
             "type": "model",
@@ -387,6 +388,7 @@ class Instrumentation:
             "loss_modules": sorted({type(r()).__name__ for r in self._loss_modules.values()
                                     if r() is not None}),
             "device": str(self._device),
+            **length,
         })
         if self.attach_watch and best is not None:
             self._attach_watch(best, optimizer)
@@ -434,6 +436,41 @@ def _find_scaler(frame: Any) -> Any:
         frame = frame.f_back
         depth += 1
     return None
+
+
+_EPOCH_NAMES = ("epochs", "num_epochs", "n_epochs", "max_epochs", "EPOCHS", "NUM_EPOCHS")
+
+
+def _script_length(frame: Any, script_path: str) -> dict[str, int]:
+    """How long the run is, when the script's own variables say it.
+
+    ``batches_per_epoch``: ``len()`` of a shuffling DataLoader in the script's frames;
+    ``epochs``: an int named like ``epochs`` (or such an attribute of an argparse result).
+    Read once; a script that hides both simply gets no progress bar.
+    """
+    from torch.utils.data import DataLoader, RandomSampler
+
+    out: dict[str, int] = {}
+    while frame is not None:
+        if frame.f_code.co_filename == script_path:
+            for value in list(frame.f_locals.values()):
+                if isinstance(value, DataLoader) and "batches_per_epoch" not in out:
+                    try:
+                        if isinstance(value.sampler, RandomSampler) or value.batch_sampler is None:
+                            out["batches_per_epoch"] = len(value)
+                    except TypeError:  # an iterable dataset has no length
+                        pass
+                elif hasattr(value, "_get_kwargs") and "epochs" not in out:  # argparse result
+                    for name in _EPOCH_NAMES:
+                        number = getattr(value, name, None)
+                        if isinstance(number, int) and not isinstance(number, bool):
+                            out["epochs"] = number
+            for name in _EPOCH_NAMES:
+                number = frame.f_locals.get(name)
+                if isinstance(number, int) and not isinstance(number, bool) and "epochs" not in out:
+                    out["epochs"] = number
+        frame = frame.f_back
+    return out
 
 
 def _after_clean_update(scaler: Any, scale: float, tracker: Any) -> tuple[float, Any]:

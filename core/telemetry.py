@@ -201,12 +201,13 @@ class JsonlSink:
     Steps are ``{"type": "step", ...}``; :meth:`event` writes run/error/end lines.
     """
 
-    def __init__(self, path: Any) -> None:
+    def __init__(self, path: Any, mode: str = "w") -> None:
         import os
 
         self.path = os.fspath(path)
         try:
-            self._file = open(self.path, "a", encoding="utf-8")
+            # "w": a record file holds one run (replay would mix two runs otherwise).
+            self._file = open(self.path, mode, encoding="utf-8")
         except OSError as exc:
             from tensorscope.errors import UserError
 

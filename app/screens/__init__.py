@@ -28,6 +28,8 @@ class ScreenEntry:
 
 
 REGISTRY: tuple[ScreenEntry, ...] = (
+    ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
+                "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
 )
 
 

@@ -1,0 +1,367 @@
+"""The Training screen: a live (``tensorscope run``) or recorded (``replay``) run, charted.
+
+It polls the run source for a frozen snapshot at 10 Hz (so redraws stay under 20 Hz whatever
+the step rate) and feeds only the records that are new since the last poll into bounded
+chart series. Keys: ``p`` pauses/resumes the script, ``q`` asks whether a running script
+should go on or stop before quitting.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
+
+from tensorscope.app.widgets.chart import LineChart, Series, fmt
+
+POLL_S = 0.1
+
+
+class QuitRunScreen(ModalScreen[str]):
+    """Asked on quit while the script still runs: leave it running, stop it, or stay."""
+
+    DEFAULT_CSS = """
+    QuitRunScreen { align: center middle; }
+    QuitRunScreen > Vertical { width: 72; height: auto; border: thick $warning; padding: 1 2;
+                               background: $surface; }
+    QuitRunScreen Label { width: 100%; margin-bottom: 1; }
+    QuitRunScreen Horizontal { height: auto; align: center middle; }
+    QuitRunScreen Button { margin: 0 1; }
+    """
+    BINDINGS = [Binding("escape", "dismiss('cancel')", "Stay")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("The script is still running. Quit tensorscope and…")
+            with Horizontal():
+                yield Button("Leave it running", id="leave", variant="primary")
+                yield Button("Stop the script", id="stop", variant="error")
+                yield Button("Stay", id="cancel")
+
+    @on(Button.Pressed)
+    def _chosen(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id or "cancel")
+
+
+class TrainingScreen(Screen):
+    """Charts of one run: loss, lr, grad norm, throughput, step time, memory, AMP, modules."""
+
+    DEFAULT_CSS = """
+    TrainingScreen #tr-status { height: 1; padding: 0 1; background: $boost; }
+    TrainingScreen #tr-progress-row { height: 1; padding: 0 1; }
+    TrainingScreen #tr-progress-row Label { width: auto; margin-right: 1; color: $text-muted; }
+    TrainingScreen #tr-progress-row ProgressBar { width: auto; margin-right: 2; }
+    TrainingScreen #tr-grid { grid-size: 3 3; grid-rows: 1fr 1fr 1fr; grid-columns: 1fr 1fr 1fr;
+                              height: 1fr; }
+    TrainingScreen #tr-modules { border: round $primary-background-lighten-2; height: 1fr; }
+    TrainingScreen #tr-log { border: round $primary-background-lighten-2; height: 1fr; }
+    TrainingScreen #tr-empty { padding: 2 4; }
+    """
+    BINDINGS = [
+        Binding("p", "toggle_pause", "Pause/resume"),
+        Binding("q", "quit_run", "Quit"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen = 0
+        self._version = -1
+        self._series = {
+            "loss": Series("train", "cyan"), "eval": Series("eval", "yellow"),
+            "grad": Series("grad norm", "magenta"), "sps": Series("samples/s", "green"),
+            "data": Series("data wait", "yellow"), "compute": Series("compute", "cyan"),
+            "alloc": Series("allocated", "cyan"), "reserved": Series("reserved", "yellow"),
+            "peak": Series("peak", "red"), "rss": Series("process RSS", "cyan"),
+            "scale": Series("scale", "green"),
+        }
+        self._lr: list[Series] = []
+        self._skipped: list[float] = []
+        self._memory_kind: str | None = None
+        self._modules_shown: object = None
+
+    # --- layout ---------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        source = self.app.context.run
+        if source is None:
+            yield Static(self._empty_text(), id="tr-empty")
+            yield Footer()
+            return
+        yield Static("", id="tr-status")
+        with Horizontal(id="tr-progress-row"):
+            yield Label("epoch", id="tr-epoch-label")
+            yield ProgressBar(id="tr-epoch", show_eta=False)
+            yield Label("run", id="tr-run-label")
+            yield ProgressBar(id="tr-run", show_eta=False)
+            yield Label("", id="tr-eta")
+        with Grid(id="tr-grid"):
+            yield LineChart("loss", id="ch-loss")
+            yield LineChart("learning rate", id="ch-lr")
+            yield LineChart("gradient norm (as the optimizer saw it)", id="ch-grad")
+            yield LineChart("throughput", id="ch-sps")
+            yield LineChart("step time: data wait vs compute", unit="s", id="ch-time")
+            yield LineChart("memory", unit="B", id="ch-mem")
+            yield LineChart("AMP: GradScaler scale", id="ch-amp")
+            yield DataTable(id="tr-modules", cursor_type="row", zebra_stripes=True)
+            yield RichLog(id="tr-log", wrap=False, markup=False, max_lines=2000)
+        yield Footer()
+
+    def _empty_text(self) -> Text:
+        from tensorscope.runsource import recent_records
+
+        text = Text()
+        text.append("Training\n\n", style="bold")
+        text.append("This screen charts a training run as it happens: loss (train and eval), "
+                    "learning rate, gradient norm,\nthroughput, step time, memory and AMP, with "
+                    "the script's own output beside them.\n\n")
+        text.append("Start a run:     ", style="dim")
+        text.append("tensorscope run train.py [ARGS...]\n", style="bold")
+        text.append("Open a record:   ", style="dim")
+        text.append("tensorscope replay run.jsonl", style="bold")
+        text.append("   (written by run --record FILE)\n\n", style="dim")
+        files = recent_records(".")
+        if files:
+            text.append("Record files here:\n", style="dim")
+            for path in files:
+                text.append(f"  tensorscope replay {path}\n")
+        else:
+            text.append("No record files (*.jsonl) in this folder.", style="dim")
+        return text
+
+    def on_mount(self) -> None:
+        if self.app.context.run is None:
+            return
+        self.query_one("#ch-loss", LineChart).marker_label = "skipped"
+        self.query_one("#ch-amp", LineChart).empty_text = "no GradScaler in this run"
+        self.query_one("#ch-grad", LineChart).empty_text = "no gradients seen yet"
+        log = self.query_one("#tr-log", RichLog)
+        log.border_title = "script output"
+        self.query_one("#tr-modules", DataTable).border_title = "per-module (last step)"
+        self._poll()
+        self.set_interval(POLL_S, self._poll)
+
+    # --- polling ---------------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        snap = self.app.context.run.snapshot()
+        if snap.version == self._version:
+            self._status(snap)  # the clock still moves (ETA, elapsed)
+            return
+        self._version = snap.version
+        with self.app.batch_update():
+            self._ingest(snap)
+            self._status(snap)
+            self._charts()
+            self._log(snap)
+            self._modules(snap)
+
+    def _ingest(self, snap) -> None:
+        records = snap.records
+        new = records[self._seen:] if self._seen <= len(records) else records
+        self._seen = len(records)
+        s = self._series
+        for r in new:
+            if r.phase == "eval":
+                s["eval"].append(r.step, r.loss)
+                continue
+            s["loss"].append(r.step, r.loss)
+            for i, lr in enumerate(r.lr):
+                while len(self._lr) <= i:
+                    palette = ("cyan", "yellow", "green", "magenta", "red")
+                    self._lr.append(Series(f"group {len(self._lr)}", palette[len(self._lr) % 5]))
+                self._lr[i].append(r.step, lr)
+            s["grad"].append(r.step, r.grad_norm)
+            s["sps"].append(r.step, r.samples_per_s)
+            s["data"].append(r.step, r.data_time_s)
+            s["compute"].append(r.step, r.compute_time_s)
+            mem = r.memory or {}
+            self._memory_kind = mem.get("kind", self._memory_kind)
+            s["alloc"].append(r.step, mem.get("allocated"))
+            s["reserved"].append(r.step, mem.get("reserved"))
+            s["peak"].append(r.step, mem.get("peak"))
+            s["rss"].append(r.step, mem.get("rss"))
+            amp = r.amp or {}
+            s["scale"].append(r.step, amp.get("scale"))
+            if amp.get("skipped"):
+                self._skipped.append(r.step)
+
+    def _charts(self) -> None:
+        s = self._series
+        self.query_one("#ch-loss", LineChart).set_data([s["loss"], s["eval"]], self._skipped)
+        self.query_one("#ch-lr", LineChart).set_data(self._lr)
+        self.query_one("#ch-grad", LineChart).set_data([s["grad"]])
+        self.query_one("#ch-sps", LineChart).set_data([s["sps"]])
+        self.query_one("#ch-time", LineChart).set_data([s["data"], s["compute"]])
+        mem = self.query_one("#ch-mem", LineChart)
+        kind = self._memory_kind
+        if kind == "cpu-rss":
+            mem.border_title = "memory: process resident set (CPU has no allocator counters)"
+            mem.set_data([s["rss"]])
+        else:
+            mem.border_title = f"memory: {kind or '?'} caching allocator"
+            mem.set_data([s["alloc"], s["reserved"], s["peak"]])
+        amp = self.query_one("#ch-amp", LineChart)
+        amp.set_data([s["scale"]], self._skipped)
+        amp.marker_label = "skipped"
+
+    def _status(self, snap) -> None:
+        train = [r for r in snap.records[-1:] if r.phase == "train"] or [
+            r for r in snap.records if r.phase == "train"][-1:]
+        last = train[-1] if train else None
+        state_style = {"running": "bold green", "paused": "bold yellow", "finished": "bold",
+                       "crashed": "bold red", "recorded": "bold", "starting": "dim"}
+        text = Text()
+        text.append(f" {snap.state.upper()} ", style=f"reverse {state_style.get(snap.state, '')}")
+        text.append(f"  {snap.label}", style="bold")
+        argv = snap.meta.get("argv") or []
+        if argv:
+            text.append(" " + " ".join(map(str, argv)), style="dim")
+        text.append(f"   step {last.step if last else 0}")
+        if last is not None and last.epoch is not None:
+            text.append(f"  epoch {last.epoch}")
+        if last is not None and last.loss is not None:
+            text.append(f"  loss {fmt(last.loss)}")
+        model = snap.model or {}
+        if model.get("model"):
+            text.append(f"   {model['model']} ({fmt(model.get('parameters'))} params) · "
+                        f"{model.get('optimizer')}" + (" · GradScaler" if model.get("scaler") else ""),
+                        style="dim")
+        if snap.exit_code is not None:
+            text.append(f"   exit code {snap.exit_code}", style="bold red" if snap.exit_code else "bold")
+        problems = {k: v for k, v in snap.counters.items() if v}
+        if problems:
+            text.append("   " + " ".join(f"{k.replace('_', ' ')} {v}" for k, v in problems.items()),
+                        style="yellow")
+        if snap.source == "live" and not snap.finished:
+            text.append("   p pause/resume · q quit", style="dim")
+        self.query_one("#tr-status", Static).update(text)
+        self._progress(snap, model)
+
+    def _progress(self, snap, model: dict) -> None:
+        per_epoch = model.get("batches_per_epoch")
+        epochs = model.get("epochs")
+        train = snap.train
+        steps = len(train)
+        epoch_bar = self.query_one("#tr-epoch", ProgressBar)
+        run_bar = self.query_one("#tr-run", ProgressBar)
+        eta = self.query_one("#tr-eta", Label)
+        for widget in (epoch_bar, run_bar, self.query_one("#tr-epoch-label"),
+                       self.query_one("#tr-run-label")):
+            widget.display = bool(per_epoch)
+        if not per_epoch:
+            eta.update("run length unknown: no DataLoader with a length in the script, so no "
+                       "progress bar")
+            return
+        epoch_bar.update(total=per_epoch, progress=steps % per_epoch if steps % per_epoch or not steps
+                         else per_epoch)
+        if epochs:
+            total = epochs * per_epoch
+            run_bar.update(total=total, progress=min(steps, total))
+            remaining = max(0, total - steps)
+            times = [r.step_time_s for r in train[-50:] if r.step_time_s]
+            if snap.finished:
+                eta.update(f"{steps}/{total} steps · done")
+            elif times and remaining:
+                seconds = remaining * sum(times) / len(times)
+                eta.update(f"{steps}/{total} steps · ETA {_clock(seconds)}")
+            else:
+                eta.update(f"{steps}/{total} steps")
+        else:
+            run_bar.display = False
+            self.query_one("#tr-run-label").display = False
+            eta.update(f"{per_epoch} steps per epoch; epoch count unknown")
+
+    def _log(self, snap) -> None:
+        log = self.query_one("#tr-log", RichLog)
+        shown = getattr(self, "_log_shown", 0)
+        lines = snap.output
+        if shown > len(lines):
+            shown = 0
+        for line in lines[shown:]:
+            log.write(Text(line))
+        self._log_shown = len(lines)
+        if snap.source == "replay" and shown == 0 and not lines:
+            meta = snap.meta
+            log.write(Text(f"recorded run of {meta.get('script', '?')}", style="bold"))
+            log.write(Text(f"{len(snap.records)} records read"
+                           + (f"; {snap.counters.get('dropped_lines')} incomplete or unreadable "
+                              "lines dropped" if snap.counters.get("dropped_lines") else ""),
+                           style="yellow" if snap.counters.get("dropped_lines") else "dim"))
+            if not meta.get("ended"):
+                log.write(Text("the file ends without an end line: the run was cut off",
+                               style="yellow"))
+            self._log_shown = -1  # replay: written once
+        if snap.error and not getattr(self, "_error_shown", False):
+            self._error_shown = True
+            if snap.source == "replay" or not any("Traceback" in l for l in lines):
+                for line in (snap.error.get("traceback") or "").splitlines():
+                    log.write(Text(line, style="red"))
+            log.border_title = f"script output — crashed: {snap.error.get('exc_type')}"
+
+    def _modules(self, snap) -> None:
+        last = next((r for r in reversed(snap.records) if r.phase == "train" and r.modules), None)
+        table = self.query_one("#tr-modules", DataTable)
+        if last is None:
+            if self._modules_shown is None:
+                table.clear(columns=True)
+                table.add_column("per-module statistics")
+                table.add_row("none in this run: tensorscope.watch was not attached")
+                self._modules_shown = "none"
+            return
+        if self._modules_shown is last:
+            return
+        self._modules_shown = last
+        keys: list[str] = []
+        for stats in last.modules.values():
+            for key, value in stats.items():
+                if isinstance(value, (int, float)) and key not in keys:
+                    keys.append(key)
+        keys = keys[:6]
+        table.clear(columns=True)
+        table.add_column("module")
+        for key in keys:
+            table.add_column(key.replace("_", " "))
+        for path, stats in last.modules.items():
+            table.add_row(path or "(root)", *[fmt(stats.get(k)) if isinstance(stats.get(k), (int, float))
+                                               else "—" for k in keys])
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def action_toggle_pause(self) -> None:
+        source = self.app.context.run
+        if source is None or not source.running:
+            self.notify("no running script to pause", severity="warning")
+            return
+        if source.snapshot().state == "paused":
+            source.resume()
+            self.notify("resumed")
+        else:
+            source.pause()
+            self.notify("paused: the script is stopped until you press p again")
+        self._poll()
+
+    def action_quit_run(self) -> None:
+        source = self.app.context.run
+        if source is None or not source.running:
+            self.app.exit()
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice in {"leave", "stop"}:
+                source.quit_choice = choice
+                self.app.exit()
+
+        self.app.push_screen(QuitRunScreen(), chosen)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+

@@ -1,0 +1,203 @@
+"""A terminal line chart drawn in braille dots, decimated to the widget's width.
+
+:class:`Series` holds one line's points with bounded memory: past ``capacity`` points it
+merges neighbours pairwise (keeping each pair's mean), so a 100k-step run costs the same to
+draw as a 2k-step one. :class:`LineChart` bins every series into the dots its current width
+has (two per cell), draws each bin's min-to-max span (so spikes survive decimation), and
+marks events (skipped AMP steps) as red ticks along the top row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+# Braille dot bits for (column 0/1, row 0..3 from the top).
+_DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
+
+
+@dataclass
+class Series:
+    """One named line: x (step) and y values, at most ``capacity`` points kept."""
+
+    name: str
+    color: str
+    capacity: int = 2048
+    xs: list[float] = field(default_factory=list)
+    ys: list[float] = field(default_factory=list)
+
+    def append(self, x: float, y: float | None) -> None:
+        if y is None or not math.isfinite(y):
+            return
+        self.xs.append(float(x))
+        self.ys.append(float(y))
+        if len(self.xs) > self.capacity:
+            self.xs = [(self.xs[i] + self.xs[i + 1]) / 2 for i in range(0, len(self.xs) - 1, 2)]
+            self.ys = [(self.ys[i] + self.ys[i + 1]) / 2 for i in range(0, len(self.ys) - 1, 2)]
+
+    @property
+    def last(self) -> float | None:
+        return self.ys[-1] if self.ys else None
+
+    def clear(self) -> None:
+        self.xs.clear()
+        self.ys.clear()
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    """A short number: 3 significant digits, engineering suffix for big ones."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    if unit == "B":
+        for suffix in ("B", "KiB", "MiB", "GiB", "TiB"):
+            if abs(value) < 1024 or suffix == "TiB":
+                return f"{value:.1f} {suffix}" if suffix != "B" else f"{value:.0f} B"
+            value /= 1024
+    if unit == "s":
+        if abs(value) < 1e-3:
+            return f"{value * 1e6:.0f} µs"
+        if abs(value) < 1:
+            return f"{value * 1e3:.1f} ms"
+        return f"{value:.2f} s"
+    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+        return f"{value:.2e}{unit}"
+    return f"{value:.4g}{unit}"
+
+
+class LineChart(Widget):
+    """A titled braille chart of one or more series, with a legend of last values."""
+
+    DEFAULT_CSS = """
+    LineChart { height: 1fr; min-height: 6; border: round $primary-background-lighten-2;
+                padding: 0 1; }
+    LineChart:focus { border: round $accent; }
+    """
+
+    version: reactive[int] = reactive(0, layout=False)
+    """Bumped when the data changed, so the chart redraws."""
+
+    def __init__(self, title: str, *, unit: str = "", log_y: bool = False,
+                 id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = title
+        self.unit = unit
+        self.log_y = log_y
+        self.series: list[Series] = []
+        self.markers: list[float] = []
+        """x positions of events drawn as red ticks (skipped steps)."""
+        self.marker_label = ""
+        self.empty_text = "no data yet"
+
+    def set_data(self, series: list[Series], markers: list[float] | None = None) -> None:
+        self.series = series
+        self.markers = list(markers or [])
+        self.version += 1
+
+    def render(self) -> Text:
+        width, height = self.content_size.width, self.content_size.height
+        drawn = [s for s in self.series if s.ys]
+        if width < 8 or height < 2:
+            return Text("")
+        if not drawn:
+            return Text(self.empty_text, style="dim")
+        legend = self._legend(drawn, width)
+        plot_h = max(1, height - 1)
+        label_w = 9
+        plot_w = max(2, width - label_w)
+        ys = [self._tf(y) for s in drawn for y in s.ys]
+        ys = [y for y in ys if y is not None]
+        if not ys:
+            return Text(self.empty_text, style="dim")
+        lo, hi = min(ys), max(ys)
+        if hi - lo < 1e-12:
+            pad = abs(hi) * 0.05 or 1.0
+            lo, hi = lo - pad, hi + pad
+        x_lo = min(s.xs[0] for s in drawn)
+        x_hi = max(s.xs[-1] for s in drawn)
+        x_span = (x_hi - x_lo) or 1.0
+        dots_w, dots_h = plot_w * 2, plot_h * 4
+        cells = [[0] * plot_w for _ in range(plot_h)]
+        colors: list[list[str | None]] = [[None] * plot_w for _ in range(plot_h)]
+        for s in drawn:
+            bins: dict[int, tuple[float, float]] = {}
+            for x, y in zip(s.xs, s.ys):
+                ty = self._tf(y)
+                if ty is None:
+                    continue
+                col = min(dots_w - 1, int((x - x_lo) / x_span * (dots_w - 1) + 0.5))
+                a, b = bins.get(col, (ty, ty))
+                bins[col] = (min(a, ty), max(b, ty))
+            prev: int | None = None
+            for col in sorted(bins):
+                a, b = bins[col]
+                r0 = self._row(b, lo, hi, dots_h)
+                r1 = self._row(a, lo, hi, dots_h)
+                if prev is not None and abs(prev - r0) > 1 and abs(prev - r1) > 1:
+                    # Join to the previous bin so a steep line stays continuous.
+                    r0, r1 = min(r0, r1, prev), max(r0, r1, prev)
+                for r in range(r0, r1 + 1):
+                    cy, dy = divmod(r, 4)
+                    cx, dx = divmod(col, 2)
+                    cells[cy][cx] |= _DOTS[dx][dy]
+                    if colors[cy][cx] is None:
+                        colors[cy][cx] = s.color
+                prev = (r0 + r1) // 2
+        marker_cols = set()
+        for mx in self.markers:
+            marker_cols.add(min(plot_w - 1, int((mx - x_lo) / x_span * (dots_w - 1) + 0.5) // 2))
+        out = Text(no_wrap=True, overflow="crop")
+        out.append_text(legend)
+        for cy in range(plot_h):
+            out.append("\n")
+            if cy == 0:
+                label = fmt(self._inv(hi), self.unit)
+            elif cy == plot_h - 1:
+                label = fmt(self._inv(lo), self.unit)
+            else:
+                label = ""
+            out.append(f"{label:>{label_w - 1}} "[:label_w], style="dim")
+            for cx in range(plot_w):
+                if cy == 0 and cx in marker_cols and not cells[cy][cx]:
+                    out.append("▼", style="bold red")
+                    continue
+                bits = cells[cy][cx]
+                if bits:
+                    style = colors[cy][cx] or ""
+                    if cx in marker_cols:
+                        style = "bold red"
+                    out.append(chr(0x2800 + bits), style=style)
+                else:
+                    out.append("│" if cx in marker_cols else " ",
+                               style="red dim" if cx in marker_cols else "")
+        return out
+
+    def _legend(self, drawn: list[Series], width: int) -> Text:
+        legend = Text(no_wrap=True, overflow="ellipsis")
+        for i, s in enumerate(drawn):
+            if i:
+                legend.append("  ")
+            legend.append("━ ", style=s.color)
+            legend.append(f"{s.name} ", style="dim")
+            legend.append(fmt(s.last, self.unit) + " ", style="bold")
+        if self.markers and self.marker_label:
+            legend.append(f"  ▼ {self.marker_label} ×{len(self.markers)}", style="bold red")
+        legend.append(f"  step {int(max(s.xs[-1] for s in drawn))}", style="dim")
+        legend.truncate(width)
+        return legend
+
+    def _tf(self, y: float) -> float | None:
+        if not self.log_y:
+            return y
+        return math.log10(y) if y > 0 else None
+
+    def _inv(self, v: float) -> float:
+        return 10 ** v if self.log_y else v
+
+    @staticmethod
+    def _row(v: float, lo: float, hi: float, dots_h: int) -> int:
+        frac = (v - lo) / (hi - lo)
+        return max(0, min(dots_h - 1, int(round((1 - frac) * (dots_h - 1)))))

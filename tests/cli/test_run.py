@@ -1,0 +1,105 @@
+"""`tensorscope run --headless --record` on unmodified scripts, and `replay` of what it wrote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tensorscope.telemetry import read_jsonl
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tensorscope", *args], capture_output=True,
+                          text=True, timeout=180, cwd=cwd)
+
+
+def printed(stdout: str, word: str) -> list[float]:
+    return [float(line.split()[-1]) for line in stdout.splitlines()
+            if line.startswith(word) and "loss" in line]
+
+
+def test_minimal_script_every_step_recorded_with_its_own_losses(tmp_path: Path) -> None:
+    record = tmp_path / "run.jsonl"
+    out = run_cli("run", str(FIXTURES / "minimal_train.py"), "--epochs", "2", "--headless",
+                  "--record", str(record), "--json")
+    assert out.returncode == 0, out.stderr
+    own = printed(out.stdout, "step")
+    records, meta, dropped = read_jsonl(record)
+    train = [r for r in records if r.phase == "train"]
+    assert len(own) == 26 and [r.step for r in train] == list(range(1, 27))
+    assert [r.loss for r in train] == own
+    assert dropped == 0 and meta["exit_code"] == 0 and meta["model"]["optimizer"] == "AdamW"
+    assert all(r.lr == [1e-3] and r.grad_norm > 0 and r.rank is None for r in train)
+    assert all(r.memory["kind"] == "cpu-rss" for r in train)
+    assert [r.epoch for r in train][::13] == [0, 1]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 26 and summary["exit_code"] == 0
+    assert isinstance(summary["findings"], list)
+
+
+def test_eval_records_and_exit_code_pass_through(tmp_path: Path) -> None:
+    record = tmp_path / "eval.jsonl"
+    out = run_cli("run", str(FIXTURES / "eval_train.py"), "--epochs", "2", "--exit", "3",
+                  "--headless", "--record", str(record))
+    assert out.returncode == 3
+    records, meta, _ = read_jsonl(record)
+    assert meta["exit_code"] == 3
+    assert [r.loss for r in records if r.phase == "train"] == printed(out.stdout, "train")
+    evals = [r for r in records if r.phase == "eval"]
+    assert [r.loss for r in evals] == pytest.approx(printed(out.stdout, "val"))
+    assert [r.step for r in evals] == [4, 8]
+    lrs = [r.lr[0] for r in records if r.phase == "train"]
+    assert lrs[0] == pytest.approx(0.01) and lrs[-1] == pytest.approx(0.005)  # StepLR halved it
+
+
+def test_crash_keeps_the_steps_before_it_and_prints_the_traceback(tmp_path: Path) -> None:
+    record = tmp_path / "crash.jsonl"
+    out = run_cli("run", str(FIXTURES / "crash_train.py"), "--headless", "--record", str(record))
+    assert out.returncode == 1
+    assert "Traceback" in out.stderr and "RuntimeError" in out.stderr
+    assert "_bootstrap" not in out.stderr and "runpy" not in out.stderr
+    records, meta, _ = read_jsonl(record)
+    assert [r.loss for r in records] == printed(out.stdout, "step") and len(records) == 5
+    assert meta["error"]["exc_type"] == "RuntimeError" and meta["exit_code"] == 1
+
+
+def test_amp_inf_skips_a_step_halves_the_scale_and_it_grows_back(tmp_path: Path) -> None:
+    record = tmp_path / "amp.jsonl"
+    out = run_cli("run", str(FIXTURES / "amp_train.py"), "--headless", "--record", str(record),
+                  "--json")
+    assert out.returncode == 0, out.stderr
+    records, _, _ = read_jsonl(record)
+    assert len(records) == 12
+    amp = [r.amp for r in records]
+    assert [a["skipped"] for a in amp].index(True) == 3 and sum(a["skipped"] for a in amp) == 1
+    assert all(a["autocast_dtype"] == "bfloat16" for a in amp)
+    scales = [a["scale"] for a in amp]
+    # Scale after each update, as the script printed it ("... -> after").
+    assert scales == [float(line.split()[-1]) for line in out.stdout.splitlines()
+                      if line.startswith("iter")]
+    assert scales[3] == scales[2] / 2 and max(scales[4:]) > scales[2]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["skipped_steps"] == 1
+
+
+@pytest.mark.parametrize("content,needle", [(None, "no such script"),
+                                            ("def broken(:\n", "syntax error")])
+def test_bad_scripts_are_one_line_exit_2(tmp_path: Path, content, needle) -> None:
+    script = tmp_path / "train.py"
+    if content is not None:
+        script.write_text(content)
+    out = run_cli("run", str(script), "--headless")
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1 and needle in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_replay_of_a_missing_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    out = run_cli("replay", str(tmp_path / "none.jsonl"))
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1

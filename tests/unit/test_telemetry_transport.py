@@ -1,0 +1,94 @@
+"""Recorder, JSON Lines sink and reader, and the event channel's defences (no UI involved)."""
+
+from __future__ import annotations
+
+import json
+import time
+from multiprocessing import connection
+
+from tensorscope.telemetry import JsonlSink, Recorder, StepRecord, read_jsonl
+from tensorscope.transport import EventSender, EventServer
+
+
+def _wait(predicate, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_recorder_is_bounded_and_survives_a_failing_sink() -> None:
+    seen = []
+
+    def broken(record: StepRecord) -> None:
+        raise OSError("disk full")
+
+    rec = Recorder(capacity=3, sinks=[broken, seen.append])
+    for i in range(5):
+        rec.add(StepRecord(step=i, loss=float(i)))
+    assert [r.step for r in rec.snapshot()] == [2, 3, 4]
+    assert rec.total == 5 and rec.sink_errors == 5 and len(seen) == 5
+
+
+def test_truncated_record_file_keeps_complete_lines_and_counts_the_rest(tmp_path) -> None:
+    path = tmp_path / "run.jsonl"
+    sink = JsonlSink(path)
+    sink.event("run", script="train.py", argv=[])
+    for i in range(1, 5):
+        sink(StepRecord(step=i, loss=1.0 / i, lr=[0.1]))
+    sink.close()
+    data = path.read_bytes()
+    path.write_bytes(data[:-20])  # the last step line is cut in the middle
+    records, meta, dropped = read_jsonl(path)
+    assert [r.step for r in records] == [1, 2, 3]
+    assert meta["script"] == "train.py" and dropped == 1 and "exit_code" not in meta
+    lines = [json.loads(line) for line in data.decode().splitlines()]
+    assert all(line["type"] in {"run", "step"} for line in lines)
+    assert {"step", "loss", "lr", "grad_norm", "samples_per_s", "rank"} <= set(lines[1])
+
+
+def test_server_counts_malformed_frames_and_refuses_wrong_keys() -> None:
+    events = []
+    server = EventServer(events.append)
+    try:
+        good = connection.Client(server.address, authkey=server.authkey)
+        good.send_bytes(b"not json at all")
+        good.send_bytes(b"[1, 2, 3]")  # JSON, but not an event object
+        good.send_bytes(json.dumps({"type": "step", "step": 1}).encode())
+        good.close()
+        assert _wait(lambda: server.received == 1 and server.malformed == 2)
+        assert events == [{"type": "step", "step": 1}]
+        try:
+            bad = connection.Client(server.address, authkey=b"wrong key")
+            bad.send_bytes(b'{"type": "step", "step": 2}')
+        except Exception:
+            pass  # refused during the handshake, as it should be
+        assert _wait(lambda: server.refused == 1)
+        assert server.received == 1
+    finally:
+        server.close()
+
+
+def test_sender_without_a_ui_drops_and_counts_without_blocking(tmp_path) -> None:
+    sender = EventSender(str(tmp_path / "nobody-listens"), b"k" * 32, capacity=8)
+    for i in range(1000):
+        sender.send({"type": "step", "step": i})
+    sender.close(timeout=1.0)
+    assert sender.sent == 0
+    assert _wait(lambda: sender.dropped + sender._queue.qsize() >= 1000 - 8)
+
+
+def test_sender_delivers_to_server_in_order() -> None:
+    events = []
+    server = EventServer(events.append)
+    try:
+        sender = EventSender(server.address, server.authkey)
+        for i in range(50):
+            sender.send({"type": "step", "step": i})
+        sender.close(timeout=5)
+        assert _wait(lambda: len(events) == 50)
+        assert [e["step"] for e in events] == list(range(50)) and sender.dropped == 0
+    finally:
+        server.close()
