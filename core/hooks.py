@@ -1,0 +1,323 @@
+"""HookSet: forward and gradient hooks on a chosen set of modules, held by their handles.
+
+A :class:`HookSet` attaches one forward hook per selected module. The forward hook reduces
+the module's output to a small stats vector on the output's device
+(:func:`tensorscope.stats.activation_stats`) and, when the output takes part in autograd,
+registers a *tensor* hook on it that reduces the gradient flowing out of the module to its
+norm. Tensor hooks on outputs (rather than ``register_full_backward_hook``) keep working
+when the next op modifies the output in place, and for modules that return tuples or dicts.
+
+Nothing is read back to the host inside a hook: the stats tensors wait in ``pending`` until
+the owner (``watch``) fetches the whole step with :func:`fetch` — one copy per device.
+
+Every handle is kept and removed by :meth:`HookSet.detach`; errors inside tensorscope's
+hooks are caught and counted in :attr:`HookSet.errors`, never raised into the user's code.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from tensorscope.errors import UserError, one_line
+from tensorscope.stats import (
+    ACT_LEN,
+    HIST_BINS,
+    HIST_SAMPLE,
+    activation_stats,
+    decode_activation,
+    describe_output,
+    first_float_tensor,
+    grad_stats,
+)
+
+ROOT = "(model)"
+"""The display name of the root module (its real path in named_modules is "")."""
+
+
+def module_names(model: nn.Module) -> list[str]:
+    """Paths of every module below the root, in named_modules order."""
+    return [name for name, _ in model.named_modules() if name]
+
+
+def select_modules(model: nn.Module, spec: Any) -> list[tuple[str, nn.Module]]:
+    """The modules ``spec`` names, as (path, module) in model order.
+
+    ``spec`` is "*" (every module below the root; the root itself for a model with no
+    children), a path, a glob ("encoder.layers.*", "*.linear1"), a module class
+    (``nn.Linear``), a comma-separated string, an iterable of any of these, or None / [] for
+    none. A part that matches nothing is a :class:`UserError` naming what exists.
+    """
+    named = [(name, mod) for name, mod in model.named_modules()]
+    if spec is None:
+        return []
+    parts: list[Any]
+    if isinstance(spec, str):
+        parts = [p.strip() for p in spec.split(",") if p.strip()]
+    elif isinstance(spec, type):
+        parts = [spec]
+    elif isinstance(spec, Iterable):
+        parts = list(spec)
+    else:
+        raise UserError(f"modules= takes a name, a glob, a module class or a list of them, not {type(spec).__name__}")
+    chosen: dict[str, nn.Module] = {}
+    for part in parts:
+        hits = _match(named, part)
+        if not hits:
+            raise UserError(_no_match_message(model, part))
+        for name, mod in hits:
+            chosen.setdefault(name, mod)
+    order = {name: i for i, (name, _) in enumerate(named)}
+    return sorted(chosen.items(), key=lambda item: order[item[0]])
+
+
+def _match(named: list[tuple[str, nn.Module]], part: Any) -> list[tuple[str, nn.Module]]:
+    if isinstance(part, type):
+        if not issubclass(part, nn.Module):
+            raise UserError(f"modules=: {part.__name__} is not an nn.Module class")
+        return [(n, m) for n, m in named if isinstance(m, part)]
+    if not isinstance(part, str):
+        raise UserError(f"modules=: expected a name, glob or module class, got {type(part).__name__}")
+    if part == "*":
+        below = [(n, m) for n, m in named if n]
+        return below or named[:1]
+    if part in ("", ROOT):
+        return named[:1]
+    exact = [(n, m) for n, m in named if n == part]
+    if exact:
+        return exact
+    return [(n, m) for n, m in named if n and fnmatch.fnmatchcase(n, part)]
+
+
+def _no_match_message(model: nn.Module, part: Any) -> str:
+    names = module_names(model)
+    label = part.__name__ if isinstance(part, type) else repr(part)
+    if not names:
+        return f"no module matches {label}: {type(model).__name__} has no submodules (use '*' for the model itself)"
+    shown = ", ".join(names[:12]) + (f", … ({len(names) - 12} more)" if len(names) > 12 else "")
+    return f"no module matches {label}; the model's modules are: {shown}"
+
+
+@dataclass
+class _Pending:
+    """What one module produced during the current step (device tensors, not yet fetched)."""
+
+    calls: int = 0
+    act: torch.Tensor | None = None
+    """Stats vector of the last call's output."""
+    grads: list[torch.Tensor] = field(default_factory=list)
+    """Gradient-norm tensors, one per call whose output received a gradient."""
+    shape: list[int] | None = None
+    dtype: str | None = None
+    note: str | None = None
+
+
+class HookSet:
+    """Forward hooks (and per-output gradient hooks) on the selected modules of a model.
+
+    Usage::
+
+        hooks = HookSet(model, "encoder.layers.*").attach()
+        loss = model(x).sum(); loss.backward()
+        pending = hooks.take()                 # device tensors of this step
+        values = fetch([t for t in flatten(pending)])   # one host sync
+        hooks.detach()
+
+    ``recording`` switches the stats off between detail steps without removing hooks.
+    """
+
+    def __init__(self, model: nn.Module, modules: Any = "*", *, bins: int = HIST_BINS,
+                 sample: int = HIST_SAMPLE, grads: bool = True) -> None:
+        if not isinstance(model, nn.Module):
+            raise UserError(f"expected an nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.bins = bins
+        self.sample = sample
+        self.grads = grads
+        self.recording = True
+        self.errors = 0
+        """tensorscope's own exceptions caught in hooks (never raised into the user's code)."""
+        self.last_error: str | None = None
+        self.overhead_s = 0.0
+        """Seconds spent inside these hooks since attach (host time)."""
+        self._lock = threading.Lock()
+        self._selected: dict[str, nn.Module] = dict(select_modules(model, modules))
+        self._module_handles: dict[str, Any] = {}
+        self._tensor_handles: list[Any] = []
+        self._pending: dict[str, _Pending] = {}
+
+    # -- selection ---------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        """Paths of the modules currently hooked (root shown as ``(model)``)."""
+        return [n or ROOT for n in self._module_handles]
+
+    @property
+    def hook_count(self) -> int:
+        """Handles held right now: module hooks plus gradient hooks on live outputs."""
+        return len(self._module_handles) + len(self._tensor_handles)
+
+    def attach(self) -> "HookSet":
+        for name, module in list(self._selected.items()):
+            self._hook(name, module)
+        return self
+
+    def set_modules(self, spec: Any) -> None:
+        """Hook exactly the modules ``spec`` selects (see select_modules), unhooking others."""
+        wanted = dict(select_modules(self.model, spec))
+        self._selected = wanted
+        for name in list(self._module_handles):
+            if name not in wanted:
+                self._module_handles.pop(name).remove()
+        for name, module in wanted.items():
+            if name not in self._module_handles:
+                self._hook(name, module)
+
+    def add(self, names: Iterable[str]) -> None:
+        """Hook these module paths too (already hooked ones are left as they are)."""
+        by_name = dict(self.model.named_modules())
+        for name in names:
+            key = "" if name == ROOT else name
+            if key not in by_name:
+                raise UserError(_no_match_message(self.model, name))
+            self._selected[key] = by_name[key]
+            if key not in self._module_handles:
+                self._hook(key, by_name[key])
+
+    def remove(self, names: Iterable[str]) -> None:
+        """Unhook these module paths (unknown or unhooked ones are ignored)."""
+        for name in names:
+            key = "" if name == ROOT else name
+            self._selected.pop(key, None)
+            handle = self._module_handles.pop(key, None)
+            if handle is not None:
+                handle.remove()
+
+    def _hook(self, name: str, module: nn.Module) -> None:
+        def forward_hook(mod: nn.Module, args: Any, output: Any, _name: str = name) -> None:
+            self._on_forward(_name, output)
+
+        self._module_handles[name] = module.register_forward_hook(forward_hook)
+
+    def detach(self) -> None:
+        """Remove every handle this set holds; safe to call twice."""
+        for handle in self._module_handles.values():
+            handle.remove()
+        self._module_handles.clear()
+        self._drop_tensor_hooks()
+        with self._lock:
+            self._pending.clear()
+
+    def _drop_tensor_hooks(self) -> None:
+        handles, self._tensor_handles = self._tensor_handles, []
+        for handle in handles:
+            handle.remove()
+
+    # -- hooks -------------------------------------------------------------------------
+    def _on_forward(self, name: str, output: Any) -> None:
+        if not self.recording or not torch.is_grad_enabled():
+            # Evaluation forwards (no_grad) are not part of a training step's statistics.
+            return
+        start = time.perf_counter()
+        try:
+            tensor = first_float_tensor(output)
+            with self._lock:
+                slot = self._pending.setdefault(name, _Pending())
+                slot.calls += 1
+                if tensor is None:
+                    slot.note = describe_output(output)
+                    return
+                slot.shape = list(tensor.shape)
+                slot.dtype = str(tensor.dtype).replace("torch.", "")
+                slot.act = activation_stats(tensor, self.bins, self.sample)
+            if self.grads and tensor.requires_grad:
+                handle = tensor.register_hook(lambda g, _name=name: self._on_grad(_name, g))
+                self._tensor_handles.append(handle)
+        except Exception as exc:  # tensorscope's own failure: count it, never raise it
+            self._count_error(exc)
+        finally:
+            self.overhead_s += time.perf_counter() - start
+
+    def _on_grad(self, name: str, grad: torch.Tensor | None) -> None:
+        start = time.perf_counter()
+        try:
+            if grad is not None:
+                norm = grad_stats(grad)
+                with self._lock:
+                    self._pending.setdefault(name, _Pending()).grads.append(norm)
+        except Exception as exc:
+            self._count_error(exc)
+        finally:
+            self.overhead_s += time.perf_counter() - start
+        return None  # never change the gradient
+
+    def _count_error(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.last_error = one_line(exc)
+
+    # -- per step ----------------------------------------------------------------------
+    def take(self) -> dict[str, _Pending]:
+        """This step's pending stats (device tensors), clearing them and the output hooks."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        self._drop_tensor_hooks()
+        return pending
+
+    @staticmethod
+    def tensors(pending: dict[str, _Pending]) -> list[torch.Tensor]:
+        """The device tensors of ``pending``, in the order :meth:`decode` reads them."""
+        out: list[torch.Tensor] = []
+        for slot in pending.values():
+            if slot.act is not None:
+                out.append(slot.act)
+            out.extend(slot.grads)
+        return out
+
+    @staticmethod
+    def decode(pending: dict[str, _Pending], values: list[list[float]]) -> dict[str, dict[str, Any]]:
+        """Per-module stats dicts from ``pending`` and the fetched ``values`` (same order)."""
+        result: dict[str, dict[str, Any]] = {}
+        it = iter(values)
+        for name, slot in pending.items():
+            entry: dict[str, Any] = {"calls": slot.calls, "shape": slot.shape, "dtype": slot.dtype}
+            if slot.act is not None:
+                entry.update(decode_activation(next(it)))
+            if slot.note:
+                entry["note"] = slot.note
+            norms = [next(it)[0] for _ in slot.grads]
+            # A module called twice gets two gradients; their squared norms add up.
+            entry["grad_norm"] = (sum(n * n for n in norms) ** 0.5) if norms else None
+            result[name or ROOT] = entry
+        return result
+
+
+def fetch(tensors: list[torch.Tensor]) -> list[list[float]]:
+    """Every tensor's values as Python floats, with one device-to-host copy per device.
+
+    This is the one host sync of a step: tensors are flattened, cast to float64 on their
+    device, concatenated per device, copied once, and split again.
+    """
+    if not tensors:
+        return []
+    groups: dict[torch.device, list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault(t.device, []).append(i)
+    out: list[list[float]] = [[] for _ in tensors]
+    for device, idxs in groups.items():
+        parts = [tensors[i].detach().reshape(-1).to(torch.float64) for i in idxs]
+        flat = torch.cat(parts).cpu().tolist() if len(parts) > 1 else parts[0].cpu().tolist()
+        pos = 0
+        for i, part in zip(idxs, parts):
+            n = part.numel()
+            out[i] = flat[pos:pos + n]
+            pos += n
+    return out
+
+
+__all__ = ["HookSet", "select_modules", "module_names", "fetch", "ROOT", "ACT_LEN"]

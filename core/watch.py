@@ -1,0 +1,497 @@
+"""``tensorscope.watch()``: watch a model while the user's own training loop runs.
+
+::
+
+    with tensorscope.watch(model, optimizer) as session:
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss = criterion(model(x), y)
+            loss.backward()
+            optimizer.step()          # each step ends here and becomes a StepRecord
+    session.records[-1].loss, session.records[-1].modules["fc1"]["mean"]
+
+A step ends at the optimizer's step (its post hook) or, for loops without an optimizer, when
+the caller calls ``session.step()``. Everything is observed through PyTorch's registration
+APIs — module hooks, global module hooks (only while the session is active), tensor and
+post-accumulate-grad hooks on parameters, optimizer step hooks — and every handle is removed
+on exit, on error and on ``detach()``. Statistics stay on the device until the step ends and
+are fetched with one copy per device (see :func:`tensorscope.hooks.fetch`).
+
+Exceptions inside tensorscope's hooks and in ``sink`` are caught and counted
+(``signals["hook_errors"]``); the user's own exceptions pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+from torch.nn.modules import module as _module_globals
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.dropout import _DropoutNd
+from torch.nn.modules.loss import _Loss
+from torch.optim import optimizer as _optim_globals
+
+from tensorscope.errors import UserError, one_line
+from tensorscope.hooks import HookSet, fetch
+from tensorscope.telemetry import StepRecord, memory_snapshot
+
+MAX_RECORDS = 10_000
+"""``session.records`` keeps at most this many recent steps (bounded memory)."""
+
+
+class WatchSession:
+    """The live side of ``watch()``: hooks, per-step state and the finished records."""
+
+    def __init__(self, model: nn.Module, optimizer: Any = None, scaler: Any = None, *,
+                 modules: Any = "*", every: int = 1, loss: Any = None,
+                 sink: Callable[[StepRecord], Any] | None = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise UserError(f"watch() needs an nn.Module, got {type(model).__name__}")
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise UserError(f"optimizer= must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise UserError(f"every= must be a whole number of steps >= 1, got {every!r}")
+        if loss is not None and not isinstance(loss, nn.Module):
+            raise UserError(f"loss= must be a criterion module (e.g. nn.CrossEntropyLoss()), got {type(loss).__name__}")
+        if sink is not None and not callable(sink):
+            raise UserError("sink= must be a callable taking a StepRecord")
+        self.model = model
+        self.optimizer = optimizer
+        self.scaler = scaler
+        self.every = every
+        self.sink = sink
+        self._loss_module = loss
+        self.records: list[StepRecord] = []
+        self.hooks = HookSet(model, modules)
+        self._named_params = [(n, p) for n, p in model.named_parameters()]
+        self._trainable = [(n, p) for n, p in self._named_params if p.requires_grad]
+        self._module_names = {id(m): (n or "(model)") for n, m in model.named_modules()}
+        self._handles: list[Any] = []
+        self._attached = False
+        self._step = 0
+        self._errors_total = 0
+        self.last_error: str | None = None
+        self._overhead_s = 0.0
+        self._overhead_reported = 0.0
+        self._prev_end = time.perf_counter()
+        self._prev_scale: float | None = None
+        self._update_buffers: list[torch.Tensor] | None = None
+        self._reset_step()
+        self._mark_grads()
+
+    # -- public ------------------------------------------------------------------------
+    @property
+    def hook_count(self) -> int:
+        """Hooks tensorscope holds right now (0 after detach)."""
+        return len(self._handles) + self.hooks.hook_count
+
+    @property
+    def overhead(self) -> dict[str, float]:
+        """Host time spent in tensorscope's hooks and step bookkeeping."""
+        total = self._overhead_s + self.hooks.overhead_s
+        steps = max(1, self._step)
+        return {"total_s": total, "per_step_s": total / steps, "steps": self._step}
+
+    @property
+    def errors(self) -> int:
+        """tensorscope's own exceptions caught since the session began."""
+        return self._errors_total + self.hooks.errors
+
+    def log_loss(self, value: Any) -> None:
+        """Record the loss of this step (for functional losses no criterion module sees)."""
+        try:
+            if isinstance(value, torch.Tensor):
+                self._logged_losses.append(value.detach().float().mean().reshape(1))
+            else:
+                self._logged_losses.append(torch.tensor([float(value)], dtype=torch.float64))
+        except Exception as exc:
+            self._count_error(exc)
+
+    def step(self) -> StepRecord | None:
+        """End the current step now (loops without an optimizer call this once per step)."""
+        return self._end_step()
+
+    def attach(self) -> "WatchSession":
+        if self._attached:
+            return self
+        self._attached = True
+        try:
+            self.hooks.attach()
+            add = self._handles.append
+            add(self.model.register_forward_pre_hook(self._guard(self._on_root_pre)))
+            add(self.model.register_forward_hook(self._guard(self._on_root_forward)))
+            add(_module_globals.register_module_forward_pre_hook(self._guard(self._on_any_pre)))
+            add(_module_globals.register_module_forward_hook(self._guard(self._on_any_forward)))
+            if self._loss_module is not None:
+                add(self._loss_module.register_forward_hook(self._guard(self._on_loss_forward)))
+            for name, p in self._trainable:
+                add(p.register_hook(self._param_grad_hook(name, p)))
+                add(p.register_post_accumulate_grad_hook(self._param_accumulated_hook(name)))
+            if self.optimizer is not None:
+                add(self.optimizer.register_step_pre_hook(self._guard(self._on_opt_pre)))
+                add(self.optimizer.register_step_post_hook(self._guard(self._on_opt_post)))
+            else:
+                add(_optim_globals.register_optimizer_step_pre_hook(self._guard(self._on_opt_pre)))
+                add(_optim_globals.register_optimizer_step_post_hook(self._guard(self._on_opt_post)))
+        except BaseException:
+            self.detach()
+            raise
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook; records stay. Safe to call twice."""
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+        self.hooks.detach()
+        self._attached = False
+
+    def close(self) -> None:
+        """Flush an unfinished step that observed something, then detach."""
+        try:
+            if self._attached and self._has_pending():
+                self._end_step(partial=True)
+        finally:
+            self.detach()
+
+    def __enter__(self) -> "WatchSession":
+        return self.attach()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- per-step state ----------------------------------------------------------------
+    def _reset_step(self) -> None:
+        self._losses: list[torch.Tensor] = []
+        self._logged_losses: list[torch.Tensor] = []
+        self._grad_norms: dict[str, torch.Tensor] = {}
+        self._clipped: list[torch.Tensor] | None = None
+        self._bw_counts: dict[str, int] = {}
+        self._carried: list[str] = []
+        self._eval_graph = 0
+        self._train_no_grad = 0
+        self._mismatch: list[str] = []
+        self._batch = 0
+        self._first_forward: float | None = None
+        self._autocast: str | None = None
+        self._step_errors = self.errors
+        self._pre_weights_taken = False
+        self.hooks.recording = self._is_detail(self._step + 1)
+
+    def _is_detail(self, step: int) -> bool:
+        return (step - 1) % self.every == 0
+
+    def _has_pending(self) -> bool:
+        return bool(self._bw_counts or self._losses or self._logged_losses or self._mismatch
+                    or self._eval_graph or self._train_no_grad)
+
+    def _mark_grads(self) -> None:
+        # A grad that is the same tensor at the same version at the next backward was never
+        # reset (zero_grad bumps the version or sets None): it is carried over.
+        self._grad_marks = {
+            name: (id(p.grad), p.grad._version) if p.grad is not None else None
+            for name, p in self._trainable
+        }
+
+    # -- hooks -------------------------------------------------------------------------
+    def _guard(self, fn: Callable[..., Any]) -> Callable[..., None]:
+        def hook(*args: Any, **kwargs: Any) -> None:
+            start = time.perf_counter()
+            try:
+                fn(*args, **kwargs)
+            except Exception as exc:  # tensorscope's failure, never the user's problem
+                self._count_error(exc)
+            finally:
+                self._overhead_s += time.perf_counter() - start
+            return None
+
+        return hook
+
+    def _count_error(self, exc: BaseException) -> None:
+        self._errors_total += 1
+        self.last_error = one_line(exc)
+
+    def _on_root_pre(self, module: nn.Module, args: Any) -> None:
+        if self._first_forward is None and torch.is_grad_enabled() and module.training:
+            self._first_forward = time.perf_counter()
+        if module.training and torch.is_grad_enabled():
+            first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+            if first is not None and first.dim() > 0:
+                self._batch += int(first.shape[0])
+            kind = first.device.type if first is not None else "cpu"
+            if torch.is_autocast_enabled(kind):
+                self._autocast = str(torch.get_autocast_dtype(kind)).replace("torch.", "")
+
+    def _on_root_forward(self, module: nn.Module, args: Any, output: Any) -> None:
+        if not module.training and torch.is_grad_enabled():
+            from tensorscope.stats import first_float_tensor
+
+            out = first_float_tensor(output)
+            if out is not None and out.requires_grad:
+                self._eval_graph += 1
+
+    def _on_any_pre(self, module: nn.Module, args: Any) -> None:
+        name = self._module_names.get(id(module))
+        if name is None:
+            return
+        param = next((p for p in module._parameters.values() if p is not None), None)
+        if param is None:
+            return
+        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        if first is not None and first.device != param.device:
+            note = f"{name}: param on {param.device}, input on {first.device}"
+            if note not in self._mismatch and len(self._mismatch) < 32:
+                self._mismatch.append(note)
+
+    def _on_any_forward(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self._loss_module is None and isinstance(module, _Loss):
+            self._on_loss_forward(module, args, output)
+        elif (isinstance(module, (_DropoutNd, _BatchNorm)) and module.training
+              and not torch.is_grad_enabled() and id(module) in self._module_names):
+            self._train_no_grad += 1
+
+    def _on_loss_forward(self, module: nn.Module, args: Any, output: Any) -> None:
+        # Only losses that will be back-propagated count as the training loss; a validation
+        # loss computed under no_grad is left out.
+        if isinstance(output, torch.Tensor) and output.requires_grad and output.is_floating_point():
+            self._losses.append(output.detach().float().mean().reshape(1))
+
+    def _param_grad_hook(self, name: str, param: nn.Parameter) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            start = time.perf_counter()
+            try:
+                count = self._bw_counts.get(name, 0)
+                if count == 0:
+                    mark = self._grad_marks.get(name)
+                    current = param.grad
+                    if mark is not None and current is not None and mark == (id(current), current._version):
+                        self._carried.append(name)
+                self._bw_counts[name] = count + 1
+            except Exception as exc:
+                self._count_error(exc)
+            finally:
+                self._overhead_s += time.perf_counter() - start
+            return None
+
+        return hook
+
+    def _param_accumulated_hook(self, name: str) -> Callable[[torch.Tensor], None]:
+        def hook(param: torch.Tensor) -> None:
+            start = time.perf_counter()
+            try:
+                if param.grad is not None:
+                    with torch.no_grad():
+                        self._grad_norms[name] = torch.linalg.vector_norm(param.grad.detach().float()).reshape(1)
+            except Exception as exc:
+                self._count_error(exc)
+            finally:
+                self._overhead_s += time.perf_counter() - start
+
+        return hook
+
+    def _owns(self, optimizer: Any) -> bool:
+        if self.optimizer is not None:
+            return optimizer is self.optimizer
+        # No optimizer given: adopt the first one whose params belong to the model.
+        mine = {id(p) for _, p in self._trainable}
+        for group in optimizer.param_groups:
+            if any(id(p) in mine for p in group["params"]):
+                self.optimizer = optimizer
+                return True
+        return False
+
+    def _on_opt_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if not self._owns(optimizer):
+            return
+        with torch.no_grad():
+            grads = [p.grad for _, p in self._trainable if p.grad is not None]
+            # Norm as the optimizer sees it: differs from the backward-time norm when the
+            # script clipped (or unscaled) in between.
+            self._clipped = list(torch._foreach_norm(grads)) if grads else []
+            if self.hooks.recording and self._trainable:
+                params = [p.detach() for _, p in self._trainable]
+                if self._update_buffers is None:
+                    self._update_buffers = [torch.empty_like(p) for p in params]
+                torch._foreach_copy_(self._update_buffers, params)
+                self._pre_weights_taken = True
+
+    def _on_opt_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if optimizer is not self.optimizer:
+            return
+        self._end_step()
+
+    # -- the end of a step -------------------------------------------------------------
+    def _end_step(self, partial: bool = False) -> StepRecord | None:
+        start = time.perf_counter()
+        try:
+            record = self._build_record(partial)
+        except Exception as exc:
+            self._count_error(exc)
+            record = None
+        finally:
+            self._mark_grads()
+            self._reset_step()
+            self._overhead_s += time.perf_counter() - start
+        if record is not None:
+            self.records.append(record)
+            if len(self.records) > 2 * MAX_RECORDS:
+                del self.records[:-MAX_RECORDS]
+            if self.sink is not None:
+                try:
+                    self.sink(record)
+                except Exception as exc:
+                    self._count_error(exc)
+        return record
+
+    def _build_record(self, partial: bool) -> StepRecord:
+        now = time.perf_counter()
+        self._step += 1
+        detail = self._is_detail(self._step)
+        names = [n for n, _ in self._trainable]
+        with torch.no_grad():
+            weights = update = None
+            if detail and self._pre_weights_taken and self._update_buffers is not None:
+                params = [p.detach() for _, p in self._trainable]
+                weights = torch._foreach_norm(params)
+                update = torch._foreach_norm(torch._foreach_sub(params, self._update_buffers))
+        pending = self.hooks.take()
+        losses = self._logged_losses or self._losses
+        groups: list[tuple[str, list[torch.Tensor]]] = [
+            ("loss", [torch.cat([t.to(losses[0].device) for t in losses]).mean().reshape(1)] if losses else []),
+            ("grad", [self._grad_norms[n] for n in names if n in self._grad_norms]),
+            ("clipped", list(self._clipped or [])),
+            ("weights", list(weights or [])),
+            ("update", list(update or [])),
+            ("modules", HookSet.tensors(pending)),
+            ("scale", self._scaler_tensors()),
+        ]
+        flat = [t for _, ts in groups for t in ts]
+        values = fetch(flat)  # the one host sync of this step
+        it = iter(values)
+        got = {key: [next(it) for _ in ts] for key, ts in groups}
+
+        loss = got["loss"][0][0] if got["loss"] else None
+        grad_named = [n for n in names if n in self._grad_norms]
+        gnorm = {n: v[0] for n, v in zip(grad_named, got["grad"])}
+        scale_vals = got["scale"]
+        scale = scale_vals[0][0] if scale_vals else None
+        if scale:
+            gnorm = {n: v / scale for n, v in gnorm.items()}  # backward-time grads are scaled
+        total = sum(v * v for v in gnorm.values()) ** 0.5 if gnorm else None
+        clipped_vals = [v[0] for v in got["clipped"]]
+        clipped = sum(v * v for v in clipped_vals) ** 0.5 if clipped_vals else None
+        grad_norm_clipped = clipped if (clipped is not None and total is not None
+                                        and abs(clipped - total) > 1e-6 * max(1.0, total)) else None
+
+        params: dict[str, dict[str, Any]] = {}
+        for n in names:
+            entry: dict[str, Any] = {}
+            if n in gnorm:
+                g = gnorm[n]
+                entry["grad_norm"] = g
+                entry["nonfinite_grad"] = not (g == g and abs(g) != float("inf"))
+            params[n] = entry
+        unchanged: list[str] = []
+        if got["weights"]:
+            for n, w, u in zip(names, got["weights"], got["update"]):
+                params[n]["weight_norm"] = w[0]
+                params[n]["update_ratio"] = u[0] / w[0] if w[0] else None
+                if u[0] == 0.0:
+                    unchanged.append(n)
+
+        step_time = now - self._prev_end
+        first = self._first_forward
+        self._prev_end = now
+        lr = [float(g["lr"]) for g in self.optimizer.param_groups] if self.optimizer is not None else []
+        device = self._trainable[0][1].device if self._trainable else (
+            self._named_params[0][1].device if self._named_params else None)
+        errors_now = self.errors - self._step_errors
+        overhead_step = (self._overhead_s + self.hooks.overhead_s) - self._overhead_reported
+        self._overhead_reported = self._overhead_s + self.hooks.overhead_s
+        amp = None
+        if scale_vals:
+            skipped = (scale < self._prev_scale) if self._prev_scale is not None else None
+            self._prev_scale = scale
+            amp = {"scale": scale, "growth_tracker": int(scale_vals[1][0]) if len(scale_vals) > 1 else None,
+                   "skipped": skipped, "autocast_dtype": self._autocast}
+        elif self._autocast:
+            amp = {"scale": None, "growth_tracker": None, "skipped": None, "autocast_dtype": self._autocast}
+        return StepRecord(
+            step=self._step,
+            loss=loss,
+            wall_time=time.time(),
+            lr=lr,
+            grad_norm=total,
+            grad_norm_clipped=grad_norm_clipped,
+            batch_size=self._batch or None,
+            samples_per_s=(self._batch / step_time) if self._batch and step_time > 0 else None,
+            step_time_s=step_time,
+            data_time_s=(first - (now - step_time)) if first is not None else None,
+            compute_time_s=(now - first) if first is not None else None,
+            memory=memory_snapshot(device),
+            amp=amp,
+            modules=HookSet.decode(pending, got["modules"]),
+            params=params,
+            signals={
+                "grad_carried_over": list(self._carried),
+                "backward_passes": max(self._bw_counts.values(), default=0),
+                "eval_forward_with_graph": self._eval_graph,
+                "train_mode_forward_no_grad": self._train_no_grad,
+                "host_syncs": None,
+                "params_not_in_optimizer": self._not_in_optimizer(),
+                "params_unchanged": unchanged,
+                "device_mismatch": list(self._mismatch),
+                "hook_errors": errors_now,
+                "overhead_s": overhead_step,
+                "detail": detail,
+                "partial": partial,
+            },
+        )
+
+    def _scaler_tensors(self) -> list[torch.Tensor]:
+        scaler = self.scaler
+        if scaler is None or not getattr(scaler, "is_enabled", lambda: False)():
+            return []
+        scale = getattr(scaler, "_scale", None)
+        tracker = getattr(scaler, "_growth_tracker", None)
+        if scale is None:
+            return []
+        return [scale.reshape(1)] + ([tracker.reshape(1)] if tracker is not None else [])
+
+    def _not_in_optimizer(self) -> list[str]:
+        if self.optimizer is None:
+            return []
+        held = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+        return [n for n, p in self._trainable if id(p) not in held]
+
+
+@contextmanager
+def watch(model: nn.Module, optimizer: Any = None, scaler: Any = None, *, modules: Any = "*",
+          every: int = 1, loss: Any = None,
+          sink: Callable[[StepRecord], Any] | None = None) -> Iterator[WatchSession]:
+    """Watch ``model`` for the duration of the ``with`` block; yields a :class:`WatchSession`.
+
+    - ``optimizer``: its ``step()`` ends each step. None: the first optimizer that steps any
+      of the model's parameters is adopted (global optimizer hooks, removed on exit); loops
+      with no optimizer call ``session.step()``.
+    - ``scaler``: a GradScaler, read for the ``amp`` field (its scale also unscales the
+      backward-time gradient norms).
+    - ``modules``: which modules get activation/gradient statistics ("*", a path, a glob,
+      a class, a list of these, or None for none).
+    - ``every``: per-module and per-weight detail on every k-th step (1: every step);
+      loss, timing and the doctor's signals are recorded every step.
+    - ``loss``: a criterion module to read the loss from; None reads every criterion
+      (subclass of ``nn.modules.loss._Loss``) called while the session is active, and
+      ``session.log_loss(t)`` overrides both for functional losses.
+    - ``sink``: called with each finished StepRecord (errors in it are counted, not raised).
+    """
+    session = WatchSession(model, optimizer, scaler, modules=modules, every=every, loss=loss, sink=sink)
+    session.attach()
+    try:
+        yield session
+    finally:
+        session.close()

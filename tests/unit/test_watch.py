@@ -1,0 +1,289 @@
+"""tensorscope.watch(): records, doctor signals, no trace left, numerics untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.modules import module as module_globals
+from torch.optim import optimizer as optim_globals
+
+import tensorscope
+from tensorscope import zoo
+from tensorscope.errors import UserError
+
+
+def _registries(model: nn.Module, opt: torch.optim.Optimizer | None) -> dict:
+    """A fingerprint of every hook registry tensorscope could touch."""
+    state = {
+        "global": tuple(len(d) for d in (
+            module_globals._global_forward_hooks, module_globals._global_forward_pre_hooks,
+            module_globals._global_backward_hooks, module_globals._global_backward_pre_hooks,
+            optim_globals._global_optimizer_pre_hooks, optim_globals._global_optimizer_post_hooks)),
+        "modules": [(len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
+                     len(m._backward_pre_hooks)) for m in model.modules()],
+        "params": [(len(p._backward_hooks or {}), len(getattr(p, "_post_accumulate_grad_hooks", None) or {}))
+                   for p in model.parameters()],
+        "training": [m.training for m in model.modules()],
+    }
+    if opt is not None:
+        state["opt"] = (len(opt._optimizer_step_pre_hooks), len(opt._optimizer_step_post_hooks))
+    return state
+
+
+def _train(ex: zoo.Example, steps: int, watched: bool, **kw) -> tuple[list[float], list]:
+    losses = []
+    if not watched:
+        for _ in range(steps):
+            losses.append(ex.step())
+        return losses, []
+    with tensorscope.watch(ex.model, ex.optimizer, **kw) as session:
+        for _ in range(steps):
+            losses.append(ex.step())
+    return losses, session.records
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_every_zoo_model_records_steps_and_leaves_no_trace(name: str) -> None:
+    ex = zoo.get(name)
+    before = _registries(ex.model, ex.optimizer)
+    losses, records = _train(ex, 3, True)
+    assert _registries(ex.model, ex.optimizer) == before
+    assert [r.step for r in records] == [1, 2, 3]
+    for loss, rec in zip(losses, records):
+        assert rec.loss == pytest.approx(loss, rel=1e-6)
+        assert rec.grad_norm is not None and rec.grad_norm > 0
+        assert rec.signals["hook_errors"] == 0
+        assert rec.signals["backward_passes"] == 1
+        assert rec.signals["grad_carried_over"] == []
+        assert rec.modules, "per-module stats missing"
+        assert rec.memory is not None and rec.step_time_s > 0
+    # Every module that ran has stats (ModuleList containers and MultiheadAttention's
+    # out_proj are never called as modules, so they have none).
+    called = set()
+    handles = [m.register_forward_hook(lambda m, a, o, n=n: called.add(n))
+               for n, m in ex.model.named_modules() if n]
+    ex.step()
+    for h in handles:
+        h.remove()
+    assert set(records[0].modules) == called
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_seeded_losses_bit_identical_with_and_without_watch(name: str) -> None:
+    torch.manual_seed(7)
+    plain, _ = _train(zoo.get(name), 4, False)
+    torch.manual_seed(7)
+    watched, _ = _train(zoo.get(name), 4, True)
+    assert plain == watched  # exact float equality, dropout included
+
+
+def test_forward_error_passes_through_and_leaves_no_trace() -> None:
+    ex = zoo.get("inplace_relu")
+    before = _registries(ex.model, ex.optimizer)
+    with pytest.raises(RuntimeError, match="mat1 and mat2"):
+        with tensorscope.watch(ex.model, ex.optimizer) as session:
+            ex.model(torch.randn(4, 5))  # wrong width: the user's own error
+    assert session.hook_count == 0
+    assert _registries(ex.model, ex.optimizer) == before
+
+
+def test_detach_removes_every_hook_and_keeps_records() -> None:
+    ex = zoo.get("two_layer_mlp")
+    before = _registries(ex.model, ex.optimizer)
+    with tensorscope.watch(ex.model, ex.optimizer) as session:
+        assert session.hook_count > 0
+        ex.step()
+        session.detach()
+        assert session.hook_count == 0
+        assert _registries(ex.model, ex.optimizer) == before
+        ex.step()  # no longer observed
+    assert len(session.records) == 1
+
+
+def test_module_stats_equal_torch_computations() -> None:
+    model = nn.Sequential(nn.Linear(6, 40), nn.ReLU())
+    seen = {}
+    model[1].register_forward_hook(lambda m, a, out: seen.update(out=out.detach().clone()))
+    grads = {}
+    with tensorscope.watch(model, modules="1") as session:
+        out = model(torch.randn(50, 6))
+        out.register_hook(lambda g: grads.update(g=g.clone()))
+        out.pow(2).sum().backward()
+        session.step()
+    stats = session.records[0].modules["1"]
+    x = seen["out"]
+    assert stats["mean"] == pytest.approx(x.mean().item(), rel=1e-5)
+    assert stats["std"] == pytest.approx(x.std().item(), rel=1e-5)
+    assert stats["abs_max"] == pytest.approx(x.abs().max().item())
+    assert stats["zero_frac"] == pytest.approx((x == 0).float().mean().item())
+    assert stats["nonfinite"] == 0 and stats["shape"] == [50, 40] and stats["dtype"] == "float32"
+    assert sum(stats["hist"]) == x.numel()
+    assert stats["grad_norm"] == pytest.approx(grads["g"].norm().item(), rel=1e-5)
+
+
+def test_nonfinite_counted() -> None:
+    class Bad(nn.Module):
+        def forward(self, x):
+            return x / torch.tensor([0.0, 1.0, 1.0])
+
+    model = nn.Sequential(Bad())
+    with tensorscope.watch(model, modules="0") as session:
+        model(torch.tensor([[1.0, 2.0, 3.0], [0.0, 1.0, 2.0]], requires_grad=True))
+        session.step()
+    assert session.records[0].modules["0"]["nonfinite"] == 2
+
+
+def test_param_stats_and_update_ratio() -> None:
+    ex = zoo.get("two_layer_mlp")
+    weights = {n: p.detach().clone() for n, p in ex.model.named_parameters()}
+    _, records = _train(ex, 1, True)
+    for n, p in ex.model.named_parameters():
+        entry = records[0].params[n]
+        delta = (p.detach() - weights[n]).norm().item()
+        assert entry["weight_norm"] == pytest.approx(p.norm().item(), rel=1e-5)
+        assert entry["update_ratio"] == pytest.approx(delta / p.norm().item(), rel=1e-4)
+        assert entry["nonfinite_grad"] is False
+    assert records[0].lr == [0.05]
+    assert records[0].batch_size == 32
+
+
+def test_missing_zero_grad_is_carried_over_but_accumulation_is_not() -> None:
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(4, 3)
+    with tensorscope.watch(model, opt) as session:
+        for _ in range(3):  # the bug: no zero_grad
+            model(x).sum().backward()
+            opt.step()
+        for _ in range(2):  # intentional accumulation: reset after each step
+            for _ in range(4):
+                model(x).sum().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=False)
+    sig = [r.signals for r in session.records]
+    assert sig[0]["grad_carried_over"] == []
+    assert sorted(sig[1]["grad_carried_over"]) == ["bias", "weight"]
+    assert sorted(sig[2]["grad_carried_over"]) == ["bias", "weight"]
+    assert sorted(sig[3]["grad_carried_over"]) == ["bias", "weight"]  # not yet reset before it
+    assert sig[4]["grad_carried_over"] == [] and sig[4]["backward_passes"] == 4
+
+
+def test_signals_eval_graph_train_no_grad_not_in_optimizer_unchanged() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5), nn.Linear(4, 2))
+    opt = torch.optim.SGD(model[0].parameters(), lr=0.1)  # model[2] forgotten
+    crit = nn.MSELoss()
+    with tensorscope.watch(model, opt) as session:
+        model.eval()
+        model(torch.randn(2, 4))  # eval forward that still builds a graph
+        model.train()
+        with torch.no_grad():
+            model(torch.randn(2, 4))  # Dropout in training mode under no_grad
+        opt.zero_grad()
+        crit(model(torch.randn(2, 4)), torch.randn(2, 2)).backward()
+        opt.step()
+    s = session.records[0].signals
+    assert s["eval_forward_with_graph"] == 1
+    assert s["train_mode_forward_no_grad"] == 1
+    assert s["params_not_in_optimizer"] == ["2.weight", "2.bias"]
+    assert s["params_unchanged"] == ["2.weight", "2.bias"]
+    assert s["host_syncs"] is None and s["hook_errors"] == 0
+
+
+def test_loss_from_criterion_outside_model_and_log_loss() -> None:
+    model = nn.Linear(3, 1)
+    x, y = torch.randn(5, 3), torch.randn(5, 1)
+    with tensorscope.watch(model) as session:
+        loss = nn.MSELoss()(model(x), y)
+        loss.backward()
+        session.step()
+        out = model(x)
+        fl = ((out - y) ** 2).mean()
+        session.log_loss(fl)
+        fl.backward()
+        session.step()
+    assert session.records[0].loss == pytest.approx(loss.item())
+    assert session.records[1].loss == pytest.approx(fl.item())
+
+
+def test_optimizer_adopted_when_not_given_and_sink_called() -> None:
+    ex = zoo.get("sequential_mlp")
+    got = []
+    with tensorscope.watch(ex.model, sink=got.append, every=2) as session:
+        for _ in range(3):
+            ex.step()
+    assert [r.step for r in got] == [1, 2, 3]
+    assert got[0].modules and not got[1].modules and got[2].modules  # detail every 2nd step
+    assert got[0].lr == [0.01]
+    assert session.hook_count == 0
+
+
+def test_errors_in_sink_and_hooks_are_counted_not_raised() -> None:
+    ex = zoo.get("sequential_mlp")
+
+    def bad_sink(record):
+        raise ValueError("sink broke")
+
+    with tensorscope.watch(ex.model, ex.optimizer, sink=bad_sink) as session:
+        ex.step()
+        ex.step()
+    assert session.errors == 2
+    assert session.records[1].signals["hook_errors"] == 1  # the first step's sink failure
+
+
+def test_outputs_tuple_dict_none_and_int() -> None:
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return {"a": (self.lin(x), None), "n": torch.tensor([1, 2])}
+
+    class Nothing(nn.Module):
+        def forward(self, x):
+            return None
+
+    class Ints(nn.Module):
+        def forward(self, x):
+            return x.argmax(dim=1)
+
+    model = nn.ModuleDict({"odd": Odd(), "none": Nothing(), "ints": Ints()})
+    with tensorscope.watch(model) as session:
+        x = torch.randn(2, 3)
+        out = model["odd"](x)
+        model["none"](x)
+        model["ints"](x)
+        out["a"][0].sum().backward()
+        session.step()
+    mods = session.records[0].modules
+    assert mods["odd"]["shape"] == [2, 3] and mods["odd"]["grad_norm"] > 0
+    assert mods["none"]["note"] == "returned None"
+    assert "int64" in mods["ints"]["note"]
+    assert session.records[0].signals["hook_errors"] == 0
+
+
+def test_shared_module_counts_two_calls() -> None:
+    ex = zoo.get("shared_module")
+    _, records = _train(ex, 1, True)
+    assert records[0].modules["shared"]["calls"] == 2
+
+
+def test_bad_input_is_a_user_error() -> None:
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    with pytest.raises(UserError, match="no module matches 'enc.*'.*0, 1"):
+        tensorscope.watch(model, modules="enc.*").__enter__()
+    with pytest.raises(UserError, match="every="):
+        tensorscope.watch(model, every=0).__enter__()
+    with pytest.raises(UserError, match="nn.Module"):
+        tensorscope.watch("model").__enter__()
+    assert _registries(model, None)["global"] == (0, 0, 0, 0, 0, 0)
+
+
+def test_model_without_parameters() -> None:
+    model = nn.Sequential(nn.ReLU(), nn.Tanh())
+    with tensorscope.watch(model) as session:
+        model(torch.randn(3, 3))
+        session.step()
+    rec = session.records[0]
+    assert rec.params == {} and rec.grad_norm is None and set(rec.modules) == {"0", "1"}
