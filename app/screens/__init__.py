@@ -30,6 +30,10 @@ class ScreenEntry:
 REGISTRY: tuple[ScreenEntry, ...] = (
     ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
                 "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
+    ScreenEntry("doctor", "Doctor", "d", "tensorscope.app.screens.doctor:DoctorScreen",
+                "Bugs named from a run or a demo: evidence, fix, and where to look"),
+    ScreenEntry("demos", "Demos", "e", "tensorscope.app.screens.demos:DemosScreen",
+                "The syllabus's lessons and bugs: code, fix, and what they measure"),
 )
 
 

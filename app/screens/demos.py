@@ -1,0 +1,230 @@
+"""The Demos screen: the syllabus's lessons and bugs, each with its code, its fix, the screens
+that show it, and a "run it" that measures the facts the lesson rests on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Markdown, OptionList, Static
+from textual.widgets.option_list import Option
+
+from tensorscope.app.widgets.findings_view import findings_renderable
+from tensorscope.app.widgets.text_plot import text_plot
+
+SCREEN_TITLES = {"storage": "Storage", "graph": "Graph", "model": "Model", "training": "Training",
+                 "doctor": "Doctor", "inspect": "Inspect", "demos": "Demos"}
+
+
+def open_scenario_screen(app: Any, scenario: Any, screen: str) -> None:
+    """Load the scenario into the app's context and switch to ``screen``, rebuilt so that
+    it reads the new context (screens read it when they are built)."""
+    from tensorscope.app.screens import entry
+
+    for key, value in scenario.context_fields().items():
+        setattr(app.context, key, value)
+    if screen == app.current_mode:
+        return
+    if screen != "demos":
+        try:
+            target = entry(screen)
+        except KeyError:
+            app.notify(f"the {screen} screen is not part of this build", severity="warning")
+            return
+        try:
+            app.remove_mode(screen)
+        except Exception:  # never built yet (or current): nothing to drop
+            pass
+        else:
+            app.add_mode(screen, lambda t=target: t.load()())
+    app.open_screen(screen)
+
+
+class DemosScreen(Screen):
+    """Catalogue on the left; the selected scenario's lesson, code and results on the right."""
+
+    BINDINGS = [Binding("r", "run_demo", "Run it"), Binding("enter", "open_landing", "Open its screen", show=False)]
+
+    DEFAULT_CSS = """
+    DemosScreen #demos-list { width: 36; height: 1fr; border: round $primary; }
+    DemosScreen #demos-body { width: 1fr; height: 1fr; padding: 0 1; }
+    DemosScreen #demos-title { text-style: bold; color: $accent; margin-bottom: 1; }
+    DemosScreen #demos-lesson { margin: 0 0 1 0; height: auto; }
+    DemosScreen #demos-code { height: auto; }
+    DemosScreen .code-panel { width: 1fr; height: auto; border: round $error 60%; padding: 0 1; }
+    DemosScreen .code-panel.fixed { border: round $success 60%; }
+    DemosScreen #demos-actions { height: auto; margin: 1 0 0 0; }
+    DemosScreen #demos-actions Button { margin-right: 1; min-width: 12; }
+    DemosScreen #demos-results { height: auto; margin-top: 1; border: round $secondary; padding: 0 1; }
+    """
+
+    class DemoRan(Message):
+        """A scenario finished its headless run (posted from the worker)."""
+
+        def __init__(self, name: str, summary: dict[str, Any] | None, error: str | None) -> None:
+            super().__init__()
+            self.name = name
+            self.summary = summary
+            self.error = error
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._scenarios: list[Any] = []
+        self._current: Any = None
+        self._results: dict[str, dict[str, Any]] = {}
+
+    def compose(self) -> ComposeResult:
+        from tensorscope.demos import catalogue
+
+        self._scenarios = catalogue()
+        yield Header()
+        with Horizontal():
+            yield OptionList(*[Option(Text.assemble((s.name, "bold"), "\n", (s.title, "dim")), id=s.name)
+                               for s in self._scenarios], id="demos-list")
+            with VerticalScroll(id="demos-body"):
+                yield Static(id="demos-title")
+                yield Markdown(id="demos-lesson")
+                yield Horizontal(id="demos-code")
+                yield Horizontal(id="demos-actions")
+                yield Static(id="demos-results")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#demos-list", OptionList).border_title = "Scenarios"
+        demo = getattr(self.app.context, "demo", None)
+        names = [s.name for s in self._scenarios]
+        index = names.index(demo.name) if demo is not None and demo.name in names else 0
+        option_list = self.query_one("#demos-list", OptionList)
+        option_list.highlighted = index
+        option_list.focus()
+        self._show(self._scenarios[index])
+
+    @on(OptionList.OptionHighlighted, "#demos-list")
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        scenario = next(s for s in self._scenarios if s.name == event.option.id)
+        if scenario is not self._current:
+            self._show(scenario)
+
+    @on(OptionList.OptionSelected, "#demos-list")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_run_demo()
+
+    def _show(self, scenario: Any) -> None:
+        self._current = scenario
+        self.query_one("#demos-title", Static).update(
+            Text.assemble((scenario.title, "bold"), "   ", (f"tensorscope demo {scenario.name}", "dim")))
+        self.query_one("#demos-lesson", Markdown).update(scenario.lesson)
+        code = self.query_one("#demos-code", Horizontal)
+        code.remove_children()
+        panels = [("the bug" if scenario.is_bug else "the code", scenario.code, "")]
+        if scenario.is_bug:
+            panels.append(("the fix", scenario.fixed_code, "fixed"))
+        for label, source, cls in panels:
+            panel = Static(Syntax(source.rstrip(), "python", theme="monokai", word_wrap=False,
+                                  background_color="default"), classes=f"code-panel {cls}".strip())
+            panel.border_title = label
+            code.mount(panel)
+        actions = self.query_one("#demos-actions", Horizontal)
+        actions.remove_children()
+        actions.mount(Button("▶ Run it (r)", id="run-demo", variant="primary"))
+        for screen in scenario.screens:
+            if screen == "demos":
+                continue
+            actions.mount(Button(f"Open {SCREEN_TITLES.get(screen, screen)}", name=screen,
+                                 classes="open-screen"))
+        self._render_results()
+
+    def _render_results(self) -> None:
+        results = self.query_one("#demos-results", Static)
+        results.border_title = "measured"
+        scenario = self._current
+        summary = self._results.get(scenario.name)
+        if summary is None:
+            results.update(Text("Press r (or ▶ Run it) to run this scenario here and see what it "
+                                "measures and what the doctor finds.", style="dim"))
+            return
+        if "error" in summary:
+            results.update(Text(f"the run failed: {summary['error']}", style="red"))
+            return
+        parts: list[Any] = []
+        for label, part in (("the code" if not scenario.is_bug else "the bug", summary),
+                            ("the fix", summary.get("fixed"))):
+            if part is None:
+                continue
+            parts.append(Text(label, style="bold underline"))
+            parts.append(_facts_table(part["facts"]))
+            curve = part["facts"].get("curve")
+            if curve:
+                parts.append(Text(text_plot(curve["x"], curve["y"], log_x=curve.get("log_x", False),
+                                            x_label=curve.get("x_label", ""), y_label=curve.get("y_label", ""))))
+            parts.append(findings_renderable(part["findings"], compact=True))
+            parts.append(Text(""))
+        results.update(Group(*parts))
+
+    def action_run_demo(self) -> None:
+        if self._current is None:
+            return
+        self.query_one("#demos-results", Static).update(Text(f"running {self._current.name}…", style="italic"))
+        self._run(self._current)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="demo-run", description="run a demo scenario")
+    def _run(self, scenario: Any) -> None:
+        try:
+            summary, error = scenario.run_headless(), None
+        except Exception as exc:  # shown in the results panel; the screen stays usable
+            from tensorscope.errors import one_line
+
+            summary, error = None, one_line(exc)
+        self.post_message(self.DemoRan(scenario.name, summary, error))
+
+    @on(DemoRan)
+    def _ran(self, message: DemoRan) -> None:
+        self._results[message.name] = message.summary if message.error is None else {"error": message.error}
+        if self._current is not None and self._current.name == message.name:
+            self._render_results()
+
+    @on(Button.Pressed, "#run-demo")
+    def _run_pressed(self) -> None:
+        self.action_run_demo()
+
+    @on(Button.Pressed, ".open-screen")
+    def _open_pressed(self, event: Button.Pressed) -> None:
+        if self._current is not None and event.button.name:
+            open_scenario_screen(self.app, self._current, event.button.name)
+
+    def action_open_landing(self) -> None:
+        if self._current is not None:
+            open_scenario_screen(self.app, self._current, self._current.screens[0])
+
+
+def _facts_table(facts: dict[str, Any]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="cyan", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in facts.items():
+        if key == "curve":
+            continue
+        table.add_row(key.replace("_", " "), _short(value))
+    return table
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list) and len(value) > 16:
+        head = ", ".join(_short(v) for v in value[:8])
+        return f"[{head}, … {len(value) - 8} more]"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+    return str(value)
