@@ -17,6 +17,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 
 from tensorscope.app.widgets.chart import LineChart, Series, fmt
+from tensorscope.app.widgets.rank_panel import RankPanel
 
 POLL_S = 0.1
 
@@ -99,6 +100,7 @@ class TrainingScreen(Screen):
             yield Label("run", id="tr-run-label")
             yield ProgressBar(id="tr-run", show_eta=False)
             yield Label("", id="tr-eta")
+        yield RankPanel(id="tr-ranks")  # shows itself only for a multi-rank run
         with Grid(id="tr-grid"):
             yield LineChart("loss", id="ch-loss")
             yield LineChart("learning rate", id="ch-lr")
@@ -149,6 +151,7 @@ class TrainingScreen(Screen):
 
     def _poll(self) -> None:
         snap = self.app.context.run.snapshot()
+        self.query_one(RankPanel).show(snap)
         if snap.version == self._version:
             self._status(snap)  # the clock still moves (ETA, elapsed)
             return
@@ -166,6 +169,8 @@ class TrainingScreen(Screen):
         self._seen = len(records)
         s = self._series
         for r in new:
+            if r.rank not in (None, 0):
+                continue  # a multi-rank run: charts follow rank 0, the rank panel has the rest
             if r.phase == "eval":
                 s["eval"].append(r.step, r.loss)
                 continue
