@@ -8,6 +8,8 @@ should go on or stop before quitting.
 
 from __future__ import annotations
 
+import os
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -33,11 +35,17 @@ class QuitRunScreen(ModalScreen[str]):
     QuitRunScreen Horizontal { height: auto; align: center middle; }
     QuitRunScreen Button { margin: 0 1; }
     """
-    BINDINGS = [Binding("escape", "dismiss('cancel')", "Stay")]
+    BINDINGS = [
+        Binding("l", "dismiss('leave')", "Leave it running"),
+        Binding("s", "dismiss('stop')", "Stop the script"),
+        Binding("escape", "dismiss('cancel')", "Stay"),
+    ]
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("The script is still running. Quit tensorscope and…")
+            yield Label("The script is still running. Quit tensorscope and…\n"
+                        "[dim]l: leave it running (its output follows in this terminal) · "
+                        "s: stop it (Ctrl-C, then SIGTERM) · Esc: stay[/]")
             with Horizontal():
                 yield Button("Leave it running", id="leave", variant="primary")
                 yield Button("Stop the script", id="stop", variant="error")
@@ -55,7 +63,7 @@ class TrainingScreen(Screen):
     TrainingScreen #tr-status { height: 1; padding: 0 1; background: $boost; }
     TrainingScreen #tr-progress-row { height: 1; padding: 0 1; }
     TrainingScreen #tr-progress-row Label { width: auto; margin-right: 1; color: $text-muted; }
-    TrainingScreen #tr-progress-row ProgressBar { width: auto; margin-right: 2; }
+    TrainingScreen #tr-progress-row ProgressBar { width: 44; margin-right: 2; }
     TrainingScreen #tr-grid { grid-size: 3 3; grid-rows: 1fr 1fr 1fr; grid-columns: 1fr 1fr 1fr;
                               height: 1fr; }
     TrainingScreen #tr-modules { border: round $primary-background-lighten-2; height: 1fr; }
@@ -139,7 +147,8 @@ class TrainingScreen(Screen):
         if self.app.context.run is None:
             return
         self.query_one("#ch-loss", LineChart).marker_label = "skipped"
-        self.query_one("#ch-amp", LineChart).empty_text = "no GradScaler in this run"
+        self.query_one("#ch-amp", LineChart).empty_text = (
+            "no GradScaler seen in this run (AMP scale and skipped steps appear here)")
         self.query_one("#ch-grad", LineChart).empty_text = "no gradients seen yet"
         log = self.query_one("#tr-log", RichLog)
         log.border_title = "script output"
@@ -238,6 +247,9 @@ class TrainingScreen(Screen):
                         style="dim")
         if snap.exit_code is not None:
             text.append(f"   exit code {snap.exit_code}", style="bold red" if snap.exit_code else "bold")
+        if snap.error:
+            message = f"{snap.error.get('exc_type')}: {snap.error.get('message')}"
+            text.append(f"   {message[:90]}", style="red")
         problems = {k: v for k, v in snap.counters.items() if v}
         if problems:
             text.append("   " + " ".join(f"{k.replace('_', ' ')} {v}" for k, v in problems.items()),
@@ -292,7 +304,8 @@ class TrainingScreen(Screen):
         self._log_shown = len(lines)
         if snap.source == "replay" and shown == 0 and not lines:
             meta = snap.meta
-            log.write(Text(f"recorded run of {meta.get('script', '?')}", style="bold"))
+            script = os.path.basename(str(meta.get("script", "?")))
+            log.write(Text(f"recorded run of {script}", style="bold"))
             log.write(Text(f"{len(snap.records)} records read"
                            + (f"; {snap.counters.get('dropped_lines')} incomplete or unreadable "
                               "lines dropped" if snap.counters.get("dropped_lines") else ""),
@@ -321,19 +334,21 @@ class TrainingScreen(Screen):
         if self._modules_shown is last:
             return
         self._modules_shown = last
-        keys: list[str] = []
-        for stats in last.modules.values():
-            for key, value in stats.items():
-                if isinstance(value, (int, float)) and key not in keys:
-                    keys.append(key)
-        keys = keys[:6]
+        present = {k for stats in last.modules.values() for k, v in stats.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        keys = [k for k in _MODULE_COLUMNS if k in present]
+        keys += sorted(present - set(keys) - {"calls", "numel", "min", "max"})[: max(0, 5 - len(keys))]
         table.clear(columns=True)
         table.add_column("module")
+        table.add_column("output")
         for key in keys:
             table.add_column(key.replace("_", " "))
         for path, stats in last.modules.items():
-            table.add_row(path or "(root)", *[fmt(stats.get(k)) if isinstance(stats.get(k), (int, float))
-                                               else "—" for k in keys])
+            shape = stats.get("shape")
+            table.add_row(
+                Text(path or "(root)", style="bold"),
+                Text("×".join(map(str, shape)) if isinstance(shape, list) else "—", style="dim"),
+                *[_cell(k, stats.get(k)) for k in keys])
 
     # --- actions ---------------------------------------------------------------------------
 
@@ -362,6 +377,18 @@ class TrainingScreen(Screen):
                 self.app.exit()
 
         self.app.push_screen(QuitRunScreen(), chosen)
+
+
+_MODULE_COLUMNS = ("mean", "std", "abs_max", "grad_norm", "nonfinite")
+"""Per-module statistics shown first, in this order, when the records carry them."""
+
+
+def _cell(key: str, value: object) -> Text:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return Text("—", style="dim")
+    if key == "nonfinite" and value:
+        return Text(str(value), style="bold red")  # inf/NaN in a module's output
+    return Text(str(value) if isinstance(value, int) else fmt(value))
 
 
 def _clock(seconds: float) -> str:

@@ -131,21 +131,27 @@ class LineChart(Widget):
                 col = min(dots_w - 1, int((x - x_lo) / x_span * (dots_w - 1) + 0.5))
                 a, b = bins.get(col, (ty, ty))
                 bins[col] = (min(a, ty), max(b, ty))
-            prev: int | None = None
+            def dot(col: int, r: int, color: str = s.color) -> None:
+                cy, dy = divmod(r, 4)
+                cx, dx = divmod(col, 2)
+                cells[cy][cx] |= _DOTS[dx][dy]
+                if colors[cy][cx] is None:
+                    colors[cy][cx] = color
+
+            prev: tuple[int, int] | None = None
             for col in sorted(bins):
                 a, b = bins[col]
                 r0 = self._row(b, lo, hi, dots_h)
                 r1 = self._row(a, lo, hi, dots_h)
-                if prev is not None and abs(prev - r0) > 1 and abs(prev - r1) > 1:
-                    # Join to the previous bin so a steep line stays continuous.
-                    r0, r1 = min(r0, r1, prev), max(r0, r1, prev)
-                for r in range(r0, r1 + 1):
-                    cy, dy = divmod(r, 4)
-                    cx, dx = divmod(col, 2)
-                    cells[cy][cx] |= _DOTS[dx][dy]
-                    if colors[cy][cx] is None:
-                        colors[cy][cx] = s.color
-                prev = (r0 + r1) // 2
+                for r in range(r0, r1 + 1):  # the bin's min-to-max span: spikes survive
+                    dot(col, r)
+                mid = (r0 + r1) // 2
+                if prev is not None:  # a straight line from the previous bin's middle
+                    pc, pr = prev
+                    steps = max(col - pc, abs(mid - pr))
+                    for k in range(1, steps):
+                        dot(pc + round((col - pc) * k / steps), pr + round((mid - pr) * k / steps))
+                prev = (col, mid)
         marker_cols = set()
         for mx in self.markers:
             marker_cols.add(min(plot_w - 1, int((mx - x_lo) / x_span * (dots_w - 1) + 0.5) // 2))

@@ -1,0 +1,107 @@
+"""The Training screen, fed by recorded runs (replay) and by a live script under `run`."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tensorscope.app.app import make_app
+from tensorscope.app.context import AppContext
+from tensorscope.app.widgets.chart import LineChart
+from tensorscope.runsource import LiveRun, ReplayRun
+
+RECORDS = Path(__file__).resolve().parent.parent / "fixtures" / "records"
+FIXTURES = RECORDS.parent
+
+
+def _app(name: str):
+    return make_app(AppContext(run=ReplayRun(str(RECORDS / name))), screen="training")
+
+
+async def test_replay_charts_every_step_and_marks_the_skipped_one() -> None:
+    app = _app("amp_run.jsonl")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        loss = app.screen.query_one("#ch-loss", LineChart)
+        assert len(loss.series[0].ys) == 40
+        assert loss.markers == [4.0]
+        scale = app.screen.query_one("#ch-amp", LineChart).series[0]
+        assert scale.ys[3] == scale.ys[2] / 2 and max(scale.ys) > scale.ys[2]
+        status = str(app.screen.query_one("#tr-status").content)
+        assert "RECORDED" in status and "GradScaler" in status and "step 40" in status
+
+
+async def test_replay_of_a_crash_shows_its_traceback_and_exit_code() -> None:
+    app = _app("crash_run.jsonl")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        log = app.screen.query_one("#tr-log")
+        text = "\n".join(line.text for line in log.lines)
+        assert "RuntimeError" in text and "crashed" in str(log.border_title)
+        assert "exit code 1" in str(app.screen.query_one("#tr-status").content)
+
+
+async def test_truncated_record_is_replayed_with_the_drop_reported(tmp_path: Path) -> None:
+    data = (RECORDS / "minimal_run.jsonl").read_bytes()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(data[: len(data) // 2])
+    source = ReplayRun(str(cut))
+    complete = data[: len(data) // 2].count(b"\n")
+    assert source.dropped == 1 and len(source.snapshot().records) == complete - 2  # run + model
+    app = make_app(AppContext(run=source), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        text = "\n".join(line.text for line in app.screen.query_one("#tr-log").lines)
+        assert "1 incomplete or unreadable lines dropped" in text
+        assert "cut off" in text
+
+
+async def test_progress_bars_know_the_length_of_the_minimal_run() -> None:
+    app = _app("minimal_run.jsonl")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        run_bar = app.screen.query_one("#tr-run")
+        assert run_bar.total == 39 and run_bar.progress == 39
+        assert "39/39 steps" in str(app.screen.query_one("#tr-eta").content)
+        table = app.screen.query_one("#tr-modules")
+        assert table.row_count == 6  # the six layers of the Sequential
+
+
+async def test_nothing_to_show_says_how_to_start_a_run() -> None:
+    app = make_app(AppContext(), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        text = str(app.screen.query_one("#tr-empty").content)
+        assert "tensorscope run train.py" in text and "tensorscope replay" in text
+
+
+@pytest.mark.slow
+async def test_live_run_pauses_resumes_and_stays_up_after_the_end(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    shutil.copy(FIXTURES / "eval_train.py", script)
+    source = LiveRun(str(script), ["--epochs", "2"]).start()
+    app = make_app(AppContext(run=source), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("p")
+        await pilot.pause()
+        assert source.snapshot().state in {"paused", "finished"}
+        await pilot.press("p")
+        await pilot.pause()
+        assert source.wait(120) == 0
+        await pilot.pause(0.3)  # one poll interval
+        await pilot.pause()
+        snap = source.snapshot()
+        assert snap.state == "finished" and len(snap.train) == 8
+        assert app.is_running  # the UI stays up until the user quits
+        assert "FINISHED" in str(app.screen.query_one("#tr-status").content)
+        output = "\n".join(line.text for line in app.screen.query_one("#tr-log").lines)
+        assert "val loss" in output
+        await pilot.press("q")
+    source.close()
+
+
+def test_training_snapshot(snap_compare) -> None:
+    assert snap_compare(_app("amp_run.jsonl"), terminal_size=(160, 48))
