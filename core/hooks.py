@@ -27,7 +27,6 @@ from torch import nn
 
 from tensorscope.errors import UserError, one_line
 from tensorscope.stats import (
-    ACT_LEN,
     HIST_BINS,
     HIST_SAMPLE,
     activation_stats,
@@ -113,6 +112,7 @@ class _Pending:
     """Stats vector of the last call's output."""
     grads: list[torch.Tensor] = field(default_factory=list)
     """Gradient-norm tensors, one per call whose output received a gradient."""
+    numel: int = 0
     shape: list[int] | None = None
     dtype: str | None = None
     note: str | None = None
@@ -234,6 +234,7 @@ class HookSet:
                     slot.note = describe_output(output)
                     return
                 slot.shape = list(tensor.shape)
+                slot.numel = tensor.numel()
                 slot.dtype = str(tensor.dtype).replace("torch.", "")
                 slot.act = activation_stats(tensor, self.bins, self.sample)
             if self.grads and tensor.requires_grad:
@@ -279,20 +280,19 @@ class HookSet:
             out.extend(slot.grads)
         return out
 
-    @staticmethod
-    def decode(pending: dict[str, _Pending], values: list[list[float]]) -> dict[str, dict[str, Any]]:
+    def decode(self, pending: dict[str, _Pending], values: list[list[float]]) -> dict[str, dict[str, Any]]:
         """Per-module stats dicts from ``pending`` and the fetched ``values`` (same order)."""
         result: dict[str, dict[str, Any]] = {}
         it = iter(values)
         for name, slot in pending.items():
             entry: dict[str, Any] = {"calls": slot.calls, "shape": slot.shape, "dtype": slot.dtype}
             if slot.act is not None:
-                entry.update(decode_activation(next(it)))
+                entry.update(decode_activation(next(it), slot.numel, self.sample))
             if slot.note:
                 entry["note"] = slot.note
-            norms = [next(it)[0] for _ in slot.grads]
+            squares = [next(it)[0] for _ in slot.grads]
             # A module called twice gets two gradients; their squared norms add up.
-            entry["grad_norm"] = (sum(n * n for n in norms) ** 0.5) if norms else None
+            entry["grad_norm"] = (sum(squares) ** 0.5) if squares else None
             result[name or ROOT] = entry
         return result
 
@@ -320,4 +320,4 @@ def fetch(tensors: list[torch.Tensor]) -> list[list[float]]:
     return out
 
 
-__all__ = ["HookSet", "select_modules", "module_names", "fetch", "ROOT", "ACT_LEN"]
+__all__ = ["HookSet", "select_modules", "module_names", "fetch", "ROOT"]

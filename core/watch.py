@@ -23,12 +23,15 @@ Exceptions inside tensorscope's hooks and in ``sink`` are caught and counted
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
+from torch.autograd import Variable
 from torch.nn.modules import module as _module_globals
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
@@ -80,6 +83,7 @@ class WatchSession:
         self._prev_end = time.perf_counter()
         self._prev_scale: float | None = None
         self._update_buffers: list[torch.Tensor] | None = None
+        self._callback_queued = False
         self._reset_step()
         self._mark_grads()
 
@@ -130,7 +134,6 @@ class WatchSession:
                 add(self._loss_module.register_forward_hook(self._guard(self._on_loss_forward)))
             for name, p in self._trainable:
                 add(p.register_hook(self._param_grad_hook(name, p)))
-                add(p.register_post_accumulate_grad_hook(self._param_accumulated_hook(name)))
             if self.optimizer is not None:
                 add(self.optimizer.register_step_pre_hook(self._guard(self._on_opt_pre)))
                 add(self.optimizer.register_step_post_hook(self._guard(self._on_opt_post)))
@@ -271,6 +274,9 @@ class WatchSession:
                     if mark is not None and current is not None and mark == (id(current), current._version):
                         self._carried.append(name)
                 self._bw_counts[name] = count + 1
+                if not self._callback_queued:
+                    Variable._execution_engine.queue_callback(self._on_backward_end)
+                    self._callback_queued = True
             except Exception as exc:
                 self._count_error(exc)
             finally:
@@ -279,19 +285,21 @@ class WatchSession:
 
         return hook
 
-    def _param_accumulated_hook(self, name: str) -> Callable[[torch.Tensor], None]:
-        def hook(param: torch.Tensor) -> None:
-            start = time.perf_counter()
-            try:
-                if param.grad is not None:
-                    with torch.no_grad():
-                        self._grad_norms[name] = torch.linalg.vector_norm(param.grad.detach().float()).reshape(1)
-            except Exception as exc:
-                self._count_error(exc)
-            finally:
-                self._overhead_s += time.perf_counter() - start
-
-        return hook
+    def _on_backward_end(self) -> None:
+        # Runs once at the end of each backward pass (queued from the first parameter
+        # hook): the gradients are accumulated and not yet clipped or unscaled, so this
+        # is the norm "before clipping". One foreach kernel for all parameters.
+        start = time.perf_counter()
+        try:
+            self._callback_queued = False
+            named = [(n, p.grad) for n, p in self._trainable if p.grad is not None]
+            if named:
+                norms = torch._foreach_norm([g.detach() for _, g in named])
+                self._grad_norms = {n: t.reshape(1) for (n, _), t in zip(named, norms)}
+        except Exception as exc:
+            self._count_error(exc)
+        finally:
+            self._overhead_s += time.perf_counter() - start
 
     def _owns(self, optimizer: Any) -> bool:
         if self.optimizer is not None:
@@ -434,7 +442,7 @@ class WatchSession:
             compute_time_s=(now - first) if first is not None else None,
             memory=memory_snapshot(device),
             amp=amp,
-            modules=HookSet.decode(pending, got["modules"]),
+            modules=self.hooks.decode(pending, got["modules"]),
             params=params,
             signals={
                 "grad_carried_over": list(self._carried),
@@ -495,3 +503,19 @@ def watch(model: nn.Module, optimizer: Any = None, scaler: Any = None, *, module
         yield session
     finally:
         session.close()
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`watch`.
+
+    ``tensorscope.watch`` is both this submodule and the public function. Once anything
+    imports the submodule, Python binds the *module* to the package attribute, which would
+    shadow the lazily loaded function; making the module callable keeps
+    ``tensorscope.watch(model, ...)`` working whichever import came first.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return watch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

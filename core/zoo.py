@@ -110,7 +110,7 @@ class Example:
     """Runs one step; returns the loss as a float (the caller's own sync, not tensorscope's)."""
 
 
-def _make(name: str, title: str, exercises: str, model: nn.Module,
+def _make(name: str, model: nn.Module,
           batch: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]],
           criterion: nn.Module, lr: float = 0.05) -> Example:
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
@@ -124,50 +124,59 @@ def _make(name: str, title: str, exercises: str, model: nn.Module,
         optimizer.step()
         return float(loss.detach())
 
+    title, exercises = _INFO[name]
     return Example(name, title, exercises, model, optimizer, step)
 
 
 def _two_layer_mlp() -> Example:
-    return _make("two_layer_mlp", "Two-layer MLP (syllabus)",
-                 "nn.Parameter scale, registered buffer, Dropout", TwoLayerMLP(),
+    return _make("two_layer_mlp", TwoLayerMLP(),
                  lambda g: (torch.randn(32, 10, generator=g), torch.randint(0, 4, (32,), generator=g)),
                  nn.CrossEntropyLoss())
 
 
 def _sequential_mlp() -> Example:
     model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
-    return _make("sequential_mlp", "Sequential MLP", "nn.Sequential, regression with MSELoss", model,
+    return _make("sequential_mlp", model,
                  lambda g: (torch.randn(64, 20, generator=g), torch.randn(64, 1, generator=g)),
                  nn.MSELoss(), lr=0.01)
 
 
 def _transformer() -> Example:
-    return _make("transformer", "TransformerEncoder", "attention blocks, LayerNorm, Embedding",
+    return _make("transformer",
                  TinyTransformer(),
                  lambda g: (torch.randint(0, 50, (16, 12), generator=g), torch.randint(0, 2, (16,), generator=g)),
                  nn.CrossEntropyLoss(), lr=0.01)
 
 
 def _cnn() -> Example:
-    return _make("cnn_batchnorm", "CNN with BatchNorm", "Conv2d, BatchNorm running stats (buffers)",
+    return _make("cnn_batchnorm",
                  SmallCNN(),
                  lambda g: (torch.randn(16, 1, 16, 16, generator=g), torch.randint(0, 10, (16,), generator=g)),
                  nn.CrossEntropyLoss())
 
 
 def _inplace() -> Example:
-    return _make("inplace_relu", "ReLU(inplace=True)", "an in-place op right after a hooked module",
+    return _make("inplace_relu",
                  InplaceReLUNet(),
                  lambda g: (torch.randn(32, 16, generator=g), torch.randint(0, 3, (32,), generator=g)),
                  nn.CrossEntropyLoss())
 
 
 def _shared() -> Example:
-    return _make("shared_module", "Same module called twice", "a module whose hooks fire twice per forward",
+    return _make("shared_module",
                  SharedBlockNet(),
                  lambda g: (torch.randn(32, 8, generator=g), torch.randint(0, 2, (32,), generator=g)),
                  nn.CrossEntropyLoss())
 
+
+_INFO = {
+    "two_layer_mlp": ("Two-layer MLP (syllabus)", "nn.Parameter scale, registered buffer, Dropout"),
+    "sequential_mlp": ("Sequential MLP", "nn.Sequential, regression with MSELoss"),
+    "transformer": ("TransformerEncoder", "attention blocks, LayerNorm, Embedding"),
+    "cnn_batchnorm": ("CNN with BatchNorm", "Conv2d, BatchNorm running stats (buffers)"),
+    "inplace_relu": ("ReLU(inplace=True)", "an in-place op right after a hooked module"),
+    "shared_module": ("Same module called twice", "a module whose hooks fire twice per forward"),
+}
 
 _BUILDERS: dict[str, Callable[[], Example]] = {
     "two_layer_mlp": _two_layer_mlp,
@@ -177,6 +186,11 @@ _BUILDERS: dict[str, Callable[[], Example]] = {
     "inplace_relu": _inplace,
     "shared_module": _shared,
 }
+
+
+def catalogue() -> list[tuple[str, str, str]]:
+    """(name, title, what it exercises) of every example, without building any model."""
+    return [(name, *_INFO[name]) for name in _BUILDERS]
 
 
 def names() -> list[str]:

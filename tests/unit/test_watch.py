@@ -287,3 +287,14 @@ def test_model_without_parameters() -> None:
         session.step()
     rec = session.records[0]
     assert rec.params == {} and rec.grad_norm is None and set(rec.modules) == {"0", "1"}
+
+
+def test_public_name_works_after_the_submodule_is_imported() -> None:
+    import tensorscope.watch as watch_module
+
+    model = nn.Linear(2, 1)
+    with tensorscope.watch(model) as session:
+        model(torch.randn(3, 2)).sum().backward()
+        session.step()
+    assert len(session.records) == 1
+    assert watch_module.WatchSession is type(session)

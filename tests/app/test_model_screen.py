@@ -1,0 +1,137 @@
+"""The Model screen, driven with Pilot: tree, tables, live steps, hook toggles and counts."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, OptionList, Static
+
+from tensorscope import zoo
+from tensorscope.app.app import make_app
+from tensorscope.app.context import AppContext
+from tensorscope.app.widgets.module_tree import ModuleTree
+
+
+def _ctx(name: str) -> AppContext:
+    ex = zoo.get(name)
+    return AppContext(model=ex.model, model_step=ex.step)
+
+
+async def _steps(app, pilot, n: int) -> None:
+    for _ in range(n):
+        await pilot.press("n")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def _status(app) -> str:
+    return str(app.screen.query_one("#model-status", Static).content)
+
+
+async def test_tree_and_tables_show_the_anatomy() -> None:
+    ctx = _ctx("two_layer_mlp")
+    app = make_app(ctx, screen="model")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        tree = app.screen.query_one(ModuleTree)
+        labels = [str(n.label) for n in tree.root.children]
+        assert [lab.split()[1] for lab in labels] == ["fc1", "relu", "drop", "fc2"]
+        params = app.screen.query_one("#params-table", DataTable)
+        names = [params.get_row_at(i)[0] for i in range(params.row_count)]
+        assert names == ["scale", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+        buffers = app.screen.query_one("#buffers-table", DataTable)
+        assert buffers.get_row_at(0)[0] == "bias_correction"
+        summary = str(app.screen.query_one("#model-summary", Static).content)
+        assert "965 parameters" in summary
+        assert "hooks active: 0" in _status(app)
+
+
+async def test_steps_record_stats_and_hook_toggles_change_counts() -> None:
+    ctx = _ctx("sequential_mlp")
+    app = make_app(ctx, screen="model")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        await _steps(app, pilot, 2)
+        screen = app.screen
+        assert screen.steps == 2
+        all_hooks = screen.hook_count
+        assert all_hooks > 0 and f"hooks active: {all_hooks}" in _status(app)
+        assert len(screen.session.hooks.names) == 5
+        # Select "0" (first Linear) and switch its hooks off.
+        await pilot.press("down")
+        await pilot.pause()
+        assert screen.selected == "0"
+        await pilot.press("h")
+        await pilot.pause()
+        assert screen.session.hooks.names == ["1", "2", "3", "4"]
+        assert screen.hook_count == all_hooks - 1
+        await _steps(app, pilot, 1)
+        assert "0" not in screen._latest.modules and "2" in screen._latest.modules
+        stats_text = str(screen.query_one("#module-stats", Static).content)
+        assert "not hooked" in stats_text
+        await pilot.press("h")  # back on
+        await pilot.pause()
+        assert len(screen.session.hooks.names) == 5
+        await pilot.press("x")  # detach everything
+        await pilot.pause()
+        assert screen.hook_count == 0 and "hooks active: 0" in _status(app)
+        model = ctx.model
+        assert all(not m._forward_hooks for m in model.modules())
+
+
+async def test_run_and_pause_in_a_worker() -> None:
+    ctx = _ctx("inplace_relu")
+    app = make_app(ctx, screen="model")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        await pilot.pause()
+        assert app.screen.running.is_set()
+        assert "running" in _status(app)
+        await pilot.press("r")  # pause
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert not app.screen.running.is_set()
+        assert app.screen.steps >= 1 and "paused" in _status(app)
+        # Stats of the Linear followed by an in-place ReLU, with its gradient norm.
+        stats = app.screen._latest.modules["fc1"]
+        assert stats["grad_norm"] is not None and stats["grad_norm"] > 0
+
+
+async def test_no_model_offers_examples_and_opens_one() -> None:
+    app = make_app(AppContext(), screen="model")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        text = str(app.screen.query_one("#model-empty-text", Static).content)
+        assert "No model was given" in text
+        options = app.screen.query_one("#model-examples", OptionList)
+        assert options.option_count == len(zoo.names())
+        options.highlighted = zoo.names().index("cnn_batchnorm")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert type(app.context.model).__name__ == "SmallCNN"
+        buffers = app.screen.query_one("#buffers-table", DataTable)
+        names = [buffers.get_row_at(i)[0] for i in range(buffers.row_count)]
+        assert "features.1.running_mean" in names and "features.1.num_batches_tracked" in names
+
+
+async def test_failing_step_is_shown_in_place() -> None:
+    ex = zoo.get("two_layer_mlp")
+
+    def broken() -> None:
+        raise ValueError("data loader ran dry")
+
+    app = make_app(AppContext(model=ex.model, model_step=broken), screen="model")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        await _steps(app, pilot, 1)
+        assert "step failed: ValueError: data loader ran dry" in _status(app)
+
+
+async def test_model_without_step_shows_structure_only() -> None:
+    ex = zoo.get("shared_module")
+    app = make_app(AppContext(model=ex.model), screen="model")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        await pilot.press("n")
+        await pilot.pause()
+        assert "structure only" in _status(app)
+        assert app.screen.hook_count == 0
