@@ -36,6 +36,9 @@ class AppContext:
     checkpoints: list[str] = field(default_factory=list)
     """Checkpoint files for the Inspect screen (two mean a diff)."""
 
+    trust_checkpoints: bool = False
+    """Load those files with full unpickling (``inspect --trust``): they may run code."""
+
     demo: Any | None = None
     """The demo scenario the app was opened on, if any."""
 

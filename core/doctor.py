@@ -89,6 +89,10 @@ DEAD_RELU_FRACTION = 0.5
 """Half of a ReLU's units never firing on a whole batch (over the last steps) is more
 than random init produces (~0 for a fresh layer with a fresh batch) — they are dead."""
 
+DEAD_RELU_ZERO_FRAC = 0.9
+"""With only output statistics: a non-negative output that is >= 90% exact zeros. Live ReLUs
+on centred inputs are ~50% zeros; 90% means most units are off for every sample."""
+
 AMP_SKIP_WARN_FRACTION = 0.1
 """A GradScaler skips a few steps while it calibrates its scale (that is its job, so an
 isolated skip is not reported); more than a tenth of all steps skipped means the gradients
@@ -345,9 +349,19 @@ def _dead_relu(records: Sequence[StepRecord]) -> Iterable[Finding]:
         return
     dead: dict[str, float] = {}
     for path in train[-1].modules:
-        values = [r.modules.get(path, {}).get("dead_fraction") for r in train]
-        if all(_finite(v) for v in values) and min(values) >= DEAD_RELU_FRACTION:
-            dead[path] = _rounded(min(values), 3)
+        stats = [r.modules.get(path, {}) for r in train]
+        values = [st.get("dead_fraction") for st in stats]
+        if all(_finite(v) for v in values):
+            if min(values) >= DEAD_RELU_FRACTION:
+                dead[path] = _rounded(min(values), 3)
+            continue
+        # Without per-unit counts (tensorscope.watch gives output stats): an output that is
+        # never negative (a ReLU's) and almost all exact zeros, step after step.
+        zeros = [st.get("zero_frac") for st in stats]
+        lows = [st.get("min") for st in stats]
+        if (all(_finite(z) for z in zeros) and all(_finite(m) and m >= 0 for m in lows)
+                and min(zeros) >= DEAD_RELU_ZERO_FRAC):
+            dead[path] = _rounded(min(zeros), 3)
     if dead:
         yield Finding(
             "dead-relu", "warning",

@@ -98,7 +98,7 @@ class Probe:
     def step(self) -> StepRecord:
         """End a step explicitly (manual mode: AMP, or no optimizer)."""
         if self.optimizer is not None and not self._stepped and self.scaler is None:
-            self._pre_step(self.optimizer, (), {})
+            self._measure_grads()
         return self._finish(skipped=not self._stepped if self.scaler is not None else None)
 
     @contextmanager
@@ -162,8 +162,14 @@ class Probe:
 
     def _pre_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._measure_grads()
+        # The optimizer's own bookkeeping (Adam reads its step counter with .item()) is
+        # torch's business, not a sync the user's loop makes: pause counting inside step().
+        if self._syncs is not None:
+            self._syncs.paused += 1
 
     def _post_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self._syncs is not None:
+            self._syncs.paused -= 1
         self._stepped = True
         if not self.manual:
             self._finish(skipped=None)

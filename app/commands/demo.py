@@ -43,8 +43,16 @@ def run(args: argparse.Namespace) -> int:
     from tensorscope.app.app import make_app
     from tensorscope.app.context import AppContext
 
-    make_app(AppContext(**scenario.context_fields()), screen=scenario.screens[0]).run()
+    make_app(AppContext(**scenario.context_fields()), screen=landing_screen(scenario)).run()
     return 0
+
+
+def landing_screen(scenario) -> str:
+    """The first of the scenario's screens this build has (the Demos screen otherwise)."""
+    from tensorscope.app.screens import REGISTRY
+
+    available = {e.name for e in REGISTRY}
+    return next((s for s in scenario.screens if s in available), "demos")
 
 
 def _print_summary(summary: dict) -> None:

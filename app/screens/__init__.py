@@ -28,6 +28,10 @@ class ScreenEntry:
 
 
 REGISTRY: tuple[ScreenEntry, ...] = (
+    ScreenEntry("storage", "Storage", "s", "tensorscope.app.screens.storage:StorageScreen",
+                "tensors as views over flat storage: strides, offsets, aliasing"),
+    ScreenEntry("graph", "Graph", "g", "tensorscope.app.screens.graph:GraphScreen",
+                "the autograd graph: nodes, saved tensors, versions, live backward"),
     ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
                 "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
     ScreenEntry("doctor", "Doctor", "d", "tensorscope.app.screens.doctor:DoctorScreen",
@@ -36,6 +40,8 @@ REGISTRY: tuple[ScreenEntry, ...] = (
                 "The syllabus's lessons and bugs: code, fix, and what they measure"),
     ScreenEntry("model", "Model", "m", "tensorscope.app.screens.model:ModelScreen",
                 "modules, parameters, buffers; live hook stats while the model trains"),
+    ScreenEntry("inspect", "Inspect", "i", "tensorscope.app.screens.inspect:InspectScreen",
+                "Checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
 )
 
 

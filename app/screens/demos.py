@@ -94,7 +94,8 @@ class DemosScreen(Screen):
                 yield Static(id="demos-title")
                 yield Markdown(id="demos-lesson")
                 yield Horizontal(id="demos-code")
-                yield Horizontal(id="demos-actions")
+                with Horizontal(id="demos-actions"):
+                    yield Button("▶ Run it (r)", id="run-demo", variant="primary")
                 yield Static(id="demos-results")
         yield Footer()
 
@@ -134,8 +135,7 @@ class DemosScreen(Screen):
             panel.border_title = label
             code.mount(panel)
         actions = self.query_one("#demos-actions", Horizontal)
-        actions.remove_children()
-        actions.mount(Button("▶ Run it (r)", id="run-demo", variant="primary"))
+        actions.query(".open-screen").remove()
         for screen in scenario.screens:
             if screen == "demos":
                 continue

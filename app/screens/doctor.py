@@ -41,7 +41,8 @@ class DoctorScreen(Screen):
 
     DEFAULT_CSS = """
     DoctorScreen #doctor-source { height: auto; padding: 0 1; color: $text-muted; }
-    DoctorScreen #doctor-empty { padding: 1 2; border: round $primary; margin: 1 2; height: auto; }
+    DoctorScreen #doctor-empty { padding: 1 2; border: round $primary; margin: 1 2; height: auto;
+                                 width: 100; }
     DoctorScreen #doctor-main { height: 1fr; }
     DoctorScreen #doctor-list { width: 60; height: 1fr; border: round $primary; }
     DoctorScreen #doctor-detail { width: 1fr; height: 1fr; border: round $secondary; padding: 0 1; }
@@ -61,6 +62,7 @@ class DoctorScreen(Screen):
         super().__init__()
         self._findings: list[dict[str, Any]] = []
         self._version: Any = None
+        self._jump_to: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -166,12 +168,12 @@ class DoctorScreen(Screen):
         screen = f.get("screen")
         button.display = screen in available and screen != "doctor"
         button.label = f"Open {available.get(screen, screen)} ({screen})"
-        button.name = screen
+        self._jump_to = screen
 
     @on(Button.Pressed, "#doctor-jump")
     def _jump(self, event: Button.Pressed) -> None:
-        if event.button.name:
-            self.app.open_screen(event.button.name)
+        if self._jump_to:
+            self.app.open_screen(self._jump_to)
 
 
 def _snapshot(run: Any) -> Any:

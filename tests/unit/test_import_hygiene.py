@@ -16,6 +16,8 @@ CORE_MODULES = [
     "tensorscope.distributed",
     "tensorscope.rank_stats",
     "tensorscope.distributed_run",
+    "tensorscope.storage",
+    "tensorscope.viewfix",
 ]
 
 

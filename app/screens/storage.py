@@ -1,0 +1,409 @@
+"""The Storage screen: tensors as views over flat storage, explored from a small console.
+
+Statements typed in the console run in the app's shared namespace. Every tensor in it is
+listed, grouped by the storage it reads; the selected one is drawn as its logical grid next
+to its storage strip, where every view of the same storage marks the cells it reads in its
+legend colour. Selecting an element lights its storage cell and spells out
+``offset + Σ iₖ·strideₖ``. After each statement everything is redrawn, so a write through
+one view shows up in every view that shares the cells. A ``view()`` torch refuses is
+explained next to its fixes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, OptionList, RichLog, Static
+from textual.widgets.option_list import Option
+
+from tensorscope.app.widgets.storage_strip import StorageStrip, StripSource, StripView
+from tensorscope.app.widgets.tensor_grid import GridSource, TensorGrid
+
+# Legend colours, one per view of a storage (in the order the views are listed).
+COLOURS = ("#5fafff", "#ffaf5f", "#5fd787", "#ff5f87", "#af87ff", "#ffd75f", "#5fd7d7", "#d787d7")
+
+EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("x = torch.arange(12.).reshape(3, 4)", "twelve numbers in one storage, seen as 3 rows of 4"),
+    ("t = x.T", "the transpose: same storage, strides swapped, no copy"),
+    ("col = x[:, 1]", "one column: starts at cell 1 and steps 4 cells at a time"),
+    ("col[0] = 99", "write through the column: x and t see it too"),
+    ("flat = t.view(12)", "torch refuses: t's rows are not adjacent in storage"),
+    ("flat = t.reshape(12)", "the fix: reshape copies into a new storage"),
+    ("big = torch.zeros(10_000, 10_000)", "1e8 elements: only the cells on screen are read"),
+)
+
+WELCOME = (
+    "Every tensor is a window onto a flat block of memory, its storage: element (i, j, …) "
+    "reads cell offset + i·stride₀ + j·stride₁ + ….  Views such as a transpose, a slice "
+    "or expand() share the storage and only change shape, strides and offset.\n\n"
+    "Type a statement in the console below (torch, nn and F are in scope), or pick an example "
+    "and press Enter to run it. Each tensor you make is drawn as its logical grid beside its "
+    "storage strip; arrow keys or a click pick an element and light the cell it reads."
+)
+
+
+class StorageScreen(Screen):
+    """Tensors, their storage, and the arithmetic in between."""
+
+    DEFAULT_CSS = """
+    StorageScreen #storage-main { height: 1fr; }
+    StorageScreen #sidebar { width: 34; border: round $primary-darken-2; border-title-color: $accent; }
+    StorageScreen #tensor-list { border: none; height: 1fr; background: $surface; }
+    StorageScreen #grid-pane { width: 1fr; border: round $primary-darken-2; border-title-color: $accent; }
+    StorageScreen #strip-pane { width: 1fr; border: round $primary-darken-2; border-title-color: $accent; }
+    StorageScreen #grid-facts, StorageScreen #strip-legend { height: auto; padding: 0 1; }
+    StorageScreen #grid, StorageScreen #strip { height: 1fr; }
+    StorageScreen #welcome { height: 1fr; border: round $primary-darken-2; padding: 0 2;
+                             border-title-color: $accent; }
+    StorageScreen #welcome-text { margin: 1 0; }
+    StorageScreen #examples { height: auto; max-height: 12; border: none; background: $surface; }
+    StorageScreen #detail { height: auto; min-height: 3; max-height: 9; padding: 0 1;
+                            border: round $primary-darken-2; border-title-color: $accent; }
+    StorageScreen #history { height: 7; border: round $primary-darken-2; border-title-color: $accent;
+                             background: $surface; scrollbar-size-vertical: 1; }
+    StorageScreen #console { border: tall $accent; }
+    """
+
+    BINDINGS = [
+        Binding("ctrl+l", "focus_console", "Console"),
+        Binding("ctrl+g", "focus_grid", "Grid"),
+        Binding("ctrl+t", "focus_list", "Tensors"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.selected: str | None = None
+        self._tensors: dict[str, Any] = {}
+        self._groups: list[list[str]] = []
+        self._colour: dict[str, str] = {}
+        self._view_help: Any = None
+        """The last failed view() explained (tensorscope.viewfix.ViewFix), or None."""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="welcome"):
+            yield Static(WELCOME, id="welcome-text")
+            yield OptionList(*[self._example(code, why) for code, why in EXAMPLES], id="examples")
+        with Horizontal(id="storage-main"):
+            with Vertical(id="sidebar"):
+                yield OptionList(id="tensor-list")
+            with Vertical(id="grid-pane"):
+                yield Static(id="grid-facts")
+                yield TensorGrid(id="grid")
+            with Vertical(id="strip-pane"):
+                yield Static(id="strip-legend")
+                yield StorageStrip(id="strip")
+        yield Static(id="detail")
+        yield RichLog(id="history", wrap=True, markup=False, highlight=False, auto_scroll=True)
+        yield Input(placeholder="a statement, e.g.  x = torch.arange(12.).reshape(3, 4)   (Enter runs it)",
+                    id="console")
+        yield Footer()
+
+    @staticmethod
+    def _example(code: str, why: str) -> Option:
+        return Option(Text.assemble((f"{code:<36}", "bold"), "  ", (why, "dim")), id=code)
+
+    def on_mount(self) -> None:
+        self.query_one("#welcome").border_title = "Storage — how tensors sit in memory"
+        self.query_one("#examples").border_title = "Examples"
+        self.query_one("#sidebar").border_title = "Tensors, by storage"
+        self.query_one("#grid-pane").border_title = "Logical grid"
+        self.query_one("#strip-pane").border_title = "Storage"
+        self.query_one("#detail").border_title = "Element"
+        self.query_one("#history").border_title = "Console history"
+        self.app.context.ensure_namespace()
+        for statement in self.app.context.statements:
+            self.run_statement(statement)
+        self.refresh_tensors()
+        self.query_one("#console", Input).focus()
+
+    # ---- the console --------------------------------------------------------------
+    @on(Input.Submitted, "#console")
+    def _submitted(self, event: Input.Submitted) -> None:
+        source = event.value.strip()
+        if not source:
+            return
+        event.input.value = ""
+        self.run_statement(source)
+        self.refresh_tensors()
+
+    @on(OptionList.OptionSelected, "#examples")
+    def _example_chosen(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id:
+            self.run_statement(event.option.id)
+            self.refresh_tensors()
+            self.query_one("#console", Input).focus()
+
+    def run_statement(self, source: str) -> None:
+        """Run one statement in the shared namespace; show its outcome in the history."""
+        from tensorscope.errors import UserError
+        from tensorscope.evaluate import execute
+
+        namespace = self.app.context.ensure_namespace()
+        history = self.query_one("#history", RichLog)
+        history.write(Text.assemble(("› ", "bold cyan"), source))
+        before = {name: id(value) for name, value in namespace.items()}
+        try:
+            result = execute(source, namespace)
+        except UserError as exc:
+            history.write(Text("  ✘ " + str(exc), style="bold red"))
+            self._explain_view(source, namespace)
+            return
+        self._view_help = None
+        if result is not None:
+            import torch
+
+            if isinstance(result, torch.Tensor):
+                namespace["_"] = result
+                history.write(Text(f"  → a tensor of shape {list(result.shape)}, kept as _", style="dim"))
+                self.selected = "_"
+            else:
+                history.write(Text("  → " + _short_repr(result), style="dim"))
+        changed = [n for n, v in namespace.items() if before.get(n) != id(v) and _is_tensor(v)]
+        if changed:
+            self.selected = changed[-1]
+
+    def _explain_view(self, source: str, namespace: dict[str, Any]) -> None:
+        from tensorscope.viewfix import explain_view
+
+        fix = explain_view(source, namespace)
+        self._view_help = fix
+        if fix is not None:
+            history = self.query_one("#history", RichLog)
+            for line in fix.lines()[1:]:
+                history.write(Text("  " + line, style="yellow"))
+
+    # ---- the tensors --------------------------------------------------------------
+    def refresh_tensors(self) -> None:
+        """Re-read the namespace: regroup tensors by storage and redraw everything."""
+        from tensorscope.storage import check_supported, storage_key
+        from tensorscope.errors import UserError
+
+        namespace = self.app.context.ensure_namespace()
+        tensors: dict[str, Any] = {}
+        unsupported: dict[str, str] = {}
+        for name, value in namespace.items():
+            if not _is_tensor(value) or (name.startswith("_") and name != "_"):
+                continue
+            try:
+                check_supported(value)
+            except UserError as exc:
+                unsupported[name] = str(exc)
+                continue
+            tensors[name] = value
+        groups: dict[tuple, list[str]] = {}
+        for name, value in tensors.items():
+            groups.setdefault(storage_key(value), []).append(name)
+        self._tensors = tensors
+        self._groups = list(groups.values())
+        self._colour = {}
+        for names in self._groups:
+            for i, name in enumerate(names):
+                self._colour[name] = COLOURS[i % len(COLOURS)]
+        has_any = bool(tensors or unsupported)
+        self.query_one("#welcome").display = not has_any
+        self.query_one("#storage-main").display = has_any
+        self.query_one("#detail").display = has_any
+        if self.selected not in tensors:
+            self.selected = next(iter(tensors), None)
+        self._fill_list(unsupported)
+        self._show_selected(keep_cursor=True)
+
+    def _fill_list(self, unsupported: dict[str, str]) -> None:
+        options = self.query_one("#tensor-list", OptionList)
+        options.clear_options()
+        highlight = None
+        count = 0
+        for g, names in enumerate(self._groups):
+            first = self._tensors[names[0]]
+            size = first.untyped_storage().nbytes()
+            options.add_option(Option(Text(f"storage {g + 1} · {_bytes(size)}", style="bold dim"),
+                                      disabled=True))
+            count += 1
+            for name in names:
+                t = self._tensors[name]
+                label = Text.assemble(("■ ", self._colour[name]), (f"{name:<8}", "bold"),
+                                      (f" {_shape(t)}", ""), (f" {_strides(t)}", "dim"))
+                options.add_option(Option(label, id=name))
+                if name == self.selected:
+                    highlight = count
+                count += 1
+        for name, why in unsupported.items():
+            options.add_option(Option(Text(f"  {name}: {why}", style="dim italic"), disabled=True))
+        if highlight is not None:
+            options.highlighted = highlight
+
+    @on(OptionList.OptionSelected, "#tensor-list")
+    @on(OptionList.OptionHighlighted, "#tensor-list")
+    def _tensor_chosen(self, event: OptionList.OptionSelected | OptionList.OptionHighlighted) -> None:
+        name = event.option.id
+        if name and name in self._tensors and name != self.selected:
+            self.selected = name
+            self._show_selected(keep_cursor=False)
+
+    def _show_selected(self, keep_cursor: bool) -> None:
+        from tensorscope.storage import layout_of, storage_key
+
+        grid = self.query_one("#grid", TensorGrid)
+        strip = self.query_one("#strip", StorageStrip)
+        name = self.selected
+        if name is None:
+            grid.show(None)
+            strip.show(None)
+            self.query_one("#grid-facts", Static).update("")
+            self.query_one("#strip-legend", Static).update("")
+            self._update_detail(None)
+            return
+        tensor = self._tensors[name]
+        layout = layout_of(tensor, name)
+        same_grid = grid.source is not None and grid.source.name == name
+        grid.show(GridSource(name, tensor, layout, self._colour[name]), keep_cursor=keep_cursor and same_grid)
+        group = next(names for names in self._groups if name in names)
+        views = [StripView(n, self._colour[n], self._tensors[n]) for n in group]
+        strip.show(StripSource(layout.storage_size, tensor, views, selected=name))
+        self.query_one("#grid-pane").border_title = f"Logical grid of {name}"
+        self.query_one("#grid-facts", Static).update(self._facts(layout))
+        self.query_one("#strip-legend", Static).update(self._legend(layout, group))
+        if layout.numel == 0:
+            self._update_detail(None)
+        grid.invalidate()
+        strip.invalidate()
+
+    def _facts(self, layout: Any) -> Text:
+        text = Text()
+        text.append(f"shape {list(layout.shape)}", style="bold")
+        text.append(f"  strides {list(layout.strides)}  offset {layout.storage_offset}  ")
+        text.append(f"{layout.dtype} ({layout.itemsize} B)  {layout.device}", style="dim")
+        text.append("\n")
+        for name, ok in layout.formats:
+            text.append(("✔ " if ok else "✘ ") + name + "  ", style="green" if ok else "red")
+        if layout.is_view:
+            text.append("view" + (" (shares storage with its base)" if layout.shares_storage_with_base else ""),
+                        style="cyan")
+        else:
+            text.append("owns its storage", style="cyan")
+        if layout.expanded_dims:
+            text.append(f"  expanded dims {list(layout.expanded_dims)} (stride 0)", style="yellow")
+        if not layout.has_data:
+            text.append("  meta: layout only, no values", style="yellow")
+        if layout.numel == 0:
+            text.append("\n(no elements to draw)", style="dim")
+        return text
+
+    def _legend(self, layout: Any, group: list[str]) -> Text:
+        text = Text()
+        text.append(f"{layout.storage_size:,} cells of {layout.dtype}", style="bold")
+        text.append(f" · {_bytes(layout.storage_nbytes)} · marks: ", style="dim")
+        for name in group:
+            text.append("▀ " + name + "  ", style=self._colour[name] + (" bold" if name == self.selected else ""))
+        return text
+
+    # ---- selection ----------------------------------------------------------------
+    @on(TensorGrid.CellSelected)
+    def _cell_selected(self, event: TensorGrid.CellSelected) -> None:
+        self.query_one("#strip", StorageStrip).set_highlight(event.storage_index)
+        self._update_detail(event)
+
+    def _update_detail(self, event: TensorGrid.CellSelected | None) -> None:
+        detail = self.query_one("#detail", Static)
+        text = Text()
+        if event is not None and event.grid.source is not None:
+            source = event.grid.source
+            layout = source.layout
+            where = ", ".join(str(i) for i in event.position)
+            text.append(f"{source.name}[{where}]", style=f"bold {source.colour}")
+            text.append(" reads storage cell  ")
+            text.append(layout.arithmetic(event.position), style="bold")
+            text.append(f"   (offset + Σ iₖ·strideₖ, strides {list(layout.strides)})", style="dim")
+            others = self._also_read_by(source.name, event.storage_index)
+            if others:
+                text.append("\nthe same cell is also ", style="dim")
+                text.append(", ".join(others))
+        fix = self._view_help
+        if fix is not None:
+            lines = fix.lines()
+            if text:
+                text.append("\n")
+            text.append("✘ " + lines[0], style="red")
+            for line in lines[1:]:
+                text.append("\n  " + line, style="yellow")
+        detail.update(text if text else Text("Pick an element (arrows or a click) to see which cell it reads.",
+                                             style="dim"))
+
+    def _also_read_by(self, name: str, cell: int) -> list[str]:
+        """Other elements (of this or other views) that read ``cell`` — small tensors only."""
+        from tensorscope.storage import storage_indices
+
+        group = next((names for names in self._groups if name in names), [])
+        found = []
+        for other in group:
+            t = self._tensors[other]
+            if t.numel() > 1_000_000 or t.element_size() != self._tensors[name].element_size():
+                continue
+            hits = (storage_indices(t) == cell).nonzero().flatten().tolist()
+            for pos in hits[:3]:
+                idx = _unravel(pos, tuple(t.shape))
+                label = f"{other}[{', '.join(map(str, idx))}]"
+                if other == name and pos == _flat(self.query_one("#grid", TensorGrid)):
+                    continue
+                found.append(label)
+        return found[:6]
+
+    # ---- focus --------------------------------------------------------------------
+    def action_focus_console(self) -> None:
+        self.query_one("#console", Input).focus()
+
+    def action_focus_grid(self) -> None:
+        self.query_one("#grid", TensorGrid).focus()
+
+    def action_focus_list(self) -> None:
+        self.query_one("#tensor-list", OptionList).focus()
+
+
+def _flat(grid: TensorGrid) -> int:
+    row, col = grid.cursor
+    return row * max(grid._cols, 1) + col
+
+
+def _unravel(position: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    out = []
+    for size in reversed(shape):
+        out.append(position % size)
+        position //= size
+    return tuple(reversed(out))
+
+
+def _is_tensor(value: Any) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor)
+
+
+def _shape(t: Any) -> str:
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def _strides(t: Any) -> str:
+    try:
+        return "(" + ", ".join(str(s) for s in t.stride()) + ")"
+    except RuntimeError:
+        return ""
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "…"

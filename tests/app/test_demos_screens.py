@@ -1,0 +1,72 @@
+"""The Demos and Doctor screens, driven with Pilot; every scenario opens in the TUI."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Button, OptionList, Static
+
+from tensorscope.app.app import make_app
+from tensorscope.app.commands.demo import landing_screen
+from tensorscope.app.context import AppContext
+from tensorscope.demos import NAMES, get
+
+
+@pytest.mark.parametrize("name", NAMES)
+async def test_each_demo_opens_on_its_landing_screen(name: str) -> None:
+    scenario = get(name)
+    screen = landing_screen(scenario)
+    app = make_app(AppContext(**scenario.context_fields()), screen=screen)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.current_mode == screen
+
+
+async def test_demos_screen_shows_lesson_code_and_runs() -> None:
+    app = make_app(AppContext(demo=get("memory-sharing")), screen="demos")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert "Views share memory" in str(screen.query_one("#demos-title", Static).content)
+        assert len(screen.query(".code-panel")) == 2          # bug and fix side by side
+        await pilot.press("r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert screen._results["memory-sharing"]["facts"]["a_after_write"][0] == 99.0
+        assert "Press r" not in str(screen.query_one("#demos-results", Static).content)
+
+
+async def test_demos_screen_switches_to_a_screen_with_the_scenario_loaded() -> None:
+    app = make_app(screen="demos")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        app.screen.query_one("#demos-list", OptionList).highlighted = 0   # missing-zero-grad
+        await pilot.pause()
+        doctor = [b for b in app.screen.query(".open-screen").results(Button) if b.name == "doctor"]
+        assert doctor
+        doctor[0].press()
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.current_mode == "doctor"
+        assert app.context.demo.name == "missing-zero-grad"
+        options = app.screen.query_one("#doctor-list", OptionList)
+        assert options.option_count >= 1
+
+
+async def test_doctor_with_nothing_attached_says_how() -> None:
+    app = make_app(screen="doctor")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        text = str(app.screen.query_one("#doctor-empty", Static).content)
+        assert "tensorscope run" in text and "tensorscope demo" in text
+
+
+async def test_doctor_on_a_healthy_demo_says_nothing_wrong() -> None:
+    app = make_app(AppContext(**get("memory-sharing").context_fields()), screen="doctor")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "no findings" in str(app.screen.query_one("#doctor-source", Static).content)
