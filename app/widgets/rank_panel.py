@@ -51,6 +51,8 @@ class RankPanel(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one("#rk-table", DataTable)
+        # Not focusable while hidden: a one-process run keeps the screen's own focus order.
+        table.can_focus = False
         table.border_title = "ranks (the charts below follow rank 0)"
         for label in ("rank", "steps", "step time", "samples/s", "memory", "loss", "state"):
             table.add_column(label, key=label)
@@ -67,8 +69,7 @@ class RankPanel(Vertical):
             return
         records = snap.records[-TAIL:]
         if not any(r.rank is not None for r in records):
-            self.display = False
-            return
+            return  # not a multi-rank run (yet): stay hidden
         from tensorscope.rank_stats import summarize
 
         self._last_refresh = now
@@ -77,6 +78,7 @@ class RankPanel(Vertical):
         summary = summarize(records)
         failures = {f.get("rank"): f for f in snap.meta.get("failures") or []}
         self.display = True
+        self.query_one("#rk-table", DataTable).can_focus = True
         self.query_one("#rk-status", Static).update(status_line(summary, snap.meta, failures))
         self._table(summary, records, failures)
 
