@@ -16,6 +16,7 @@ CORE_MODULES = [
     "tensorscope.distributed",
     "tensorscope.rank_stats",
     "tensorscope.distributed_run",
+    "tensorscope.listen_run",
     "tensorscope.storage",
     "tensorscope.viewfix",
 ]
