@@ -13,6 +13,9 @@ import os
 import runpy
 import sys
 
+ENV_DETAIL = "TENSORSCOPE_DETAIL"
+"""How much the child measures: "steps", "sampled" (default) or "full" (core/runner.py)."""
+
 
 def main(argv: list[str]) -> int:
     from tensorscope.runner import Instrumentation, format_script_traceback
@@ -27,7 +30,7 @@ def main(argv: list[str]) -> int:
     rank = _env_rank()
     emit({"type": "run", "script": script, "argv": args, "pid": os.getpid(),
           "python": sys.version.split()[0], "rank": rank})
-    instr = Instrumentation(script_path, emit)
+    instr = Instrumentation(script_path, emit, detail=os.environ.get(ENV_DETAIL, "sampled"))
     instr.install()
     code = 0
     try:

@@ -46,7 +46,8 @@ class DistributedRun(LiveRun):
         self._meta["nproc"] = nproc
 
     def start(self) -> "DistributedRun":
-        env = {**os.environ, **self.server.env(), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.server.env(), "PYTHONUNBUFFERED": "1",
+               "TENSORSCOPE_DETAIL": self.detail}
         cmd = [sys.executable, "-m", "tensorscope._launcher", str(self.nproc), self.script,
                *self.args]
         pipe = subprocess.PIPE if self.capture_output else None

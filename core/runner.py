@@ -33,19 +33,29 @@ from typing import Any, Callable
 
 from tensorscope.telemetry import StepRecord, autocast_dtype, memory_snapshot
 
-
 SYNC_CHECK_EVERY = 10
 """Multi-rank runs: parameter checksums on steps 1-10, then on every 10th step."""
+DETAILS = ("steps", "sampled", "full")
+"""How much ``tensorscope run`` measures: step-level facts only; plus per-module statistics
+every SAMPLED_EVERY steps (the default); or per-module statistics at every step."""
+SAMPLED_EVERY = 25
+MEMORY_EVERY_S = 0.1
+"""Memory is a system call on CPU: read it at most ten times a second, not every step."""
 
 
 class Instrumentation:
     """Global hooks that turn a running script into a stream of step records."""
 
     def __init__(self, script_path: str, emit: Callable[[dict[str, Any]], None],
-                 attach_watch: bool = True) -> None:
+                 detail: str = "sampled") -> None:
+        if detail not in DETAILS:
+            detail = "sampled"
         self.script_path = os.path.abspath(script_path)
         self.emit = emit
-        self.attach_watch = attach_watch
+        self.detail = detail
+        self.attach_watch = detail != "steps"
+        self._memory: dict[str, Any] | None = None
+        self._memory_at = 0.0
         self.hook_errors = 0
         self.step = 0
         self.model: Any = None
@@ -250,7 +260,7 @@ class Instrumentation:
             wall_time=time.time(), lr=lr, grad_norm=grad_norm, batch_size=self._batch,
             samples_per_s=(self._batch / step_time) if self._batch and step_time else None,
             step_time_s=step_time, data_time_s=data, compute_time_s=compute,
-            memory=memory_snapshot(self._device), rank=_rank(),
+            memory=self._memory_now(), rank=_rank(),
             signals={"hook_errors": self.hook_errors},
         )
 
@@ -273,6 +283,14 @@ class Instrumentation:
         from tensorscope.rank_stats import param_checksum
 
         return param_checksum(p for group in optimizer.param_groups for p in group["params"])
+
+    def _memory_now(self) -> dict[str, Any] | None:
+        """Memory, read at most every MEMORY_EVERY_S seconds (None on the steps between)."""
+        now = time.monotonic()
+        if now - self._memory_at < MEMORY_EVERY_S:
+            return None
+        self._memory_at = now
+        return memory_snapshot(self._device)
 
     def _fetch(self, loss: Any, grad_norm: Any, extra: Any = None) -> tuple[Any, ...]:
         """loss, grad norm, scale, growth tracker as Python numbers: one host sync.
@@ -409,7 +427,9 @@ class Instrumentation:
             self.watch_status = f"unavailable ({exc})"
             return
         try:
-            session = watch(model, optimizer, self.scaler, sink=self._on_watch_record)
+            every = 1 if self.detail == "full" else SAMPLED_EVERY
+            session = watch(model, optimizer, self.scaler, every=every,
+                            sink=self._on_watch_record)
             session.__enter__()
             self._watch_session = session
             self.watch_status = "attached"

@@ -82,8 +82,10 @@ class LiveRun:
     """A script running in a child process, watched through the event channel."""
 
     def __init__(self, script: str, args: list[str], *, record: str | None = None,
-                 capture_output: bool = True, on_event: Callable[[dict], None] | None = None):
+                 capture_output: bool = True, on_event: Callable[[dict], None] | None = None,
+                 detail: str = "sampled"):
         self.script = script
+        self.detail = detail
         self.args = list(args)
         self.capture_output = capture_output
         self._lock = threading.Lock()
@@ -111,7 +113,9 @@ class LiveRun:
     # --- the child ----------------------------------------------------------------------
 
     def start(self) -> "LiveRun":
-        env = {**os.environ, **self.server.env(), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.server.env(), "TENSORSCOPE_DETAIL": self.detail}
+        if self.capture_output:
+            env["PYTHONUNBUFFERED"] = "1"  # the UI shows lines as they come, not per 8 KiB
         cmd = [sys.executable, "-m", "tensorscope._bootstrap", self.script, *self.args]
         pipe = subprocess.PIPE if self.capture_output else None
         self.proc = subprocess.Popen(cmd, env=env, stdout=pipe, stderr=pipe,

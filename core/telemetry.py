@@ -54,14 +54,18 @@ class StepRecord:
     """torch.distributed rank, None when not distributed."""
 
     def to_json(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        return {"type": "step", **data}
+        # Shallow on purpose: fields hold plain values already, and asdict's deep copy cost
+        # more than the rest of a step's bookkeeping. Serialise it before mutating it.
+        return {"type": "step", **{f.name: getattr(self, f.name) for f in _FIELDS}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "StepRecord":
         """Build a record from its JSON form; unknown keys are ignored (newer writers)."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_FIELDS = dataclasses.fields(StepRecord)
 
 
 def memory_snapshot(device: Any = None) -> dict[str, Any]:

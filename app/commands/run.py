@@ -25,6 +25,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "--nproc-per-node N does), every rank watched")
     parser.add_argument("--json", action="store_true",
                         help="print a one-line JSON summary (steps, exit_code, findings) last")
+    parser.add_argument("--detail", choices=("steps", "sampled", "full"), default="sampled",
+                        help="steps: step-level facts only; sampled (default): plus per-module "
+                             "statistics every 25 steps; full: per-module statistics every step")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,10 +79,11 @@ def _source(script: str, script_args: list[str], args: argparse.Namespace, *,
         from tensorscope.distributed_run import DistributedRun
 
         return DistributedRun(script, script_args, nproc=args.nproc, record=args.record,
-                              capture_output=capture_output)
+                              capture_output=capture_output, detail=args.detail)
     from tensorscope.runsource import LiveRun
 
-    return LiveRun(script, script_args, record=args.record, capture_output=capture_output)
+    return LiveRun(script, script_args, record=args.record, capture_output=capture_output,
+                   detail=args.detail)
 
 
 def _headless(script: str, script_args: list[str], args: argparse.Namespace) -> int:
