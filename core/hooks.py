@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -27,13 +28,16 @@ from torch import nn
 
 from tensorscope.errors import UserError, one_line
 from tensorscope.stats import (
+    HEAD_LEN,
     HIST_BINS,
+    SAMPLE_HEAD_LEN,
     HIST_SAMPLE,
     activation_stats,
     decode_activation,
     describe_output,
     first_float_tensor,
     grad_stats,
+    sample_stats,
 )
 
 ROOT = "(model)"
@@ -108,8 +112,10 @@ class _Pending:
     """What one module produced during the current step (device tensors, not yet fetched)."""
 
     calls: int = 0
-    act: torch.Tensor | None = None
-    """Stats vector of the last call's output."""
+    head: torch.Tensor | None = None
+    """Whole-tensor sums and range of the last call's output (see activation_stats)."""
+    part: torch.Tensor | None = None
+    """The strided sample of that output, reduced for all modules at once at step end."""
     grads: list[torch.Tensor] = field(default_factory=list)
     """Gradient-norm tensors, one per call whose output received a gradient."""
     numel: int = 0
@@ -125,8 +131,8 @@ class HookSet:
 
         hooks = HookSet(model, "encoder.layers.*").attach()
         loss = model(x).sum(); loss.backward()
-        pending = hooks.take()                 # device tensors of this step
-        values = fetch([t for t in flatten(pending)])   # one host sync
+        step = hooks.take()                          # device tensors of this step
+        stats = step.decode(fetch(step.tensors))     # one host sync -> {path: {...}}
         hooks.detach()
 
     ``recording`` switches the stats off between detail steps without removing hooks.
@@ -145,12 +151,14 @@ class HookSet:
         """tensorscope's own exceptions caught in hooks (never raised into the user's code)."""
         self.last_error: str | None = None
         self.overhead_s = 0.0
-        """Seconds spent inside these hooks since attach (host time)."""
+        """CPU seconds (time.thread_time) spent inside these hooks since attach."""
         self._lock = threading.Lock()
         self._selected: dict[str, nn.Module] = dict(select_modules(model, modules))
         self._module_handles: dict[str, Any] = {}
         self._tensor_handles: list[Any] = []
         self._pending: dict[str, _Pending] = {}
+        self._seen: dict[int, tuple[Any, int, torch.Tensor, torch.Tensor, list[str] | None]] = {}
+        """Outputs already reduced this step, by id: (weakref, version, head, part, grad names)."""
 
     # -- selection ---------------------------------------------------------------------
     @property
@@ -213,6 +221,7 @@ class HookSet:
         self._drop_tensor_hooks()
         with self._lock:
             self._pending.clear()
+            self._seen = {}
 
     def _drop_tensor_hooks(self) -> None:
         handles, self._tensor_handles = self._tensor_handles, []
@@ -224,7 +233,7 @@ class HookSet:
         if not self.recording or not torch.is_grad_enabled():
             # Evaluation forwards (no_grad) are not part of a training step's statistics.
             return
-        start = time.perf_counter()
+        start = time.thread_time()
         try:
             tensor = first_float_tensor(output)
             with self._lock:
@@ -236,26 +245,38 @@ class HookSet:
                 slot.shape = list(tensor.shape)
                 slot.numel = tensor.numel()
                 slot.dtype = str(tensor.dtype).replace("torch.", "")
-                slot.act = activation_stats(tensor, self.bins, self.sample)
-            if self.grads and tensor.requires_grad:
-                handle = tensor.register_hook(lambda g, _name=name: self._on_grad(_name, g))
+                # A container often returns its last child's output unchanged (a
+                # TransformerEncoderLayer returns norm2's tensor): same object, same version
+                # means same values, so reuse the stats and share the gradient hook.
+                seen = self._seen.get(id(tensor))
+                if seen is not None and seen[0]() is tensor and seen[1] == tensor._version:
+                    slot.head, slot.part = seen[2], seen[3]
+                    if seen[4] is not None:
+                        seen[4].append(name)
+                    return
+                slot.head, slot.part = activation_stats(tensor, self.sample)
+                names = [name] if self.grads and tensor.requires_grad else None
+                self._seen[id(tensor)] = (weakref.ref(tensor), tensor._version, slot.head, slot.part, names)
+            if names is not None:
+                handle = tensor.register_hook(lambda g, _names=names: self._on_grad(_names, g))
                 self._tensor_handles.append(handle)
         except Exception as exc:  # tensorscope's own failure: count it, never raise it
             self._count_error(exc)
         finally:
-            self.overhead_s += time.perf_counter() - start
+            self.overhead_s += time.thread_time() - start
 
-    def _on_grad(self, name: str, grad: torch.Tensor | None) -> None:
-        start = time.perf_counter()
+    def _on_grad(self, names: list[str], grad: torch.Tensor | None) -> None:
+        start = time.thread_time()
         try:
             if grad is not None:
                 norm = grad_stats(grad)
                 with self._lock:
-                    self._pending.setdefault(name, _Pending()).grads.append(norm)
+                    for name in names:
+                        self._pending.setdefault(name, _Pending()).grads.append(norm)
         except Exception as exc:
             self._count_error(exc)
         finally:
-            self.overhead_s += time.perf_counter() - start
+            self.overhead_s += time.thread_time() - start
         return None  # never change the gradient
 
     def _count_error(self, exc: BaseException) -> None:
@@ -263,36 +284,69 @@ class HookSet:
         self.last_error = one_line(exc)
 
     # -- per step ----------------------------------------------------------------------
-    def take(self) -> dict[str, _Pending]:
+    def take(self) -> "StepStats":
         """This step's pending stats (device tensors), clearing them and the output hooks."""
         with self._lock:
             pending, self._pending = self._pending, {}
+            self._seen = {}
         self._drop_tensor_hooks()
-        return pending
+        return StepStats(pending, self.bins, self.sample)
 
-    @staticmethod
-    def tensors(pending: dict[str, _Pending]) -> list[torch.Tensor]:
-        """The device tensors of ``pending``, in the order :meth:`decode` reads them."""
-        out: list[torch.Tensor] = []
-        for slot in pending.values():
-            if slot.act is not None:
-                out.append(slot.act)
-            out.extend(slot.grads)
-        return out
 
-    def decode(self, pending: dict[str, _Pending], values: list[list[float]]) -> dict[str, dict[str, Any]]:
-        """Per-module stats dicts from ``pending`` and the fetched ``values`` (same order)."""
-        result: dict[str, dict[str, Any]] = {}
-        it = iter(values)
+class StepStats:
+    """One step's module statistics, still on their devices, reduced in a few batched ops.
+
+    :attr:`tensors` lists what to fetch (three tensors per device: heads, sample counts
+    and histograms, gradient norms); :meth:`decode` turns the fetched values into dicts.
+    """
+
+    def __init__(self, pending: dict[str, _Pending], bins: int, sample: int) -> None:
+        self.pending = pending
+        self.bins = bins
+        self.sample = sample
+        self.tensors: list[torch.Tensor] = []
+        self._layout: list[tuple[list[str], list[str]]] = []
+        by_device: dict[torch.device, tuple[list[str], list[str]]] = {}
         for name, slot in pending.items():
+            if slot.head is not None:
+                by_device.setdefault(slot.head.device, ([], []))[0].append(name)
+            for g in slot.grads:
+                by_device.setdefault(g.device, ([], []))[1].append(name)
+        with torch.no_grad():
+            for device, (act_names, grad_names) in by_device.items():
+                heads = [pending[n].head for n in act_names]
+                parts = [pending[n].part for n in act_names]
+                grads = [g for n in dict.fromkeys(grad_names) for g in pending[n].grads
+                         if g.device == device]
+                empty = torch.zeros(0, device=device)
+                self.tensors.append(torch.stack(heads) if heads else empty)
+                self.tensors.append(sample_stats(parts, bins) if parts else empty)
+                self.tensors.append(torch.cat(grads) if grads else empty)
+                self._layout.append((act_names, [n for n in dict.fromkeys(grad_names)
+                                                 for g in pending[n].grads if g.device == device]))
+
+    def decode(self, values: list[list[float]]) -> dict[str, dict[str, Any]]:
+        """Per-module stats dicts from the fetched ``values`` of :attr:`tensors`."""
+        width_head, width_sample = HEAD_LEN, SAMPLE_HEAD_LEN + self.bins
+        acts: dict[str, list[float]] = {}
+        squares: dict[str, list[float]] = {}
+        for d, (act_names, grad_names) in enumerate(self._layout):
+            heads, samples, grads = values[3 * d], values[3 * d + 1], values[3 * d + 2]
+            for i, name in enumerate(act_names):
+                acts[name] = (heads[i * width_head:(i + 1) * width_head]
+                              + samples[i * width_sample:(i + 1) * width_sample])
+            for name, v in zip(grad_names, grads):
+                squares.setdefault(name, []).append(v)
+        result: dict[str, dict[str, Any]] = {}
+        for name, slot in self.pending.items():
             entry: dict[str, Any] = {"calls": slot.calls, "shape": slot.shape, "dtype": slot.dtype}
-            if slot.act is not None:
-                entry.update(decode_activation(next(it), slot.numel, self.sample))
+            if name in acts:
+                entry.update(decode_activation(acts[name], slot.numel, self.sample))
             if slot.note:
                 entry["note"] = slot.note
-            squares = [next(it)[0] for _ in slot.grads]
+            sq = squares.get(name)
             # A module called twice gets two gradients; their squared norms add up.
-            entry["grad_norm"] = (sum(squares) ** 0.5) if squares else None
+            entry["grad_norm"] = (sum(sq) ** 0.5) if sq else None
             result[name or ROOT] = entry
         return result
 
@@ -310,8 +364,9 @@ def fetch(tensors: list[torch.Tensor]) -> list[list[float]]:
         groups.setdefault(t.device, []).append(i)
     out: list[list[float]] = [[] for _ in tensors]
     for device, idxs in groups.items():
-        parts = [tensors[i].detach().reshape(-1).to(torch.float64) for i in idxs]
-        flat = torch.cat(parts).cpu().tolist() if len(parts) > 1 else parts[0].cpu().tolist()
+        parts = [tensors[i].detach().reshape(-1) for i in idxs]
+        # torch.cat promotes mixed dtypes; float64 keeps counts and sums exact enough.
+        flat = torch.cat(parts).to(torch.float64).cpu().tolist()
         pos = 0
         for i, part in zip(idxs, parts):
             n = part.numel()

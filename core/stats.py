@@ -11,7 +11,9 @@ any element is non-finite. Over a strided sample of at most ``sample`` elements 
 tensor when it is smaller — then these are exact too): ``zero_frac``, the ``nonfinite``
 count (scaled up to the whole tensor, at least 1 when any element is non-finite) and the
 histogram. Counting over millions of elements costs far more than summing them on CPU, so
-this split keeps a hook cheap; ``sampled`` tells how many elements the estimates used.
+this split keeps a hook cheap; ``sampled`` tells how many elements the estimates used. The
+samples of all modules are reduced together at the end of the step (:func:`sample_stats`),
+a dozen kernel launches for the whole model instead of a dozen per module.
 """
 
 from __future__ import annotations
@@ -26,8 +28,12 @@ HIST_BINS = 24
 HIST_SAMPLE = 4096
 """At most this many elements feed the histogram, the zero fraction and the non-finite count."""
 
-# Layout of the vector activation_stats returns; decode_activation reads the same order.
-_HEAD = ("sum", "sumsq", "min", "max", "zeros", "finite", "hist_lo", "hist_hi")
+# Layout of what decode_activation reads: the whole-tensor head from activation_stats,
+# then the sample head and histogram that sample_stats computes for all modules at once.
+_HEAD = ("sum", "sumsq", "min", "max")
+_SAMPLE_HEAD = ("zeros", "finite", "hist_lo", "hist_hi")
+HEAD_LEN = len(_HEAD)
+SAMPLE_HEAD_LEN = len(_SAMPLE_HEAD)
 
 
 def sample_stride(n: int, sample: int = HIST_SAMPLE) -> int:
@@ -35,50 +41,71 @@ def sample_stride(n: int, sample: int = HIST_SAMPLE) -> int:
     return max(1, -(-n // sample))
 
 
-def activation_stats(x: torch.Tensor, bins: int = HIST_BINS, sample: int = HIST_SAMPLE) -> torch.Tensor:
-    """Sums, range, sampled counts and histogram of a floating tensor, as one device vector.
+def activation_stats(x: torch.Tensor, sample: int = HIST_SAMPLE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole-tensor (sum, sum of squares, min, max) and a strided sample copy of ``x``.
 
-    ``x`` is read, never modified, and nothing is copied to the host.
+    Both stay on ``x``'s device; ``x`` is read, never modified. The sample is a copy so a
+    later in-place op on ``x`` cannot change it; :func:`sample_stats` reduces the samples
+    of every module together at the end of the step.
+    """
+    # x.detach() is enough to keep autograd out; a no_grad block per hook costs more.
+    flat = x.detach().reshape(-1)
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()  # half/bf16/fp8: reduce in float32
+    if flat.numel() == 0:
+        return torch.zeros(HEAD_LEN, device=flat.device), flat.float()
+    lo, hi = torch.aminmax(flat)
+    head = torch.stack([flat.sum(), torch.dot(flat, flat), lo, hi])
+    part = flat[:: sample_stride(flat.numel(), sample)].clone()
+    if head.dtype != torch.float32:
+        head, part = head.float(), part.float()
+    return head, part
+
+
+def sample_stats(parts: list[torch.Tensor], bins: int = HIST_BINS) -> torch.Tensor:
+    """Zeros, finite count, histogram range and histogram of each sample, batched.
+
+    Returns a (len(parts), 4 + bins) tensor on the samples' device. Rows are padded with
+    NaN (not counted as finite; the host subtracts the padding). Histograms span each row's
+    finite range; non-finite values fall in no bin. No host sync.
     """
     with torch.no_grad():
-        flat = x.detach().reshape(-1)
-        if flat.dtype not in (torch.float32, torch.float64):
-            flat = flat.float()  # half/bf16/fp8: reduce in float32
-        if flat.numel() == 0:
-            return torch.zeros(len(_HEAD) + bins, dtype=flat.dtype, device=flat.device)
-        total = flat.sum()
-        sumsq = torch.dot(flat, flat)
-        lo, hi = torch.aminmax(flat)
-        part = flat[:: sample_stride(flat.numel(), sample)]
-        zeros = (part == 0).sum()
-        finite = torch.isfinite(part).sum()
-        # nan_to_num keeps the histogram defined when the data holds NaN/Inf (counted above).
-        clean = torch.nan_to_num(part, nan=0.0)
-        h_lo, h_hi = torch.aminmax(clean)
-        if clean.device.type == "cpu":
-            hist = torch.histc(clean, bins)  # range from the data: free of syncs on CPU only
-        else:
-            span = (h_hi - h_lo).clamp_min(1e-30)
-            idx = ((clean - h_lo) * (bins / span)).clamp_(0, bins - 1).long()
-            hist = torch.zeros(bins, dtype=clean.dtype, device=clean.device).scatter_add_(
-                0, idx, torch.ones_like(clean))
-        head = torch.stack([total, sumsq, lo, hi, zeros, finite, h_lo, h_hi])
-        return torch.cat([head.to(hist.dtype), hist])
+        rows = torch.nn.utils.rnn.pad_sequence(parts, batch_first=True, padding_value=float("nan"))
+        m, width = rows.shape
+        if width == 0:  # only empty outputs this step
+            return torch.zeros(m, SAMPLE_HEAD_LEN + bins, device=rows.device)
+        finite_mask = torch.isfinite(rows)
+        zeros = (rows == 0).sum(1)
+        finite = finite_mask.sum(1)
+        inf = torch.tensor(float("inf"), device=rows.device)
+        lo = torch.where(finite_mask, rows, inf).amin(1)
+        hi = torch.where(finite_mask, rows, -inf).amax(1)
+        lo = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo))  # rows with no finite value
+        hi = torch.where(torch.isfinite(hi), hi, torch.zeros_like(hi))
+        span = (hi - lo).clamp_min(1e-30)
+        idx = ((rows - lo[:, None]) * (bins / span[:, None])).nan_to_num_(0.0, 0.0, 0.0)
+        idx = idx.clamp_(0, bins - 1).long()
+        idx = torch.where(finite_mask, idx, bins)  # a spare bin collects NaN/Inf and padding
+        idx += torch.arange(m, device=rows.device)[:, None] * (bins + 1)
+        hist = torch.zeros(m * (bins + 1), device=rows.device).scatter_add_(
+            0, idx.reshape(-1), torch.ones(m * width, device=rows.device))
+        hist = hist.reshape(m, bins + 1)[:, :bins]
+        head = torch.stack([zeros.float(), finite.float(), lo, hi], dim=1)
+        return torch.cat([head, hist], dim=1)
 
 
 def grad_stats(g: torch.Tensor) -> torch.Tensor:
     """The squared L2 norm of a gradient, as a one-element tensor on its device."""
-    with torch.no_grad():
-        flat = g.detach().reshape(-1)
-        if flat.dtype not in (torch.float32, torch.float64):
-            flat = flat.float()
-        return torch.dot(flat, flat).reshape(1)
+    flat = g.detach().reshape(-1)
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()
+    return torch.dot(flat, flat).reshape(1)
 
 
 def decode_activation(values: list[float], numel: int, sample: int = HIST_SAMPLE) -> dict[str, Any]:
     """The dict form of one :func:`activation_stats` vector for an ``numel``-element tensor."""
-    head = dict(zip(_HEAD, values[: len(_HEAD)]))
-    hist = [int(v) for v in values[len(_HEAD):]]
+    head = dict(zip(_HEAD + _SAMPLE_HEAD, values[: HEAD_LEN + SAMPLE_HEAD_LEN]))
+    hist = [int(v) for v in values[HEAD_LEN + SAMPLE_HEAD_LEN:]]
     if numel == 0:
         return {"numel": 0, "mean": None, "std": None, "min": None, "max": None, "abs_max": None,
                 "zero_frac": None, "nonfinite": 0, "sampled": 0, "hist": hist, "hist_range": None}

@@ -42,6 +42,10 @@ from tensorscope.errors import UserError, one_line
 from tensorscope.hooks import HookSet, fetch
 from tensorscope.telemetry import StepRecord, memory_snapshot
 
+UPDATE_SAMPLE = 1 << 16
+"""Parameters larger than this many elements get their update-to-weight ratio from a strided
+sample of this size: the copy of the weights taken before each detail step stays bounded."""
+
 MAX_RECORDS = 10_000
 """``session.records`` keeps at most this many recent steps (bounded memory)."""
 
@@ -83,6 +87,7 @@ class WatchSession:
         self._prev_end = time.perf_counter()
         self._prev_scale: float | None = None
         self._update_buffers: list[torch.Tensor] | None = None
+        self._update_sampled = False
         self._callback_queued = False
         self._reset_step()
         self._mark_grads()
@@ -95,7 +100,7 @@ class WatchSession:
 
     @property
     def overhead(self) -> dict[str, float]:
-        """Host time spent in tensorscope's hooks and step bookkeeping."""
+        """CPU time of the calling threads spent in tensorscope's hooks and step bookkeeping."""
         total = self._overhead_s + self.hooks.overhead_s
         steps = max(1, self._step)
         return {"total_s": total, "per_step_s": total / steps, "steps": self._step}
@@ -136,10 +141,10 @@ class WatchSession:
                 add(p.register_hook(self._param_grad_hook(name, p)))
             if self.optimizer is not None:
                 add(self.optimizer.register_step_pre_hook(self._guard(self._on_opt_pre)))
-                add(self.optimizer.register_step_post_hook(self._guard(self._on_opt_post)))
+                add(self.optimizer.register_step_post_hook(self._guard(self._on_opt_post, timed=False)))
             else:
                 add(_optim_globals.register_optimizer_step_pre_hook(self._guard(self._on_opt_pre)))
-                add(_optim_globals.register_optimizer_step_post_hook(self._guard(self._on_opt_post)))
+                add(_optim_globals.register_optimizer_step_post_hook(self._guard(self._on_opt_post, timed=False)))
         except BaseException:
             self.detach()
             raise
@@ -171,7 +176,7 @@ class WatchSession:
     def _reset_step(self) -> None:
         self._losses: list[torch.Tensor] = []
         self._logged_losses: list[torch.Tensor] = []
-        self._grad_norms: dict[str, torch.Tensor] = {}
+        self._grad_norms: tuple[list[str], list[torch.Tensor]] = ([], [])
         self._clipped: list[torch.Tensor] | None = None
         self._bw_counts: dict[str, int] = {}
         self._carried: list[str] = []
@@ -201,15 +206,18 @@ class WatchSession:
         }
 
     # -- hooks -------------------------------------------------------------------------
-    def _guard(self, fn: Callable[..., Any]) -> Callable[..., None]:
+    def _guard(self, fn: Callable[..., Any], timed: bool = True) -> Callable[..., None]:
+        # Overhead is this thread's CPU time (time.thread_time), not wall time: a UI
+        # thread holding the GIL must not count as time spent in tensorscope's hooks.
         def hook(*args: Any, **kwargs: Any) -> None:
-            start = time.perf_counter()
+            start = time.thread_time()
             try:
                 fn(*args, **kwargs)
             except Exception as exc:  # tensorscope's failure, never the user's problem
                 self._count_error(exc)
             finally:
-                self._overhead_s += time.perf_counter() - start
+                if timed:
+                    self._overhead_s += time.thread_time() - start
             return None
 
         return hook
@@ -265,7 +273,7 @@ class WatchSession:
 
     def _param_grad_hook(self, name: str, param: nn.Parameter) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
-            start = time.perf_counter()
+            start = time.thread_time()
             try:
                 count = self._bw_counts.get(name, 0)
                 if count == 0:
@@ -280,7 +288,7 @@ class WatchSession:
             except Exception as exc:
                 self._count_error(exc)
             finally:
-                self._overhead_s += time.perf_counter() - start
+                self._overhead_s += time.thread_time() - start
             return None
 
         return hook
@@ -289,17 +297,17 @@ class WatchSession:
         # Runs once at the end of each backward pass (queued from the first parameter
         # hook): the gradients are accumulated and not yet clipped or unscaled, so this
         # is the norm "before clipping". One foreach kernel for all parameters.
-        start = time.perf_counter()
+        start = time.thread_time()
         try:
             self._callback_queued = False
             named = [(n, p.grad) for n, p in self._trainable if p.grad is not None]
             if named:
                 norms = torch._foreach_norm([g.detach() for _, g in named])
-                self._grad_norms = {n: t.reshape(1) for (n, _), t in zip(named, norms)}
+                self._grad_norms = ([n for n, _ in named], list(norms))
         except Exception as exc:
             self._count_error(exc)
         finally:
-            self._overhead_s += time.perf_counter() - start
+            self._overhead_s += time.thread_time() - start
 
     def _owns(self, optimizer: Any) -> bool:
         if self.optimizer is not None:
@@ -321,11 +329,26 @@ class WatchSession:
             # script clipped (or unscaled) in between.
             self._clipped = list(torch._foreach_norm(grads)) if grads else []
             if self.hooks.recording and self._trainable:
-                params = [p.detach() for _, p in self._trainable]
+                views = self._update_views()
                 if self._update_buffers is None:
-                    self._update_buffers = [torch.empty_like(p) for p in params]
-                torch._foreach_copy_(self._update_buffers, params)
+                    self._update_buffers = [torch.empty_like(v) for v in views]
+                torch._foreach_copy_(self._update_buffers, views)
                 self._pre_weights_taken = True
+
+    def _update_views(self) -> list[torch.Tensor]:
+        """What the update ratio compares: each parameter, or a strided view of at most
+        UPDATE_SAMPLE of its elements (so the copy taken before the step stays bounded)."""
+        views = []
+        sampled = False
+        for _, p in self._trainable:
+            data = p.detach()
+            n = data.numel()
+            if n > UPDATE_SAMPLE and data.is_contiguous():
+                data = data.view(-1)[:: -(-n // UPDATE_SAMPLE)]
+                sampled = True
+            views.append(data)
+        self._update_sampled = sampled
+        return views
 
     def _on_opt_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if optimizer is not self.optimizer:
@@ -334,7 +357,7 @@ class WatchSession:
 
     # -- the end of a step -------------------------------------------------------------
     def _end_step(self, partial: bool = False) -> StepRecord | None:
-        start = time.perf_counter()
+        start = time.thread_time()
         try:
             record = self._build_record(partial)
         except Exception as exc:
@@ -343,7 +366,7 @@ class WatchSession:
         finally:
             self._mark_grads()
             self._reset_step()
-            self._overhead_s += time.perf_counter() - start
+            self._overhead_s += time.thread_time() - start
         if record is not None:
             self.records.append(record)
             if len(self.records) > 2 * MAX_RECORDS:
@@ -365,32 +388,41 @@ class WatchSession:
             if detail and self._pre_weights_taken and self._update_buffers is not None:
                 params = [p.detach() for _, p in self._trainable]
                 weights = torch._foreach_norm(params)
-                update = torch._foreach_norm(torch._foreach_sub(params, self._update_buffers))
+                views = self._update_views()
+                torch._foreach_sub_(self._update_buffers, views)  # buffers now hold -update
+                update = torch._foreach_norm(self._update_buffers)
+                if self._update_sampled:
+                    # update/weight over the same sampled elements
+                    sampled_w = torch._foreach_norm(views)
+                    update = torch._foreach_div(update, torch._foreach_clamp_min(sampled_w, 1e-30))
+                    update = torch._foreach_mul(update, weights)  # ratio x full norm: decoded as ratio
         pending = self.hooks.take()
         losses = self._logged_losses or self._losses
+        grad_named, grad_tensors = self._grad_norms
         groups: list[tuple[str, list[torch.Tensor]]] = [
             ("loss", [torch.cat([t.to(losses[0].device) for t in losses]).mean().reshape(1)] if losses else []),
-            ("grad", [self._grad_norms[n] for n in names if n in self._grad_norms]),
-            ("clipped", list(self._clipped or [])),
-            ("weights", list(weights or [])),
-            ("update", list(update or [])),
-            ("modules", HookSet.tensors(pending)),
+            ("grad", _stacked(grad_tensors)),
+            ("clipped", _stacked(self._clipped or [])),
+            ("weights", _stacked(list(weights or []))),
+            ("update", _stacked(list(update or []))),
+            ("modules", pending.tensors),
             ("scale", self._scaler_tensors()),
         ]
         flat = [t for _, ts in groups for t in ts]
         values = fetch(flat)  # the one host sync of this step
         it = iter(values)
         got = {key: [next(it) for _ in ts] for key, ts in groups}
+        for key in ("grad", "clipped", "weights", "update"):
+            got[key] = [v for part in got[key] for v in part]  # one flat list per group
 
         loss = got["loss"][0][0] if got["loss"] else None
-        grad_named = [n for n in names if n in self._grad_norms]
-        gnorm = {n: v[0] for n, v in zip(grad_named, got["grad"])}
+        gnorm = dict(zip(grad_named, got["grad"]))
         scale_vals = got["scale"]
         scale = scale_vals[0][0] if scale_vals else None
         if scale:
             gnorm = {n: v / scale for n, v in gnorm.items()}  # backward-time grads are scaled
         total = sum(v * v for v in gnorm.values()) ** 0.5 if gnorm else None
-        clipped_vals = [v[0] for v in got["clipped"]]
+        clipped_vals = got["clipped"]
         clipped = sum(v * v for v in clipped_vals) ** 0.5 if clipped_vals else None
         grad_norm_clipped = clipped if (clipped is not None and total is not None
                                         and abs(clipped - total) > 1e-6 * max(1.0, total)) else None
@@ -406,9 +438,9 @@ class WatchSession:
         unchanged: list[str] = []
         if got["weights"]:
             for n, w, u in zip(names, got["weights"], got["update"]):
-                params[n]["weight_norm"] = w[0]
-                params[n]["update_ratio"] = u[0] / w[0] if w[0] else None
-                if u[0] == 0.0:
+                params[n]["weight_norm"] = w
+                params[n]["update_ratio"] = u / w if w else None
+                if u == 0.0:
                     unchanged.append(n)
 
         step_time = now - self._prev_end
@@ -442,7 +474,7 @@ class WatchSession:
             compute_time_s=(now - first) if first is not None else None,
             memory=memory_snapshot(device),
             amp=amp,
-            modules=self.hooks.decode(pending, got["modules"]),
+            modules=pending.decode(got["modules"]),
             params=params,
             signals={
                 "grad_carried_over": list(self._carried),
@@ -475,6 +507,16 @@ class WatchSession:
             return []
         held = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
         return [n for n, p in self._trainable if id(p) not in held]
+
+
+def _stacked(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """One stacked tensor when all are on one device (one fetch part), else as they are."""
+    if not tensors:
+        return []
+    device = tensors[0].device
+    if all(t.device == device for t in tensors):
+        return [torch.stack(tensors).reshape(-1)]
+    return [t.reshape(-1) for t in tensors]
 
 
 @contextmanager

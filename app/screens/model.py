@@ -203,7 +203,7 @@ class ModelScreen(Screen):
         self.query_one("#model-empty").add_class("hidden")
         self.query_one("#model-main").remove_class("hidden")
         tree = self.query_one(ModuleTree)
-        tree.load(rows, self.hooked)
+        tree.load(rows, self.hooked, live=False)
         tree.focus()
         self._show_summary()
         self._fill_tables()
@@ -281,7 +281,7 @@ class ModelScreen(Screen):
         """Remove every hook now (the run pauses); records seen so far stay on screen."""
         self.running.clear()
         self._when_idle(self._detach_session)
-        self.query_one(ModuleTree).mark(set())
+        self.query_one(ModuleTree).mark(self.hooked, live=False)
         self._refresh_live()
 
     def _apply_hooks(self) -> None:
@@ -292,13 +292,12 @@ class ModelScreen(Screen):
                 self.session.hooks.set_modules([p or "(model)" for p in selection])
 
         self._when_idle(apply)
-        self.query_one(ModuleTree).mark(self.hooked if self.session is not None else set())
+        self.query_one(ModuleTree).mark(self.hooked, live=self.session is not None)
         self._refresh_live()
+        self._show_module()
 
     def action_toggle_run(self) -> None:
-        if self.model is None or self.step_fn is None:
-            self.notify("No training step to run: the context has a model but no model_step.",
-                        severity="warning")
+        if not self._can_step():
             return
         if self.running.is_set():
             self.running.clear()
@@ -309,14 +308,22 @@ class ModelScreen(Screen):
         self._refresh_live()
 
     def action_step_once(self) -> None:
-        if self.model is None or self.step_fn is None:
-            self.notify("No training step to run: the context has a model but no model_step.",
-                        severity="warning")
+        if not self._can_step():
             return
         if self.running.is_set():
             return
         self._error = None
         self._run(1)
+
+    def _can_step(self) -> bool:
+        if self.model is None:
+            self.notify("No model open: pick an example model (Enter) first.", severity="warning")
+            return False
+        if self.step_fn is None:
+            self.notify("No training step to run: the context has a model but no model_step.",
+                        severity="warning")
+            return False
+        return True
 
     def action_examples(self) -> None:
         self._stop_and_detach()
@@ -415,7 +422,7 @@ class ModelScreen(Screen):
                     if value is not None and value == value:
                         hist[key].append(float(value))
             self._latest = rec
-        self.query_one(ModuleTree).mark(self.hooked if self.session is not None else set())
+        self.query_one(ModuleTree).mark(self.hooked, live=self.session is not None)
         self._refresh_live()
         self._show_module()
         self._show_depth()
@@ -424,7 +431,7 @@ class ModelScreen(Screen):
     @on(RunStopped)
     def _stopped(self, message: RunStopped) -> None:
         self._error = message.error
-        self.query_one(ModuleTree).mark(self.hooked if self.session is not None else set())
+        self.query_one(ModuleTree).mark(self.hooked, live=self.session is not None)
         self._refresh_live()
 
     def on_unmount(self) -> None:
@@ -481,8 +488,12 @@ class ModelScreen(Screen):
         text.append(f"parameters: {n_all:,} ({n_own:,} its own)\n")
         text.append("hooked: ")
         hooked_here = (path in self.hooked) if path or self._hookable == [""] else None
-        text.append("—" if hooked_here is None else ("yes" if hooked_here else "no"),
-                    style="green" if hooked_here else "dim")
+        if hooked_here is None:
+            text.append("— (the model's modules are)", style="dim")
+        elif hooked_here and self.session is None:
+            text.append("once it runs (detached now)", style="dim")
+        else:
+            text.append("yes" if hooked_here else "no", style="green" if hooked_here else "dim")
         text.append("\n\n")
         stats = self._latest.modules.get(key) if self._latest is not None else None
         hist_widget = self.query_one("#module-hist", Histogram)
@@ -519,7 +530,7 @@ class ModelScreen(Screen):
             data = list(hist.get(k, ()))
             self.query_one(f"#spark-{k}", Sparkline).data = data
             label = _SPARK_LABELS[k]
-            last = f"  {_num(data[-1])}" if data else "  (no data yet)"
+            last = f"  {_num(data[-1])}" if data else "  —"
             self.query_one(f"#spark-label-{k}", Static).update(Text.assemble(label, (last, "bold")))
 
     def _show_depth(self) -> None:

@@ -1,1 +1,1 @@
-"""Widgets shared by the screens; each keeps its look in DEFAULT_CSS."""
+"""Reusable widgets: each keeps its own look in DEFAULT_CSS."""

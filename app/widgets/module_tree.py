@@ -18,7 +18,10 @@ def compact(n: int) -> str:
 
 
 class ModuleTree(Tree[str]):
-    """One node per module (data: its path, "" for the root); ● marks a hooked module."""
+    """One node per module (data: its path, "" for the root).
+
+    ● marks a module with a live hook; ○ one that is selected for hooks but detached now.
+    """
 
     DEFAULT_CSS = """
     ModuleTree { height: 1fr; border: round $primary-darken-2; padding: 0 1; }
@@ -27,13 +30,15 @@ class ModuleTree(Tree[str]):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("model", data="", **kwargs)
-        self.border_title = "modules  (● hooked)"
+        self.border_title = "modules  (● hooked · ○ hooked once it runs)"
+        self._live = False
         self._rows: dict[str, ModuleRow] = {}
         self._node_by_path: dict[str, TreeNode[str]] = {}
 
-    def load(self, rows: list[ModuleRow], hooked: set[str]) -> None:
+    def load(self, rows: list[ModuleRow], hooked: set[str], live: bool = False) -> None:
         """Rebuild the tree from ``rows`` (named_modules order: parents come first)."""
         self.clear()
+        self._live = live
         self._rows = {r.path: r for r in rows}
         self._node_by_path = {"": self.root}
         self.root.data = ""
@@ -48,17 +53,18 @@ class ModuleTree(Tree[str]):
         self.root.set_label(self._label(self._rows[""], "" in hooked))
         self.root.expand()
 
-    def mark(self, hooked: set[str]) -> None:
-        """Refresh the hook markers."""
+    def mark(self, hooked: set[str], live: bool) -> None:
+        """Refresh the hook markers (``live``: hooks are attached right now)."""
+        self._live = live
         for path, node in self._node_by_path.items():
             row = self._rows.get(path)
             if row is not None:
                 node.set_label(self._label(row, path in hooked))
 
-    @staticmethod
-    def _label(row: ModuleRow, hooked: bool) -> Text:
+    def _label(self, row: ModuleRow, hooked: bool) -> Text:
         name = row.path.rpartition(".")[2] if row.path else "(model)"
-        text = Text.assemble(("● " if hooked else "  ", "green"), (name, "bold"), "  ", (row.type, "cyan"))
+        marker = ("● ", "green") if hooked and self._live else ("○ ", "dim") if hooked else ("  ", "")
+        text = Text.assemble(marker, (name, "bold"), "  ", (row.type, "cyan"))
         if row.params:
             frozen = row.params - row.trainable
             text.append(f"  {compact(row.params)}", style="")

@@ -135,3 +135,29 @@ async def test_model_without_step_shows_structure_only() -> None:
         await pilot.pause()
         assert "structure only" in _status(app)
         assert app.screen.hook_count == 0
+
+
+async def test_toggle_while_running_and_nothing_left_after_exit() -> None:
+    from torch.nn.modules import module as module_globals
+    from torch.optim import optimizer as optim_globals
+
+    ctx = _ctx("shared_module")
+    app = make_app(ctx, screen="model")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("down", "h")  # unhook "inp" while the worker runs
+        await pilot.pause()
+        await pilot.press("r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        screen = app.screen
+        assert "inp" not in screen.session.hooks.names
+        assert set(screen.session.hooks.names) == {"shared", "out"}
+        assert screen.hook_count > 0
+    model = ctx.model
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert all(not (p._backward_hooks or {}) for p in model.parameters())
+    assert not module_globals._global_forward_hooks and not module_globals._global_forward_pre_hooks
+    assert not optim_globals._global_optimizer_post_hooks

@@ -290,11 +290,75 @@ def test_model_without_parameters() -> None:
 
 
 def test_public_name_works_after_the_submodule_is_imported() -> None:
-    import tensorscope.watch as watch_module
+    import sys
 
+    import tensorscope.watch  # noqa: F401  (binds the submodule or keeps the function)
+
+    watch_module = sys.modules["tensorscope.watch"]
     model = nn.Linear(2, 1)
     with tensorscope.watch(model) as session:
         model(torch.randn(3, 2)).sum().backward()
         session.step()
     assert len(session.records) == 1
     assert watch_module.WatchSession is type(session)
+
+
+def test_grad_scaler_amp_fields_and_unscaled_grad_norm() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    x = torch.randn(8, 4)
+    with tensorscope.watch(model, opt, scaler) as session:
+        opt.zero_grad()
+        scaler.scale(model(x).pow(2).mean()).backward()
+        scaler.unscale_(opt)
+        true_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
+        scaler.step(opt)
+        scaler.update()
+    rec = session.records[0]
+    assert rec.amp["scale"] == 1024.0
+    assert rec.grad_norm == pytest.approx(true_norm, rel=1e-5)  # measured scaled, reported unscaled
+    assert rec.grad_norm_clipped is None
+
+
+def test_clipping_reported_separately() -> None:
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with tensorscope.watch(model, opt) as session:
+        (model(torch.randn(8, 4)) * 100).pow(2).mean().backward()
+        before = torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5).item()
+        opt.step()
+    rec = session.records[0]
+    assert rec.grad_norm == pytest.approx(before, rel=1e-5)
+    assert rec.grad_norm_clipped == pytest.approx(0.5, rel=1e-4)
+
+
+def test_device_mismatch_seen_before_the_users_error() -> None:
+    model = nn.Sequential(nn.Linear(4, 2))
+    with pytest.raises(Exception):
+        with tensorscope.watch(model) as session:
+            model(torch.randn(2, 4, device="meta")).sum().backward()
+            raise RuntimeError("meta tensors cannot step")  # in case meta ran through
+    notes = session.records[-1].signals["device_mismatch"]
+    assert notes and notes[0] == "0: param on cpu, input on meta"
+    assert session.records[-1].signals["partial"] is True
+
+
+def test_update_ratio_of_a_large_parameter_from_a_sample() -> None:
+    from tensorscope.watch import UPDATE_SAMPLE
+
+    torch.manual_seed(0)
+    model = nn.Linear(600, 200)  # 120,000 weights > UPDATE_SAMPLE
+    assert model.weight.numel() > UPDATE_SAMPLE
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.weight.detach().clone()
+    with tensorscope.watch(model, opt) as session:
+        model(torch.randn(16, 600)).pow(2).mean().backward()
+        opt.step()
+    true_ratio = ((model.weight - before).norm() / model.weight.norm()).item()
+    entry = session.records[0].params["weight"]
+    assert entry["weight_norm"] == pytest.approx(model.weight.norm().item(), rel=1e-5)
+    assert entry["update_ratio"] == pytest.approx(true_ratio, rel=0.1)
+    assert session.records[0].params["bias"]["update_ratio"] == pytest.approx(
+        (0.1 * model.bias.grad).norm().item() / model.bias.norm().item(), rel=1e-4)
