@@ -51,7 +51,7 @@ def node_detail(ckpt: Any, node: Any, diff_row: Any | None = None) -> Any:
         rows.append(("format", report.FORMATS.get(ckpt.format, ckpt.format)))
     storages = {t.storage for t in under if t.storage}
     rows.append(("storages", str(len(storages))))
-    hint = Text("\n↑/↓ move through the keys, → / Enter open a branch; the tabs above hold the "
+    hint = Text("\n↑/↓ move through the keys, Enter or space opens/closes a branch; the tabs above hold the "
                 "optimizer state, metadata and totals.", style="dim")
     return Group(Text(node.key or node.name, style="bold"), _facts(rows), hint)
 
@@ -116,26 +116,36 @@ def _tensor_detail(ckpt: Any, entry: Any, diff_row: Any | None) -> Any:
 
 
 def _layout_rows(entry: Any, value: Any) -> list[tuple[str, Any]]:
+    """Stride, offset, contiguity and the storage span; memory formats from the storage module.
+
+    The basic rows are computed here so the panel reads the same with or without
+    ``tensorscope.storage``; that module adds the channels_last verdicts where they apply.
+    """
     rows: list[tuple[str, Any]] = [("stride", report.shape_text(entry.stride)),
                                    ("storage offset", str(entry.offset))]
     if value is None:
         return rows
+    rows.append(("contiguous", "yes" if value.is_contiguous() else "no"))
+    if entry.shape and all(entry.shape):
+        low = entry.offset + sum((n - 1) * s for n, s in zip(entry.shape, entry.stride) if s < 0)
+        high = entry.offset + sum((n - 1) * s for n, s in zip(entry.shape, entry.stride) if s > 0)
+        size = value.untyped_storage().nbytes() // max(value.element_size(), 1)
+        rows.append(("reads storage", f"elements {low} … {high} of {size}"))
+    expanded = [str(d) for d, (n, s) in enumerate(zip(entry.shape, entry.stride)) if s == 0 and n > 1]
+    if expanded:
+        rows.append(("expanded dims", ", ".join(expanded) + " (stride 0: one cell read many times)"))
     try:
         from tensorscope.storage import layout_of
-    except ImportError:  # the storage module is not part of this build: the basics above stand
-        rows.append(("contiguous", "yes" if value.is_contiguous() else "no"))
+    except ImportError:  # the storage module is not part of this build: the rows above stand
         return rows
     try:
         lay = layout_of(value, entry.key)
     except Exception as exc:  # a layout the storage module does not cover (it says why)
         rows.append(("layout", Text(str(exc), style="dim")))
         return rows
-    fmts = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in lay.formats)
-    rows.append(("contiguous", fmts or "—"))
-    if lay.span is not None:
-        rows.append(("reads storage", f"elements {lay.span[0]} … {lay.span[1]} of {lay.storage_size}"))
-    if lay.expanded_dims:
-        rows.append(("expanded dims", ", ".join(map(str, lay.expanded_dims))))
+    others = [(name, ok) for name, ok in lay.formats if name != "contiguous"]
+    if others:
+        rows.append(("memory formats", ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in others)))
     return rows
 
 

@@ -41,6 +41,15 @@ def number(x: float | None) -> str:
     return f"{x:.3g}" if abs(x) < 1e-3 or abs(x) >= 1e4 else f"{x:.4f}".rstrip("0").rstrip(".")
 
 
+def percent(x: float | None) -> str:
+    """A relative change as a percentage, e.g. 0.074 -> "7.4%"."""
+    if x is None:
+        return "—"
+    if math.isnan(x) or math.isinf(x):
+        return str(x)
+    return f"{x * 100:.3g}%"
+
+
 def shape_text(shape: tuple[int, ...] | None) -> str:
     return "—" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
 
@@ -98,10 +107,11 @@ def shared_table(ckpt: Any) -> Table | None:
     return table
 
 
-def optimizer_tables(ckpt: Any) -> list[Any]:
+def optimizer_tables(ckpt: Any, limit: int | None = None) -> list[Any]:
+    """One block per optimizer; ``limit`` caps the parameter rows (the TUI's panel)."""
     out: list[Any] = []
     for opt in ckpt.optimizers:
-        title = f"Optimizer {opt.key or '(file root)'}: {opt.kind}"
+        title = f"{opt.kind} state at '{opt.key}'" if opt.key else f"{opt.kind} state (the whole file)"
         groups = Text()
         for i, g in enumerate(opt.groups):
             hyper = ", ".join(f"{k}={v}" for k, v in g.items()
@@ -114,19 +124,23 @@ def optimizer_tables(ckpt: Any) -> list[Any]:
         table.add_column("parameter", overflow="fold")
         table.add_column("step", justify="right")
         table.add_column("state (shape · L2 norm)", overflow="fold")
-        for p in opt.params:
+        shown = opt.params if limit is None else opt.params[:limit]
+        for p in shown:
             state = Text()
             for i, m in enumerate(p.moments):
                 if i:
                     state.append("\n")
                 state.append(m.name, style="cyan")
-                state.append(f" {shape_text(m.shape)} · ‖‖ {number(m.norm)}")
+                state.append(f" {shape_text(m.shape)} · norm {number(m.norm)}")
             for k, v in p.other.items():
                 state.append(f"\n{k} = {v}", style="dim")
             table.add_row(str(p.id), p.name or Text("(unnamed)", style="dim"),
                           number(p.step) if p.step is not None else "—", state)
         if not opt.params:
             table.caption = "no per-parameter state (the optimizer has not stepped, or keeps none)"
+        elif len(shown) < len(opt.params):
+            table.caption = (f"first {len(shown)} of {len(opt.params)} parameters; select a tensor for its own "
+                             "state, or run tensorscope inspect FILE --json for all")
         out.append(Group(Text(title, style="bold"), groups, table))
     return out
 
@@ -163,7 +177,7 @@ def code_renderables(ckpt: Any, theme: str = "monokai") -> list[Any]:
     for name, code in ckpt.code.items():
         label = name or "(root)"
         kind = ckpt.module_types.get(name, "")
-        out.append(Text(f"{label}  {kind}", style="bold"))
+        out.append(Text(f"\n{label}  {kind}" if out else f"{label}  {kind}", style="bold"))
         out.append(Syntax(code.rstrip(), "python", theme=theme, line_numbers=False, word_wrap=True))
     return out
 
@@ -194,7 +208,7 @@ def diff_table(diff: Any, *, include_same: bool = False, limit: int | None = Non
     table = Table(title="Tensors compared (largest change first)", title_justify="left", header_style="bold")
     longest = max((len(r.key) for r in diff.rows), default=3)
     table.add_column("key", min_width=min(longest, 48), overflow="fold")
-    for col, justify in (("status", "left"), ("A", "left"), ("B", "left"),
+    for col, justify in (("status", "left"), ("dtype shape (A → B)", "left"),
                          ("max |B−A|", "right"), ("‖B−A‖/‖A‖", "right")):
         table.add_column(col, justify=justify, overflow="fold")
     rows = [r for r in diff.rows if include_same or r.status != "same"]
@@ -203,7 +217,8 @@ def diff_table(diff: Any, *, include_same: bool = False, limit: int | None = Non
         label, style = STATUS_STYLE[r.status]
         a = "" if r.shape_a is None else f"{r.dtype_a} {shape_text(r.shape_a)}"
         b = "" if r.shape_b is None else f"{r.dtype_b} {shape_text(r.shape_b)}"
-        table.add_row(r.key, Text(label, style=style), a, b, number(r.max_abs_diff), number(r.rel_change))
+        what = a if a == b else (f"{a} → {b}" if a and b else a or b)
+        table.add_row(r.key, Text(label, style=style), what, number(r.max_abs_diff), number(r.rel_change))
     hidden = len(rows) - len(shown)
     same = sum(1 for r in diff.rows if r.status == "same")
     notes = []

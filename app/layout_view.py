@@ -22,16 +22,26 @@ STRIP_LIMIT = 96
 
 def format_value(value: Any, width: int = 6) -> str:
     """A value squeezed into ``width`` characters (floats in %g style)."""
-    if isinstance(value, bool):
+    if value is None:  # meta tensors: a layout without values
+        text = "·"
+    elif isinstance(value, bool):
         text = "T" if value else "F"
     elif isinstance(value, float):
-        text = f"{value:.{max(1, width - 3)}g}"
-        if len(text) > width:
-            text = f"{value:.1e}"
+        # The most significant digits that fit: %g drops precision before it overflows.
+        for digits in range(max(1, width - 1), 0, -1):
+            text = f"{value:.{digits}g}"
+            if len(text) <= width:
+                break
+        else:
+            text = f"{value:.0e}"  # e.g. -9.5e-05 in 6 columns: "-1e-04"
     elif isinstance(value, complex):
         text = f"{value.real:.2g}{value.imag:+.2g}j"
+        if len(text) > width:
+            text = f"{value.real:.1g}{value.imag:+.1g}j"
     else:
         text = str(value)
+        if len(text) > width and isinstance(value, int):
+            text = f"{value:.{max(0, width - 6)}e}"
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -161,7 +171,8 @@ def layout_report(layout: TensorLayout, tensor: Any | None, title: str,
     parts.append(Text("Logical grid — value @ storage index (offset + Σ iₖ·strideₖ)", style="bold"))
     parts.append(logical_grid(layout, tensor))
     parts.append(Text(""))
-    parts.append(Text(f"Storage strip ({layout.storage_size:,} cells, 8 per group)", style="bold"))
+    cells = "cell" if layout.storage_size == 1 else "cells"
+    parts.append(Text(f"Storage strip ({layout.storage_size:,} {cells}, 8 per group)", style="bold"))
     parts.append(storage_strip(layout))
     if notes:
         parts.append(Text(""))

@@ -266,6 +266,20 @@ class AutogradGraph:
     attribution: str = "none"
     """"recorded" (a ModuleRecorder saw the forward), "parameters" (model only) or "none"."""
 
+    def __del__(self) -> None:
+        # Free what we hold root-first: the root tensors, then each node's grad_fn wrapper
+        # and saved tensors in id order, so that each release destroys at most one node.
+        # Released the other way (a list frees its items last-to-first), the last release
+        # makes PyTorch destroy a whole deep chain in one C++ cascade, and once Python
+        # wrappers were made for its nodes that cascade overflows the C stack on chains of
+        # ~60k nodes (seen with torch 2.13; a plain loop over next_functions does it too).
+        for node in self.nodes:
+            if node.kind == ROOT:
+                node.tensor = None
+        for node in self.nodes:
+            node.fn = None
+            node.saved = None
+
     # -- queries -------------------------------------------------------------------------
 
     def inputs_of(self, node_id: int) -> list[GraphEdge]:
@@ -559,7 +573,30 @@ def _attribute_by_parameters(graph: AutogradGraph, param_module: dict[int, str])
                     nodes[f.src].kind == LEAF for f in feeders):
                 node.module = src.module
                 break
+    # Parameter-free ops (activations, residual adds) ran between two attributed ops:
+    # by sequence number, they belong to the deepest module holding both neighbours.
+    timeline = sorted((n.seq, n.module) for n in nodes
+                      if n.kind == BACKWARD and n.seq is not None and n.module is not None)
+    if timeline:
+        seqs = [t[0] for t in timeline]
+        for node in nodes:
+            if node.kind != BACKWARD or node.module is not None or node.seq is None:
+                continue
+            i = bisect.bisect_left(seqs, node.seq)
+            if 0 < i < len(timeline):
+                node.module = _common_module(timeline[i - 1][1], timeline[i][1])
     graph.attribution = "parameters" if param_module else "none"
+
+
+def _common_module(a: str, b: str) -> str:
+    """The deepest module path holding both ``a`` and ``b`` ("" is the model)."""
+    pa, pb = a.split(".") if a else [], b.split(".") if b else []
+    common = []
+    for x, y in zip(pa, pb):
+        if x != y:
+            break
+        common.append(x)
+    return ".".join(common)
 
 
 def _fill_module_types(graph: AutogradGraph, trace: ModuleTrace | None,

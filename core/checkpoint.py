@@ -18,6 +18,7 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Iterator
 
 from tensorscope.ckpt_load import Loaded, load_file
@@ -114,17 +115,18 @@ class Checkpoint:
     """Dotted key -> the loaded tensor (memory-mapped where the format allows)."""
 
     def tensor(self, key: str) -> TensorEntry | None:
-        return self._by_key().get(key)
-
-    def _by_key(self) -> dict[str, TensorEntry]:
-        cache = self.__dict__.get("_key_cache")
-        if cache is None:
-            cache = {t.key: t for t in self.tensors}
-            self.__dict__["_key_cache"] = cache
-        return cache
+        return self._tensors_by_key.get(key)
 
     def storage(self, sid: str | None) -> StorageInfo | None:
-        return next((s for s in self.storages if s.id == sid), None)
+        return self._storages_by_id.get(sid) if sid is not None else None
+
+    @cached_property
+    def _tensors_by_key(self) -> dict[str, TensorEntry]:
+        return {t.key: t for t in self.tensors}
+
+    @cached_property
+    def _storages_by_id(self) -> dict[str, StorageInfo]:
+        return {s.id: s for s in self.storages}
 
     def totals_by_dtype(self) -> dict[str, dict[str, int]]:
         return _totals(self, lambda t: t.dtype)
@@ -211,8 +213,8 @@ class _Walker:
             if items is None:
                 self._leaf(node, value)
                 continue
-            if id(value) in active:  # a cycle (possible only in trusted pickles)
-                node.kind, node.summary = "object", "(refers back to a container above it)"
+            if id(value) in active:  # shared or cyclic (pickle keeps identity): walk it once
+                node.kind, node.summary = "object", "(the same container as an earlier key: shown there)"
                 continue
             active.add(id(value))
             node.kind = self._kind(value)
@@ -313,6 +315,7 @@ class _Walker:
             stride, offset = tuple(t.stride()), t.storage_offset()
         else:
             kind = str(t.layout).removeprefix("torch.")
+            nbytes = _sparse_bytes(t, nbytes)
         entry = TensorEntry(key=node.key, shape=tuple(t.shape), dtype=dtype, device=device,
                             bytes=nbytes, storage=storage_id, stride=stride, offset=offset,
                             kind=kind, requires_grad=bool(t.requires_grad))
@@ -321,6 +324,19 @@ class _Walker:
         node.summary = f"{dtype} {list(entry.shape)}"
         self.tensors.append(entry)
         self.values[node.key] = t
+
+
+def _sparse_bytes(t: Any, dense: int) -> int:
+    """Bytes a sparse tensor really stores (values + indices), not its dense size."""
+    try:
+        if t.layout.__repr__() == "torch.sparse_coo":
+            parts = (t._values(), t._indices())
+        else:
+            parts = tuple(getattr(t, name)() for name in ("values", "crow_indices", "col_indices")
+                          if hasattr(t, name))
+        return sum(p.numel() * p.element_size() for p in parts)
+    except Exception:  # an exotic layout: its dense size is the honest fallback
+        return dense
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -64,10 +64,13 @@ class Loaded:
 
 def load_file(path: str | os.PathLike, *, trust: bool = False) -> Loaded:
     """Load ``path`` for inspection, or raise UserError with one line saying why not."""
-    path = os.fspath(path)
+    path = os.path.expanduser(os.fspath(path))
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, ".metadata")):
+            raise UserError(f"{path}: a torch.distributed.checkpoint folder, which this inspector "
+                            "does not read (it opens single files written by torch.save)")
         raise UserError(f"{path}: is a directory, not a checkpoint file")
     try:
         size = os.path.getsize(path)
@@ -200,7 +203,12 @@ def _load_failure(exc: BaseException) -> str:
 
 
 def _load_torchscript(path: str, size: int) -> Loaded:
-    """torch.jit.load on the CPU. Its unpickler builds TorchScript types only; no Python runs."""
+    """torch.jit.load on the CPU.
+
+    TorchScript's own (C++) unpickler builds only TorchScript types and imports no Python;
+    the one thing from the archive that can execute at load is a scripted ``__setstate__``,
+    which is TorchScript (no ``os``, no ``eval``), not Python. The code is shown, never run.
+    """
     import torch
 
     try:

@@ -55,6 +55,11 @@ def check_supported(t: Any, what: str = "the value") -> torch.Tensor:
                         "try .to_dense()")
     if t.is_quantized:
         raise UserError("quantized tensors are not supported yet; try .dequantize()")
+    try:
+        t.untyped_storage()
+    except (RuntimeError, NotImplementedError) as exc:  # wrapper/functional tensors
+        raise UserError(f"this {type(t).__name__} has no storage tensorscope can read "
+                        f"(not supported yet): {one_line(exc)}") from None
     return t
 
 
@@ -413,7 +418,7 @@ def read_cells(t: torch.Tensor, idx: torch.Tensor) -> list[Any]:
         return [None] * idx.numel()
     idx = idx.to(t.device)
     storage_size = t.untyped_storage().nbytes() // t.element_size()
-    flat = t.as_strided((storage_size,), (1,), 0)
+    flat = t.detach().as_strided((storage_size,), (1,), 0)  # detached: no autograd graph
     if t.dtype in _UNSIGNED_WIDE:
         # index_select has no kernel for uint16/32/64: gather the raw bits as a signed
         # integer of the same width, then read them back as unsigned in Python.
@@ -459,3 +464,29 @@ def reads_cells(t: Any, cells: torch.Tensor) -> torch.Tensor | None:
     span = _span(tuple(t.shape), tuple(t.stride()), t.storage_offset())
     inside = (cells >= span[0]) & (cells <= span[1])
     return inside & _members(t, dims, cells)
+
+
+def element_reading(t: Any, cell: int) -> tuple[int, ...] | None:
+    """The first element (row-major) of ``t`` that reads storage ``cell``, or None.
+
+    Small tensors are searched directly; big ones are inverted by greedy division when
+    their layout maps each cell to at most one element; otherwise None (not searched).
+    """
+    t = check_supported(t)
+    shape, strides = tuple(t.shape), tuple(t.stride())
+    if t.numel() == 0:
+        return None
+    if t.numel() <= EXACT_ALIAS_LIMIT:
+        hits = (storage_indices(t) == cell).nonzero()
+        return _unravel(int(hits[0]), shape) if hits.numel() else None
+    dims = sorted(((d, n, s) for d, (n, s) in enumerate(zip(shape, strides)) if n > 1),
+                  key=lambda x: -x[2])
+    if _nested_dims(t) is None:
+        return None
+    rest = cell - t.storage_offset()
+    position = [0] * len(shape)
+    for d, n, s in dims:
+        q = min(max(rest // s, 0), n - 1)
+        position[d] = q
+        rest -= q * s
+    return tuple(position) if rest == 0 else None

@@ -79,7 +79,20 @@ class Scenario:
             fixed_facts, fixed_findings = self.observe(True)
             summary["fixed"] = {"facts": fixed_facts,
                                 "findings": [f.to_json() for f in fixed_findings]}
-        return summary
+        return _plain(summary)
+
+
+def _plain(value: Any) -> Any:
+    """Strict-JSON data: NaN/inf become the strings "nan"/"inf" (JSON has no such numbers)."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 class DemoRun:
@@ -87,17 +100,20 @@ class DemoRun:
     finished recorded run (the same ``snapshot()`` a replayed ``--record`` file gives)."""
 
     def __init__(self, scenario: Scenario) -> None:
+        # Measured here, once, before any screen polls: snapshot() must stay instant
+        # because the Training screen calls it on the UI thread.
+        from tensorscope.runsource import RunSnapshot
+
         self.scenario = scenario
-        self._snapshot: Any = None
+        obs = scenario.measure(False)
+        self.observation = obs
+        """The whole measurement (records, model, errors, graph) for the doctor."""
+        self._snapshot = RunSnapshot(
+            source="replay", label=f"demo:{scenario.name}", records=tuple(obs.records),
+            state="recorded", meta={"script": f"tensorscope demo {scenario.name}", "ended": True,
+                                    "demo": scenario.name}, version=1)
 
     def snapshot(self) -> Any:
-        if self._snapshot is None:
-            from tensorscope.runsource import RunSnapshot
-
-            obs = self.scenario.measure(False)
-            self._snapshot = RunSnapshot(
-                source="replay", label=f"demo:{self.scenario.name}", records=tuple(obs.records),
-                state="recorded", meta={"demo": self.scenario.name}, version=1)
         return self._snapshot
 
     def pause(self) -> bool:

@@ -68,20 +68,13 @@ def _relabel_locations(pickled: bytes, old: str, new: str) -> bytes:
     return bytes(out)
 
 
-def cuda_saved(path: Path) -> Path:
-    """A checkpoint whose storages say they were saved from "cuda:0", made without a GPU.
+def relabel_archive(source: bytes, path: Path, old: str = "cpu", new: str = "cuda:0") -> Path:
+    """Copy a torch zip archive record by record, with data.pkl's location tags relabelled.
 
-    How: torch.save writes each storage's location tag ("cpu" here) into data.pkl's
-    persistent ids. We save normally, re-encode those "cpu" strings as "cuda:0" with
-    pickletools (fixing each string's length prefix), and write every record back with
-    torch's own archive writer so alignment and layout match a real torch.save file. A
-    plain ``torch.load`` of the result would try to restore onto CUDA and fail on this
-    machine; ``map_location`` is what makes it open on a CPU.
+    Every record goes back through torch's own archive writer, so alignment and layout
+    match a file torch wrote itself.
     """
-    torch.manual_seed(0)
-    buf = io.BytesIO()
-    torch.save({"model": TinyNet().state_dict(), "epoch": 1}, buf)
-    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as zf:
+    with zipfile.ZipFile(io.BytesIO(source)) as zf:
         records = [(info.filename, zf.read(info)) for info in zf.infolist()]
     root = records[0][0].split("/")[0]
     writer = torch._C.PyTorchFileWriter(str(path))
@@ -90,10 +83,31 @@ def cuda_saved(path: Path) -> Path:
         if rel in (".data/serialization_id", ".data/version", "version"):
             continue  # the writer adds its own on close
         if rel == "data.pkl":
-            data = _relabel_locations(data, "cpu", "cuda:0")
+            data = _relabel_locations(data, old, new)
         writer.write_record(rel, data, len(data))
     writer.write_end_of_file()
     return path
+
+
+def cuda_saved(path: Path) -> Path:
+    """A checkpoint whose storages say they were saved from "cuda:0", made without a GPU.
+
+    How: torch.save writes each storage's location tag ("cpu" here) into data.pkl's
+    persistent ids. We save normally, re-encode those "cpu" strings as "cuda:0" with
+    pickletools (fixing each string's length prefix), and write every record back with
+    torch's own archive writer (:func:`relabel_archive`). A plain ``torch.load`` of the
+    result tries to restore onto CUDA and fails on this machine; ``map_location`` is what
+    makes it open on a CPU.
+    """
+    torch.manual_seed(0)
+    buf = io.BytesIO()
+    torch.save({"model": TinyNet().state_dict(), "epoch": 1}, buf)
+    return relabel_archive(buf.getvalue(), path)
+
+
+def torchscript_cuda(path: Path, scratch: Path) -> Path:
+    """A TorchScript archive whose storages say "cuda:0" (same relabelling as cuda_saved)."""
+    return relabel_archive(torchscript(scratch).read_bytes(), path)
 
 
 class _Boom:

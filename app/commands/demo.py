@@ -36,13 +36,16 @@ def run(args: argparse.Namespace) -> int:
     if args.headless or args.json:
         summary = scenario.run_headless()
         if args.json:
-            print(json.dumps(summary, default=str))
+            print(json.dumps(summary, default=str, allow_nan=False))
         else:
             _print_summary(summary)
         return 0
     from tensorscope.app.app import make_app
     from tensorscope.app.context import AppContext
 
+    import sys
+
+    sys.stderr.write(f"tensorscope: running demo {scenario.name}…\n")
     make_app(AppContext(**scenario.context_fields()), screen=landing_screen(scenario)).run()
     return 0
 

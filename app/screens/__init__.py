@@ -38,10 +38,10 @@ REGISTRY: tuple[ScreenEntry, ...] = (
                 "Bugs named from a run or a demo: evidence, fix, and where to look"),
     ScreenEntry("demos", "Demos", "e", "tensorscope.app.screens.demos:DemosScreen",
                 "The syllabus's lessons and bugs: code, fix, and what they measure"),
-    ScreenEntry("model", "Model", "m", "tensorscope.app.screens.model:ModelScreen",
-                "modules, parameters, buffers; live hook stats while the model trains"),
     ScreenEntry("inspect", "Inspect", "i", "tensorscope.app.screens.inspect:InspectScreen",
                 "Checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
+    ScreenEntry("model", "Model", "m", "tensorscope.app.screens.model:ModelScreen",
+                "modules, parameters, buffers; live hook stats while the model trains"),
 )
 
 

@@ -60,6 +60,7 @@ class DemosScreen(Screen):
     DemosScreen #demos-title { text-style: bold; color: $accent; margin-bottom: 1; }
     DemosScreen #demos-lesson { margin: 0 0 1 0; height: auto; }
     DemosScreen #demos-code { height: auto; }
+    DemosScreen #demos-code.stacked { layout: vertical; }
     DemosScreen .code-panel { width: 1fr; height: auto; border: round $error 60%; padding: 0 1; }
     DemosScreen .code-panel.fixed { border: round $success 60%; }
     DemosScreen #demos-actions { height: auto; margin: 1 0 0 0; }
@@ -126,6 +127,11 @@ class DemosScreen(Screen):
         self.query_one("#demos-lesson", Markdown).update(scenario.lesson)
         code = self.query_one("#demos-code", Horizontal)
         code.remove_children()
+        # Side by side when both fit half the width; stacked (bug above fix) when a line
+        # would be cropped — cropped code teaches nothing.
+        longest = max(len(line) for src in (scenario.code, scenario.fixed_code or "")
+                      for line in src.splitlines() or [""])
+        code.set_class(longest > (self.size.width - 44) // 2 - 4, "stacked")
         panels = [("the bug" if scenario.is_bug else "the code", scenario.code, "")]
         if scenario.is_bug:
             panels.append(("the fix", scenario.fixed_code, "fixed"))
@@ -165,7 +171,9 @@ class DemosScreen(Screen):
             curve = part["facts"].get("curve")
             if curve:
                 parts.append(Text(text_plot(curve["x"], curve["y"], log_x=curve.get("log_x", False),
-                                            x_label=curve.get("x_label", ""), y_label=curve.get("y_label", ""))))
+                                            x_label=curve.get("x_label", ""), y_label=curve.get("y_label", ""))
+                                  # non-breaking spaces: the plot's alignment is its leading blanks
+                                  .replace(" ", "\u00a0"), no_wrap=True, overflow="crop"))
             parts.append(findings_renderable(part["findings"], compact=True))
             parts.append(Text(""))
         results.update(Group(*parts))

@@ -119,7 +119,10 @@ class DoctorScreen(Screen):
 
         ctx = self.app.context
         run = getattr(ctx, "run", None)
-        if run is not None:
+        observation = getattr(run, "observation", None)
+        if observation is not None:  # a demo's run: its model, errors and graph count too
+            found = observation.findings()
+        elif run is not None:
             records, errors = _run_records(run)
             found = diagnose(records, errors=errors)
         else:
@@ -164,10 +167,11 @@ class DoctorScreen(Screen):
         button = self.query_one("#doctor-jump", Button)
         from tensorscope.app.screens import REGISTRY
 
-        available = {e.name: e.title for e in REGISTRY}
+        available = {e.name: e for e in REGISTRY}
         screen = f.get("screen")
         button.display = screen in available and screen != "doctor"
-        button.label = f"Open {available.get(screen, screen)} ({screen})"
+        if screen in available:
+            button.label = f"Show it on the {available[screen].title} screen  ({available[screen].key})"
         self._jump_to = screen
 
     @on(Button.Pressed, "#doctor-jump")

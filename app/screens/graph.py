@@ -120,6 +120,8 @@ class GraphScreen(Screen):
         self._matches: list[int] = []
         self._match_at = -1
         self._tree_nodes: dict[str, TreeNode] = {}
+        self._revealing: TreeNode | None = None
+        self._diagnosed_graph: Any = None
         self._layout_seconds = 0.0
 
     def compose(self) -> ComposeResult:
@@ -190,13 +192,42 @@ class GraphScreen(Screen):
             if source is None:
                 source = load_target(target, self.app.context.ensure_namespace())
             graph = source.graph()
-            graph.load_saved()
-            problems = graph.inplace_problems()
         except UserError as exc:
             self.post_message(self.LoadFailed(str(exc)))
             return
         if not get_current_worker().is_cancelled:
-            self.post_message(self.GraphLoaded(graph, source, problems))
+            self.post_message(self.GraphLoaded(graph, source, []))
+
+    def _diagnose_once(self) -> None:
+        """Start the saved-tensor diagnosis of the current graph, once, after its first frame."""
+        if self.graph is not None and self._diagnosed_graph is not self.graph:
+            self._diagnosed_graph = self.graph
+            self._diagnose(self.graph)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="graph-diagnose",
+          description="reading saved tensors and their versions")
+    def _diagnose(self, graph: Any) -> None:
+        """Saved-tensor metadata for every node, after the first frame: in-place problems."""
+        graph.load_saved()
+        problems = graph.inplace_problems()
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.Diagnosed(graph, problems))
+
+    class Diagnosed(Message):
+        """Saved tensors were read: ``problems`` are in-place changes backward will trip on."""
+
+        def __init__(self, graph: Any, problems: list) -> None:
+            self.graph, self.problems = graph, problems
+            super().__init__()
+
+    @on(Diagnosed)
+    def _diagnosed(self, event: "GraphScreen.Diagnosed") -> None:
+        if event.graph is not self.graph:
+            return
+        if event.problems:
+            lines = "\n".join(p.describe() for p in event.problems[:3])
+            self._banner(f"⚠ in-place change to a saved tensor: {lines}", error=True)
+        self._show_details()
 
     @on(LoadFailed)
     def _load_failed(self, event: LoadFailed) -> None:
@@ -213,14 +244,12 @@ class GraphScreen(Screen):
         self.selected_node = None
         self.selected_module = None
         self.expanded = auto_expanded(self.graph)
-        if event.problems:
-            lines = "\n".join(p.describe() for p in event.problems[:3])
-            self._banner(f"⚠ in-place change to a saved tensor: {lines}", error=True)
-        else:
-            self._banner("")
+        self._banner("")
+        self._diagnosed_graph = None  # diagnosis runs once the first frame is drawn
         self._build_tree()
         self._relayout()
         self._show_details()
+        self.query_one("#graph-tree", Tree).focus()  # keys now act on the graph
 
     # -- layout -------------------------------------------------------------------------
 
@@ -233,6 +262,7 @@ class GraphScreen(Screen):
         self.view = build_view(self.graph, self.expanded)
         canvas = self.query_one(GraphCanvas)
         if not dot_available():
+            self._diagnose_once()
             canvas.show(None)
             canvas.message = ("graphviz's 'dot' program is missing, so the graph cannot be drawn.\n"
                               f"{INSTALL_DOT}\n\nThe outline on the left works without it.")
@@ -271,6 +301,7 @@ class GraphScreen(Screen):
         freed = frozenset(n.id for n in self.graph.nodes if n.freed)
         canvas.show(event.layout, freed)
         self._layout_seconds = event.layout.seconds
+        self._diagnose_once()
         key = self._selected_key()
         canvas.selected = key
         if key:
@@ -295,6 +326,13 @@ class GraphScreen(Screen):
                 if parent not in g.module_types:
                     parent = None
                 self._children.setdefault(parent, []).append(path)
+        # Nodes under each module, sub-modules included (deepest paths first).
+        self._counts: dict[str, int] = {p: len(self._members.get(p, [])) for p in g.module_types}
+        for path in sorted(g.module_types, key=lambda p: -p.count(".") - (1 if p else 0)):
+            if path:
+                parent = path.rpartition(".")[0] if "." in path else ""
+                if parent in self._counts:
+                    self._counts[parent] += self._counts[path]
         self._fill(tree.root, None)
         tree.root.expand()
 
@@ -305,8 +343,7 @@ class GraphScreen(Screen):
         if module is None and "" in g.module_types:
             kids = [""]
         for path in kids:
-            count = sum(len(self._members.get(p, [])) for p in g.module_types
-                        if p == path or p.startswith(path + ".") or path == "")
+            count = self._counts.get(path, 0)
             title = path or "(model)"
             label = Text.assemble((title, "bold " + KIND_COLOURS["module"]),
                                   (f" {g.module_types.get(path, '')} · {count} nodes", "dim"))
@@ -329,6 +366,11 @@ class GraphScreen(Screen):
     @on(Tree.NodeHighlighted, "#graph-tree")
     def _tree_highlighted(self, event: Tree.NodeHighlighted) -> None:
         data = event.node.data
+        if self._revealing is not None:
+            if event.node is not self._revealing:
+                return
+            self._revealing = None
+            return  # the selection was already made by whoever asked to reveal it
         if not data:
             return
         if data[0] == "node":
@@ -356,7 +398,17 @@ class GraphScreen(Screen):
                         self._fill(node, p)
         node = self._tree_nodes.get(key)
         if node is not None:
-            tree.move_cursor(node)
+            # Expanding shifts lines; the tree knows the new ones after a refresh. Until the
+            # target is highlighted, highlights of rows passing under the cursor are ignored.
+            self._revealing = node
+
+            def move() -> None:
+                if tree.cursor_node is node:
+                    self._revealing = None  # no highlight event will come
+                else:
+                    tree.move_cursor(node)
+
+            self.call_after_refresh(move)
 
     # -- selection ----------------------------------------------------------------------
 
@@ -557,14 +609,14 @@ class GraphScreen(Screen):
         else:
             shown = len(self.view.nodes) if self.view is not None else 0
             leaves = sum(1 for n in g.nodes if n.kind == "leaf")
-            parts = [f"{len(g.nodes)} nodes", f"{leaves} leaves", f"{shown} boxes shown",
-                     f"zoom {self.zoom}", f"modules: {g.attribution}"]
+            how = {"recorded": "modules recorded", "parameters": "modules by parameters"}
+            parts = [f"{len(g.nodes)} nodes", f"{leaves} leaves", f"{shown} boxes", self.zoom]
+            if g.attribution in how:
+                parts.append(how[g.attribution])
             if any(n.freed for n in g.nodes):
                 parts.append("graph freed")
             if self.backward_runs:
                 parts.append(f"backward ×{self.backward_runs}")
-            if self._layout_seconds:
-                parts.append(f"dot {self._layout_seconds:.2f}s")
             text = " · ".join(parts)
         if extra:
             text = f"{text} · {extra}"
@@ -592,8 +644,8 @@ class GraphScreen(Screen):
         inside = [n for n in g.nodes if n.module is not None and
                   (n.module == path or n.module.startswith(path + ".") or path == "")]
         text = Text()
-        text.append(f"{path or cls}", "bold " + KIND_COLOURS["module"])
-        text.append(f"  ({cls})\n\n")
+        text.append(path or "(model)", "bold " + KIND_COLOURS["module"])
+        text.append(f"  {cls}\n\n")
         text.append(f"{len(inside)} nodes made by this module's forward\n")
         text.append(f"{sum(1 for n in inside if n.kind == 'leaf')} parameters\n\n")
         folded = self._selected_key() == f"m:{path}"

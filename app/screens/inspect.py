@@ -10,6 +10,7 @@ input at the top; loading runs in a worker and errors show under the input.
 from __future__ import annotations
 
 import shlex
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane, Tree
@@ -67,6 +68,7 @@ class InspectScreen(Screen):
     InspectScreen #inspect-tree:focus { border: round $accent; }
     InspectScreen TabbedContent { width: 1fr; }
     InspectScreen .pane-scroll { height: 1fr; padding: 0 1; }
+    InspectScreen .pane-scroll > Static { width: 100%; }
     InspectScreen #inspect-intro { padding: 1 2; }
     """
 
@@ -90,6 +92,12 @@ class InspectScreen(Screen):
         self.ckpts: list[Any] = []
         self.diff: Any | None = None
         self._diff_rows: dict[str, Any] = {}
+        self._shared: set[str] = set()
+        self._optimizer_keys: list[str] = []
+        self._expand_all = False
+        self._populated: set[int] = set()
+        # Set to drop a diff still being computed (a new file was asked for, or we left).
+        self._cancel = threading.Event()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,7 +107,7 @@ class InspectScreen(Screen):
         yield Static("", id="inspect-error", classes="error-line")
         yield Static("", id="inspect-status")
         with Horizontal(id="inspect-body"):
-            tree: Tree[Any] = Tree("no file open", id="inspect-tree")
+            tree: Tree[Any] = Tree("no file open yet", id="inspect-tree")
             tree.border_title = "keys"
             tree.show_root = True
             yield tree
@@ -125,6 +133,7 @@ class InspectScreen(Screen):
     def on_mount(self) -> None:
         self.title = "tensorscope · Inspect"
         self._show_error("")
+        self._show_status("")
         tabs = self.query_one(TabbedContent)
         for pane in ("tab-optimizer", "tab-totals", "tab-diff", "tab-code"):
             tabs.hide_tab(pane)
@@ -154,28 +163,45 @@ class InspectScreen(Screen):
 
     def _open(self, paths: list[str]) -> None:
         self._show_error("")
-        self.query_one("#inspect-status", Static).update(Text(f"loading {' and '.join(paths)} …", style="italic"))
-        self._load(paths, bool(getattr(self.app.context, "trust_checkpoints", False)))
+        self._show_status(Text(f"loading {' and '.join(paths)} …", style="italic"))
+        self._cancel.set()
+        self._cancel = threading.Event()
+        self._load(paths, bool(getattr(self.app.context, "trust_checkpoints", False)), self._cancel)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="inspect-load",
           description="loading checkpoint")
-    def _load(self, paths: list[str], trust: bool) -> None:
+    def _load(self, paths: list[str], trust: bool, cancel: threading.Event) -> None:
         from tensorscope.checkpoint import open_checkpoint
         from tensorscope.ckpt_diff import diff_checkpoints
         from tensorscope.errors import UserError
 
         try:
             ckpts = [open_checkpoint(p, trust=trust) for p in paths]
-            diff = diff_checkpoints(ckpts[0], ckpts[1]) if len(ckpts) == 2 else None
+            diff = diff_checkpoints(ckpts[0], ckpts[1], cancel) if len(ckpts) == 2 else None
         except UserError as exc:
             self.post_message(self.Failed(str(exc)))
+            return
+        except InterruptedError:  # superseded by a newer request: nothing to show
             return
         self.post_message(self.Opened(_Opened(ckpts, diff), paths))
 
     @on(Failed)
     def _failed(self, event: Failed) -> None:
-        self.query_one("#inspect-status", Static).update("")
-        self._show_error(event.text)
+        self._show_status("" if not self.ckpts else self._status_text())
+        text = event.text
+        if "--trust" in text:
+            text += " — from the shell: tensorscope inspect FILE --trust --tui"
+        self._show_error(text)
+
+    def _show_status(self, content: Any) -> None:
+        status = self.query_one("#inspect-status", Static)
+        status.update(content)
+        status.display = bool(content)
+
+    def _status_text(self) -> Any:
+        if self.diff is not None:
+            return report.diff_summary(self.diff)
+        return report.header(self.ckpts[0])
 
     def _show_error(self, text: str) -> None:
         error = self.query_one("#inspect-error", Static)
@@ -189,10 +215,7 @@ class InspectScreen(Screen):
         ckpt = self.ckpts[0]
         with self.app.batch_update():
             self.query_one("#inspect-intro", Static).display = False
-            status = report.header(ckpt)
-            if self.diff is not None:
-                status = Group(report.diff_summary(self.diff))
-            self.query_one("#inspect-status", Static).update(status)
+            self._show_status(self._status_text())
             self._fill_tree(ckpt)
             self._fill_tabs(ckpt)
             self._show_node(self.query_one("#inspect-tree", Tree).root.data)
@@ -206,27 +229,56 @@ class InspectScreen(Screen):
         tree.border_title = "keys of A (tree marks the diff)" if self.diff else "keys"
         tree.root.set_label(Text(ckpt.root.name, style="bold"))
         tree.root.data = ckpt.root
-        shared = {s.id for s in ckpt.storages if len(s.keys) > 1}
-        # Small files open fully; big ones two levels deep (a 10k-key tree stays quick to scan).
-        expand_all = sum(1 for _ in ckpt.root.walk()) <= 300
-        optimizer_keys = [o.key for o in ckpt.optimizers]
-        stack = [(tree.root, child) for child in reversed(ckpt.root.children)]
-        # Iterative, like the core's walk: a deep file cannot overflow the stack here either.
-        while stack:
-            parent, node = stack.pop()
-            label = self._label(ckpt, node, shared)
-            if node.children:
-                depth = node.key.count(".")
-                # An optimizer's insides (numbered state, hyperparameters) start folded: the
-                # Optimizer tab shows them better.
-                inside_optimizer = any(o == "" or node.key.startswith(o + ".") for o in optimizer_keys)
-                branch = parent.add(label, data=node,
-                                    expand=not inside_optimizer and (expand_all or depth < 2))
-                stack.extend((branch, child) for child in reversed(node.children))
-            else:
-                parent.add_leaf(label, data=node)
+        self._shared = {s.id for s in ckpt.storages if len(s.keys) > 1}
+        self._optimizer_keys = [o.key for o in ckpt.optimizers]
+        # Small files open fully; big ones only their top level. Branches get their children
+        # when first opened, so a 20k-key file costs what is on screen, not the whole tree.
+        self._expand_all = sum(1 for _ in ckpt.root.walk()) <= 300
+        self._populated: set[int] = set()
+        self._populate(tree.root)
         tree.root.expand()
         tree.move_cursor(tree.root)
+
+    def _opens_at_start(self, node: Any) -> bool:
+        # An optimizer's insides (numbered state, hyperparameters) start folded: the
+        # Optimizer tab shows them better.
+        if any(o == "" or node.key.startswith(o + ".") for o in self._optimizer_keys):
+            return False
+        return self._expand_all or node.key.count(".") < 1
+
+    def _populate(self, start: Any) -> None:
+        """Add the children of ``start`` (and of those that open at start), iteratively."""
+        ckpt = self.ckpts[0]
+        stack = [start]
+        while stack:
+            branch = stack.pop()
+            if id(branch) in self._populated:
+                continue
+            self._populated.add(id(branch))
+            for node in branch.data.children:
+                label = self._label(ckpt, node, self._shared)
+                if node.children:
+                    child = branch.add(label, data=node, allow_expand=True)
+                    if self._opens_at_start(node):
+                        stack.append(child)
+                        child.expand()
+                else:
+                    branch.add_leaf(label, data=node)
+
+    @on(Tree.NodeExpanded, "#inspect-tree")
+    def _expanded(self, event: Tree.NodeExpanded) -> None:
+        if event.node.data is not None and self.ckpts and id(event.node) not in self._populated:
+            self._populate_one(event.node)
+
+    def _populate_one(self, branch: Any) -> None:
+        ckpt = self.ckpts[0]
+        self._populated.add(id(branch))
+        for node in branch.data.children:
+            label = self._label(ckpt, node, self._shared)
+            if node.children:
+                branch.add(label, data=node, allow_expand=True)
+            else:
+                branch.add_leaf(label, data=node)
 
     def _label(self, ckpt: Any, node: Any, shared: set[str]) -> Text:
         text = Text(node.name, style="bold" if node.kind == "tensor" else "")
@@ -238,8 +290,9 @@ class InspectScreen(Screen):
             row = self._diff_rows.get(node.key)
             if row is not None and row.status != "same":
                 label, style = report.STATUS_STYLE[row.status]
-                extra = f" {report.number(row.rel_change)}" if row.status == "changed" else ""
-                text.append(f"  {label}{extra}", style=style)
+                if row.status == "changed":
+                    label = f"Δ {report.percent(row.rel_change)}"
+                text.append(f"  {label}", style=style)
         elif node.kind == "value":
             text.append(f" = {node.summary}", style="green")
         else:
@@ -248,7 +301,7 @@ class InspectScreen(Screen):
 
     def _fill_tabs(self, ckpt: Any) -> None:
         tabs = self.query_one(TabbedContent)
-        optimizer = report.optimizer_tables(ckpt)
+        optimizer = report.optimizer_tables(ckpt, limit=300)
         self.query_one("#inspect-optimizer", Static).update(Group(*optimizer) if optimizer else "")
         (tabs.show_tab if optimizer else tabs.hide_tab)("tab-optimizer")
         parts = [p for p in (report.metadata_table(ckpt), report.shared_table(ckpt)) if p is not None]
@@ -287,6 +340,9 @@ class InspectScreen(Screen):
 
         self.query_one("#inspect-detail", Static).update(
             node_detail(self.ckpts[0], node, self._diff_rows.get(node.key)))
+
+    def on_unmount(self) -> None:
+        self._cancel.set()
 
     def action_focus_path(self) -> None:
         self.query_one("#inspect-path", Input).focus()

@@ -22,11 +22,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, RichLog, Static
 from textual.widgets.option_list import Option
 
+from tensorscope.app.widgets.console_input import ConsoleInput
 from tensorscope.app.widgets.storage_strip import StorageStrip, StripSource, StripView
 from tensorscope.app.widgets.tensor_grid import GridSource, TensorGrid
 
 # Legend colours, one per view of a storage (in the order the views are listed).
 COLOURS = ("#5fafff", "#ffaf5f", "#5fd787", "#ff5f87", "#af87ff", "#ffd75f", "#5fd7d7", "#d787d7")
+
+OVERLAP_LIMIT = 250_000
+"""The legend counts shared cells between views up to this many elements each."""
 
 EXAMPLES: tuple[tuple[str, str], ...] = (
     ("x = torch.arange(12.).reshape(3, 4)", "twelve numbers in one storage, seen as 3 rows of 4"),
@@ -42,8 +46,8 @@ WELCOME = (
     "Every tensor is a window onto a flat block of memory, its storage: element (i, j, …) "
     "reads cell offset + i·stride₀ + j·stride₁ + ….  Views such as a transpose, a slice "
     "or expand() share the storage and only change shape, strides and offset.\n\n"
-    "Type a statement in the console below (torch, nn and F are in scope), or pick an example "
-    "and press Enter to run it. Each tensor you make is drawn as its logical grid beside its "
+    "Type a statement in the console below (torch, nn and F are in scope), or press Tab to reach "
+    "the examples and Enter to run one. Each tensor you make is drawn as its logical grid beside its "
     "storage strip; arrow keys or a click pick an element and light the cell it reads."
 )
 
@@ -63,12 +67,13 @@ class StorageScreen(Screen):
                              border-title-color: $accent; }
     StorageScreen #welcome-text { margin: 1 0; }
     StorageScreen #examples { height: auto; max-height: 12; border: none; background: $surface; }
-    StorageScreen #detail { height: auto; min-height: 3; max-height: 9; padding: 0 1;
+    StorageScreen #detail { height: 8; padding: 0 1;
                             border: round $primary-darken-2; border-title-color: $accent; }
     StorageScreen #history { height: 7; border: round $primary-darken-2; border-title-color: $accent;
                              background: $surface; scrollbar-size-vertical: 1; }
-    StorageScreen #console { border: tall $accent; }
     """
+
+    AUTO_FOCUS = "#console"
 
     BINDINGS = [
         Binding("ctrl+l", "focus_console", "Console"),
@@ -101,8 +106,9 @@ class StorageScreen(Screen):
                 yield StorageStrip(id="strip")
         yield Static(id="detail")
         yield RichLog(id="history", wrap=True, markup=False, highlight=False, auto_scroll=True)
-        yield Input(placeholder="a statement, e.g.  x = torch.arange(12.).reshape(3, 4)   (Enter runs it)",
-                    id="console")
+        yield ConsoleInput((code for code, _ in EXAMPLES), id="console",
+                           placeholder="a statement, e.g.  x = torch.arange(12.).reshape(3, 4)   "
+                                       "(Enter runs it · ↑↓ history · → completes an example)")
         yield Footer()
 
     @staticmethod
@@ -130,6 +136,7 @@ class StorageScreen(Screen):
         if not source:
             return
         event.input.value = ""
+        self.query_one("#console", ConsoleInput).remember(source)
         self.run_statement(source)
         self.refresh_tensors()
 
@@ -146,13 +153,12 @@ class StorageScreen(Screen):
         from tensorscope.evaluate import execute
 
         namespace = self.app.context.ensure_namespace()
-        history = self.query_one("#history", RichLog)
-        history.write(Text.assemble(("› ", "bold cyan"), source))
+        self._log(Text.assemble(("› ", "bold cyan"), source))
         before = {name: id(value) for name, value in namespace.items()}
         try:
             result = execute(source, namespace)
         except UserError as exc:
-            history.write(Text("  ✘ " + str(exc), style="bold red"))
+            self._log(Text("  ✘ " + str(exc), style="bold red"))
             self._explain_view(source, namespace)
             return
         self._view_help = None
@@ -161,13 +167,19 @@ class StorageScreen(Screen):
 
             if isinstance(result, torch.Tensor):
                 namespace["_"] = result
-                history.write(Text(f"  → a tensor of shape {list(result.shape)}, kept as _", style="dim"))
+                self._log(Text(f"  → a tensor of shape {list(result.shape)}, kept as _", style="dim"))
                 self.selected = "_"
             else:
-                history.write(Text("  → " + _short_repr(result), style="dim"))
+                self._log(Text("  → " + _short_repr(result), style="dim"))
         changed = [n for n, v in namespace.items() if before.get(n) != id(v) and _is_tensor(v)]
         if changed:
             self.selected = changed[-1]
+
+    def _log(self, text: Text) -> None:
+        """Add a line to the history, wrapped at the log's full width."""
+        history = self.query_one("#history", RichLog)
+        width = history.scrollable_content_region.width
+        history.write(text, width=width if width > 20 else None)
 
     def _explain_view(self, source: str, namespace: dict[str, Any]) -> None:
         from tensorscope.viewfix import explain_view
@@ -175,9 +187,12 @@ class StorageScreen(Screen):
         fix = explain_view(source, namespace)
         self._view_help = fix
         if fix is not None:
-            history = self.query_one("#history", RichLog)
+            # Show the tensor that refused, so its strides are on screen next to the error.
+            receiver = fix.receiver
+            if receiver.isidentifier() and _is_tensor(namespace.get(receiver)):
+                self.selected = receiver
             for line in fix.lines()[1:]:
-                history.write(Text("  " + line, style="yellow"))
+                self._log(Text("  " + line, style="yellow"))
 
     # ---- the tensors --------------------------------------------------------------
     def refresh_tensors(self) -> None:
@@ -228,8 +243,9 @@ class StorageScreen(Screen):
             count += 1
             for name in names:
                 t = self._tensors[name]
-                label = Text.assemble(("■ ", self._colour[name]), (f"{name:<8}", "bold"),
+                label = Text.assemble(("■ ", self._colour[name]), (f"{name:<6}", "bold"),
                                       (f" {_shape(t)}", ""), (f" {_strides(t)}", "dim"))
+                label.truncate(30, overflow="ellipsis")
                 options.add_option(Option(label, id=name))
                 if name == self.selected:
                     highlight = count
@@ -242,10 +258,22 @@ class StorageScreen(Screen):
     @on(OptionList.OptionSelected, "#tensor-list")
     @on(OptionList.OptionHighlighted, "#tensor-list")
     def _tensor_chosen(self, event: OptionList.OptionSelected | OptionList.OptionHighlighted) -> None:
-        name = event.option.id
-        if name and name in self._tensors and name != self.selected:
-            self.selected = name
-            self._show_selected(keep_cursor=False)
+        # Highlights also arrive when the list is refilled; only the user's own moves count.
+        if isinstance(event, OptionList.OptionHighlighted) and not event.option_list.has_focus:
+            return
+        if event.option.id:
+            self.select_tensor(event.option.id)
+
+    def select_tensor(self, name: str) -> None:
+        """Show tensor ``name`` (a name in the namespace) in the grid and the strip."""
+        if name not in self._tensors or name == self.selected:
+            return
+        self.selected = name
+        options = self.query_one("#tensor-list", OptionList)
+        for i, option in enumerate(options.options):
+            if option.id == name and options.highlighted != i:
+                options.highlighted = i
+        self._show_selected(keep_cursor=False)
 
     def _show_selected(self, keep_cursor: bool) -> None:
         from tensorscope.storage import layout_of, storage_key
@@ -278,14 +306,13 @@ class StorageScreen(Screen):
     def _facts(self, layout: Any) -> Text:
         text = Text()
         text.append(f"shape {list(layout.shape)}", style="bold")
-        text.append(f"  strides {list(layout.strides)}  offset {layout.storage_offset}  ")
-        text.append(f"{layout.dtype} ({layout.itemsize} B)  {layout.device}", style="dim")
-        text.append("\n")
+        text.append(f"  strides {list(layout.strides)}  offset {layout.storage_offset}\n")
+        text.append(f"{layout.dtype} ({layout.itemsize} B) on {layout.device}  ", style="dim")
         for name, ok in layout.formats:
             text.append(("✔ " if ok else "✘ ") + name + "  ", style="green" if ok else "red")
         if layout.is_view:
-            text.append("view" + (" (shares storage with its base)" if layout.shares_storage_with_base else ""),
-                        style="cyan")
+            text.append("a view of its base" if layout.shares_storage_with_base
+                        else "a view (on another storage)", style="cyan")
         else:
             text.append("owns its storage", style="cyan")
         if layout.expanded_dims:
@@ -302,6 +329,32 @@ class StorageScreen(Screen):
         text.append(f" · {_bytes(layout.storage_nbytes)} · marks: ", style="dim")
         for name in group:
             text.append("▀ " + name + "  ", style=self._colour[name] + (" bold" if name == self.selected else ""))
+        overlaps = self._overlaps(group)
+        if overlaps:
+            text.append("\n")
+            text.append_text(overlaps)
+        return text
+
+    def _overlaps(self, group: list[str]) -> Text:
+        """How the selected tensor's cells overlap each other view of the storage."""
+        from tensorscope.storage import aliasing
+
+        text = Text()
+        me = self._tensors[self.selected]
+        for other in group:
+            if other == self.selected:
+                continue
+            t = self._tensors[other]
+            if max(me.numel(), t.numel()) > OVERLAP_LIMIT:
+                continue  # counted exactly only while that stays well under a frame
+            result = aliasing(me, t)
+            if text:
+                text.append(" · ", style="dim")
+            text.append(other, style=self._colour[other])
+            if result.overlap:
+                text.append(f": {result.shared_bytes // me.element_size()} shared cells", style="dim")
+            else:
+                text.append(": no shared cells", style="dim")
         return text
 
     # ---- selection ----------------------------------------------------------------
@@ -309,6 +362,24 @@ class StorageScreen(Screen):
     def _cell_selected(self, event: TensorGrid.CellSelected) -> None:
         self.query_one("#strip", StorageStrip).set_highlight(event.storage_index)
         self._update_detail(event)
+
+    @on(StorageStrip.CellClicked)
+    def _storage_cell_clicked(self, event: StorageStrip.CellClicked) -> None:
+        """A click on the strip selects the element of the shown tensor that reads the cell."""
+        from tensorscope.storage import element_reading
+
+        if self.selected is None:
+            return
+        position = element_reading(self._tensors[self.selected], event.cell)
+        if position is not None:
+            self.query_one("#grid", TensorGrid).select_position(position)
+            return
+        event.strip.set_highlight(event.cell)
+        text = Text.assemble((f"cell {event.cell}", "bold"), f" is not read by {self.selected}")
+        others = [o for o in self._also_read_by(self.selected, event.cell) if not o.startswith(self.selected + "[")]
+        text.append(("; it is read by " + ", ".join(others)) if others else "; no listed view reads it",
+                    style="dim")
+        self.query_one("#detail", Static).update(text, layout=False)
 
     def _update_detail(self, event: TensorGrid.CellSelected | None) -> None:
         detail = self.query_one("#detail", Static)
@@ -333,8 +404,9 @@ class StorageScreen(Screen):
             text.append("✘ " + lines[0], style="red")
             for line in lines[1:]:
                 text.append("\n  " + line, style="yellow")
+        # A fixed height, so a new selection repaints the panel without a layout pass.
         detail.update(text if text else Text("Pick an element (arrows or a click) to see which cell it reads.",
-                                             style="dim"))
+                                             style="dim"), layout=False)
 
     def _also_read_by(self, name: str, cell: int) -> list[str]:
         """Other elements (of this or other views) that read ``cell`` — small tensors only."""

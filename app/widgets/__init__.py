@@ -1,1 +1,1 @@
-"""Reusable widgets: each keeps its own look in DEFAULT_CSS."""
+"""Widgets shared by the screens; each keeps its look in DEFAULT_CSS."""

@@ -14,7 +14,9 @@ from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
 from textual.geometry import Region, Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -54,6 +56,14 @@ class StorageStrip(ScrollView):
     StorageStrip { background: $surface; scrollbar-size: 1 1; }
     """
 
+    class CellClicked(Message):
+        """A storage cell was clicked: the screen finds the element that reads it."""
+
+        def __init__(self, strip: "StorageStrip", cell: int) -> None:
+            super().__init__()
+            self.strip = strip
+            self.cell = cell
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.source: StripSource | None = None
@@ -86,20 +96,20 @@ class StorageStrip(ScrollView):
         self.refresh()
 
     @property
-    def gutter(self) -> int:
+    def index_width(self) -> int:
         size = self.source.storage_size if self.source else 1
         return len(str(max(size - 1, 0))) + 2
 
     @property
     def per_row(self) -> int:
-        return max(4, (self.size.width - self.gutter - 1) // CELL_WIDTH)
+        return max(4, (self.size.width - self.index_width - 1) // CELL_WIDTH)
 
     def _resize_virtual(self) -> None:
         if self.source is None:
             self.virtual_size = Size(0, 0)
             return
         rows = -(-self.source.storage_size // self.per_row)
-        self.virtual_size = Size(self.gutter + self.per_row * CELL_WIDTH, rows * LINES_PER_ROW)
+        self.virtual_size = Size(self.index_width + self.per_row * CELL_WIDTH, rows * LINES_PER_ROW)
 
     def on_resize(self) -> None:
         self._cache_key = None
@@ -162,7 +172,7 @@ class StorageStrip(ScrollView):
         dim = Style(dim=True)
         selected_view = next((i for i, v in enumerate(self.source.views)
                               if v.name == self.source.selected), None)
-        gutter = f"{first:>{self.gutter - 2}}  " if kind == 1 else " " * self.gutter
+        gutter = f"{first:>{self.index_width - 2}}  " if kind == 1 else " " * self.index_width
         segments = [Segment(gutter, dim)]
         for j in range(len(values)):
             cell = first + j
@@ -194,3 +204,16 @@ class StorageStrip(ScrollView):
                 segments.append(Segment(" "))
         strip = Strip(segments)
         return strip.crop(sx, sx + width).adjust_cell_length(width).simplify()
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None or self.source is None:
+            return
+        sx, sy = self.scroll_offset
+        x = offset.x + sx - self.index_width
+        column = x // CELL_WIDTH
+        if x < 0 or column >= self.per_row:
+            return
+        cell = ((offset.y + sy) // LINES_PER_ROW) * self.per_row + column
+        if cell < self.source.storage_size:
+            self.post_message(self.CellClicked(self, cell))

@@ -209,6 +209,15 @@ class TensorGrid(ScrollView, can_focus=True):
         region = Region(col * self.cell_width, row, self.cell_width + self._label_width, 2)
         self.scroll_to_region(region, animate=False, force=True, immediate=True)
 
+    def select_position(self, position: tuple[int, ...]) -> None:
+        """Move the cursor to the element at multi-index ``position``."""
+        if self.source is None or self._rows == 0:
+            return
+        flat = 0
+        for i, n in zip(position, self.source.layout.shape):
+            flat = flat * n + i
+        self.cursor = divmod(flat, self._cols) if self.source.layout.shape else (0, 0)
+
     def action_move(self, drow: int, dcol: int) -> None:
         if self._rows == 0:
             return

@@ -17,8 +17,11 @@ def text_plot(xs: Sequence[float], ys: Sequence[float | None], *, width: int = 6
     finite = sorted(y for _, y in pts if y is not None and math.isfinite(y))
     if not finite:
         return "(no finite values)"
-    # Clip the top at the 90th percentile so one explosion does not flatten the curve.
-    lo, hi = finite[0], finite[min(len(finite) - 1, int(len(finite) * 0.9))]
+    # Clip the top at twice the median so a diverging tail does not flatten the rest of the
+    # curve (the clipped points show as ↑ on the top row).
+    median = finite[len(finite) // 2]
+    lo = finite[0]
+    hi = min(finite[-1], median + abs(median)) if median > lo else finite[-1]
     hi = hi if hi > lo else lo + 1.0
     x0, x1 = min(tx), max(tx)
     x1 = x1 if x1 > x0 else x0 + 1.0

@@ -33,3 +33,14 @@ def test_headless_json_last_line_is_the_summary() -> None:
     assert summary["name"] == "missing-zero-grad"
     assert [f["code"] for f in summary["findings"]] == ["missing-zero-grad"]
     assert summary["facts"]["grad_norm_growth"] > 2
+
+
+def test_doctor_through_tensorscope_run_names_the_bug_in_an_unmodified_script() -> None:
+    """End to end with the real hooks: the script knows nothing of tensorscope."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "fixtures" / "forgot_zero_grad_train.py"
+    out = run_cli("run", str(script), "--headless", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [f["code"] for f in summary["findings"]] == ["missing-zero-grad"]

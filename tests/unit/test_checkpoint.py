@@ -7,6 +7,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tensorscope.checkpoint import describe, open_checkpoint
 from tensorscope.ckpt_load import Loaded
@@ -93,6 +95,12 @@ def test_torchscript_archive_code_and_parameters(tmp_path) -> None:
     assert ckpt.module_types["0"] == "Linear"
 
 
+def test_torchscript_saved_on_cuda_says_so(tmp_path) -> None:
+    ckpt = open_checkpoint(make.torchscript_cuda(tmp_path / "ts_cuda.pt", tmp_path / "ts.pt"))
+    assert {t.device for t in ckpt.tensors} == {"cuda:0"}
+    assert all(v.device.type == "cpu" for v in ckpt.values.values())
+
+
 def test_malicious_pickle_is_refused_and_never_runs(tmp_path) -> None:
     marker = tmp_path / "pwned"
     path = make.malicious(tmp_path / "evil.pt", marker)
@@ -101,6 +109,16 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path) -> None:
     assert "system" in str(err.value) and "--trust" in str(err.value)
     assert "\n" not in str(err.value)
     assert not marker.exists()
+
+
+def test_malicious_legacy_pickle_is_refused_by_torch_and_never_runs(tmp_path) -> None:
+    # No static scan for the legacy format: torch's weights-only unpickler is the fence, and
+    # its UnpicklingError text is what names the global.
+    marker = tmp_path / "pwned"
+    torch.save({"payload": make._Boom(marker)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(UserError, match=r"posix\.system|os\.system|nt\.system") as err:
+        open_checkpoint(tmp_path / "old.pt")
+    assert "--trust" in str(err.value) and not marker.exists()
 
 
 def test_trust_really_unpickles(tmp_path) -> None:
@@ -188,3 +206,81 @@ def test_json_form(tmp_path) -> None:
     assert keys["model.emb.weight"]["storage"] == keys["model.head.weight"]["storage"]
     assert doc["optimizers"][0]["params"][0]["name"] == "model.emb.weight"
     assert doc["metadata"]["epoch"] == 3
+
+
+def test_legacy_file_bigger_than_free_memory_is_refused(tmp_path, monkeypatch) -> None:
+    import psutil
+
+    torch.save({"w": torch.ones(1000)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False)
+
+    class _Tiny:
+        available = 100  # bytes: far less than the file
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: _Tiny())
+    with pytest.raises(UserError, match="cannot be memory-mapped"):
+        open_checkpoint(tmp_path / "old.pt")
+
+
+def test_zip_file_is_memory_mapped_not_read(tmp_path) -> None:
+    """Rewrite the file's bytes after opening: a memory-mapped tensor sees the new values
+    (untouched pages of a private mapping read the file, on Linux), a copy would not."""
+    import struct
+    import zipfile
+
+    path = tmp_path / "big.pt"
+    torch.save({"w": torch.zeros(4096)}, path)
+    ckpt = open_checkpoint(path)
+    with zipfile.ZipFile(path) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith("data/0"))
+    with open(path, "r+b") as fh:
+        fh.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", fh.read(4))
+        fh.seek(info.header_offset + 30 + name_len + extra_len)
+        fh.write(torch.ones(4096).numpy().tobytes())
+    assert ckpt.mmap and float(ckpt.values["w"].sum()) == 4096.0
+
+
+def test_sparse_tensor_counts_its_real_bytes(tmp_path) -> None:
+    torch.save({"sp": torch.eye(100).to_sparse()}, tmp_path / "sp.pt")
+    [entry] = open_checkpoint(tmp_path / "sp.pt").tensors
+    assert entry.storage is None and entry.kind == "sparse_coo"
+    assert entry.bytes == 100 * 4 + 2 * 100 * 8  # values + int64 indices, not 100x100 floats
+
+
+def test_views_share_their_base_storage_with_an_offset(tmp_path) -> None:
+    base = torch.arange(10.0)
+    torch.save({"base": base, "window": base[2:5], "col": base.view(5, 2)[:, 1]}, tmp_path / "v.pt")
+    ckpt = open_checkpoint(tmp_path / "v.pt")
+    t = {e.key: e for e in ckpt.tensors}
+    assert t["base"].storage == t["window"].storage == t["col"].storage
+    assert (t["window"].offset, t["window"].stride) == (2, (1,))
+    assert (t["col"].offset, t["col"].stride) == (1, (2,))
+    assert torch.equal(ckpt.values["col"], base.view(5, 2)[:, 1])
+
+
+def _flatten(obj, prefix=""):
+    """The reference: dotted keys of every tensor, the obvious recursive way."""
+    if isinstance(obj, torch.Tensor):
+        return {prefix: obj}
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+    out = {}
+    for k, v in items:
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+_names = st.text(alphabet="abcxyz_", min_size=1, max_size=4)
+_leaves = st.integers(0, 3).map(lambda n: torch.full((n,), float(n)))
+_trees = st.recursive(_leaves, lambda kids: st.one_of(st.lists(kids, min_size=1, max_size=3),
+                                                      st.dictionaries(_names, kids, min_size=1, max_size=3)),
+                      max_leaves=12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(_trees)
+def test_every_tensor_once_under_its_dotted_key(tree) -> None:
+    ckpt = describe(Loaded(path="t.pt", format="zip", obj=tree, file_bytes=0, mmap=False, trusted=False))
+    expected = _flatten(tree)
+    assert [t.key for t in ckpt.tensors] == list(expected)
+    for key, value in expected.items():
+        assert ckpt.values[key] is value

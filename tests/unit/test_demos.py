@@ -37,7 +37,7 @@ def summaries() -> dict:
 def test_runs_headless_and_yields_its_finding(name: str) -> None:
     scenario = get(name)
     summary = scenario.run_headless()
-    json.dumps(summary)  # plain data
+    json.dumps(summary, allow_nan=False)  # plain, strict JSON data
     assert summary["name"] == name and summary["facts"]
     codes = {f["code"] for f in summary["findings"]}
     if scenario.finding:

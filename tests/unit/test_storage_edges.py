@@ -115,3 +115,14 @@ def test_explain_view_measures_the_fixes() -> None:
     ns["calls"] = []
     ns["f"] = lambda: ns["calls"].append(1) or ns["t"]
     assert explain_view("f().view(12)", ns) is None and ns["calls"] == []
+
+
+def test_element_reading_inverts_the_storage_map() -> None:
+    from tensorscope.storage import element_reading
+
+    x = torch.arange(12.).reshape(3, 4)
+    assert element_reading(x.T, 6) == (2, 1) and element_reading(x[:, 1], 6) is None
+    assert element_reading(torch.zeros(3).expand(4, 3), 2) == (0, 2)
+    big = torch.empty(10_000, 10_000, device="meta")[:, 3:].T  # 1e8-scale: division, not search
+    pos = element_reading(big, 20_003)
+    assert pos == (0, 2) and big.stride(0) * pos[0] + big.stride(1) * pos[1] + big.storage_offset() == 20_003

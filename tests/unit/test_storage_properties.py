@@ -41,6 +41,8 @@ def apply_random_op(data, t: torch.Tensor) -> torch.Tensor:
         ops += ["transpose", "permute", "diagonal"]
     if t.dim() == 4:
         ops.append("channels_last")
+    if t.dim() == 5:
+        ops.append("channels_last_3d")
     op = data.draw(st.sampled_from(ops), label="op")
     if op == "transpose":
         return t.transpose(_dim(data, t), _dim(data, t))
@@ -93,6 +95,8 @@ def apply_random_op(data, t: torch.Tensor) -> torch.Tensor:
         return out
     if op == "channels_last":
         return t.contiguous(memory_format=torch.channels_last)
+    if op == "channels_last_3d":
+        return t.contiguous(memory_format=torch.channels_last_3d)
     # as_strided within the storage: any sizes and strides whose reach fits.
     size = t.untyped_storage().nbytes() // t.element_size()
     ndim = data.draw(st.integers(0, 3))
@@ -107,7 +111,7 @@ def apply_random_op(data, t: torch.Tensor) -> torch.Tensor:
     return t.as_strided(sizes, strides, offset)
 
 
-shapes = st.lists(st.integers(0, 5), min_size=0, max_size=4)
+shapes = st.lists(st.integers(0, 4), min_size=0, max_size=5)
 
 
 def random_view(data, label: str = "chain") -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,6 +147,8 @@ def test_layout_facts_agree_with_torch(data) -> None:
     formats = dict(layout.formats)
     if t.dim() == 4:
         assert formats["channels_last"] == t.is_contiguous(memory_format=torch.channels_last)
+    if t.dim() == 5:
+        assert formats["channels_last_3d"] == t.is_contiguous(memory_format=torch.channels_last_3d)
     assert layout.storage_size == t.untyped_storage().nbytes() // t.element_size()
     assert layout.is_view == (t._base is not None)
     if layout.is_view:
