@@ -46,8 +46,9 @@ class DistributedRun(LiveRun):
         self._meta["nproc"] = nproc
 
     def start(self) -> "DistributedRun":
-        env = {**os.environ, **self.server.env(), "PYTHONUNBUFFERED": "1",
-               "TENSORSCOPE_DETAIL": self.detail}
+        env = {**os.environ, **self.server.env(), "TENSORSCOPE_DETAIL": self.detail}
+        if self.capture_output:
+            env["PYTHONUNBUFFERED"] = "1"  # the UI shows lines as they come (as LiveRun does)
         cmd = [sys.executable, "-m", "tensorscope._launcher", str(self.nproc), self.script,
                *self.args]
         pipe = subprocess.PIPE if self.capture_output else None
