@@ -82,6 +82,9 @@ class DistributedRun(LiveRun):
             self._sink.close()
         self._ended.set()
 
+    no_pause_reason = ("a multi-rank run is not paused: stopping one rank stalls the others "
+                       "in their collectives (q can stop them all)")
+
     def pause(self) -> bool:
         return False
 

@@ -93,6 +93,8 @@ class ListenRun(LiveRun):
     def running(self) -> bool:
         return bool(self._started) and self._exit_code is None
 
+    no_pause_reason = "this run was started elsewhere (torchrun): tensorscope cannot pause it"
+
     def pause(self) -> bool:
         return False
 

@@ -360,9 +360,11 @@ class TrainingScreen(Screen):
         if source.snapshot().state == "paused":
             source.resume()
             self.notify("resumed")
-        else:
-            source.pause()
+        elif source.pause():
             self.notify("paused: the script is stopped until you press p again")
+        else:  # a multi-rank or attached run: its processes are not ours to stop
+            self.notify(getattr(source, "no_pause_reason", "this run cannot be paused"),
+                        severity="warning")
         self._poll()
 
     def action_quit_run(self) -> None:
