@@ -63,3 +63,11 @@ def test_a_crashing_rank_keeps_the_others_records_and_fails_the_run(tmp_path):
     assert [f["rank"] for f in root] == [1]
     assert root[0]["message"] == "RuntimeError: rank 1 crashed on purpose at step 3"
     assert meta["exit_code"] == 1 and [f["rank"] for f in meta["failures"]][0] == 1
+
+
+def test_weights_changed_on_one_rank_are_flagged_out_of_sync(tmp_path):
+    # Rank 1 nudges a bias after its third optimizer step (loop index 2 = step 3).
+    proc, summary, _ = _run(tmp_path, "--steps", "6", "--diverge-at", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert summary["params_in_sync"] is False
+    assert summary["sync_first_divergence"] == 4  # checked after the next step, step 4
