@@ -29,6 +29,7 @@ import contextlib
 import gc
 import re
 import threading
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -115,10 +116,13 @@ class InplaceProblem:
     version_saved: int | None
     version_now: int | None
     error: str
+    variable: str | None = None
+    """The caller's name for the modified tensor, when it has one."""
 
     def describe(self) -> str:
         shape = "×".join(map(str, self.shape)) if self.shape else "scalar"
-        return (f"{self.node_name} (node {self.node_id}) saved '{self.saved_name}' [{shape}] at "
+        what = f" (your '{self.variable}')" if self.variable else ""
+        return (f"{self.node_name} (node {self.node_id}) saved '{self.saved_name}'{what} [{shape}] at "
                 f"version {self.version_saved}; it is now at version {self.version_now}, so "
                 f"backward will raise: RuntimeError: {self.error}")
 
@@ -265,6 +269,8 @@ class AutogradGraph:
     """Module path -> class name, for every module a node is attributed to (and parents)."""
     attribution: str = "none"
     """"recorded" (a ModuleRecorder saw the forward), "parameters" (model only) or "none"."""
+    tensor_names: dict[int, tuple[str, Any]] = field(default_factory=dict, repr=False)
+    """id(tensor) -> (the caller's name for it, a weak reference to it)."""
 
     def __del__(self) -> None:
         # Free what we hold root-first: the root tensors, then each node's grad_fn wrapper
@@ -336,8 +342,11 @@ class AutogradGraph:
         for node in self.nodes:
             for s in node.saved or ():
                 if s.state == "modified":
+                    entry = self.tensor_names.get(id(s.tensor)) if s.tensor is not None else None
+                    # a weak reference confirms the id still belongs to the named tensor
+                    var = entry[0] if entry is not None and entry[1]() is s.tensor else None
                     out.append(InplaceProblem(node.id, node.name, s.name, s.shape, s.version_saved,
-                                              s.version_now, s.error or ""))
+                                              s.version_now, s.error or "", var))
         return out
 
     def module_paths(self) -> list[str]:
@@ -476,6 +485,9 @@ def extract(roots: Any, *, model: Any = None, names: Mapping[str, Any] | None = 
         _walk(queue, index, nodes, edges, add_fn, cancel, max_nodes)
 
     graph = AutogradGraph(nodes, edges)
+    if names:
+        graph.tensor_names = {id(t): (n, weakref.ref(t)) for n, t in names.items()
+                              if isinstance(t, torch.Tensor)}
     if trace is not None and trace.calls:
         _attribute_recorded(graph, trace, model, module_list)
     elif model is not None:

@@ -234,7 +234,7 @@ class WatchSession:
             if first is not None and first.dim() > 0:
                 self._batch += int(first.shape[0])
             kind = first.device.type if first is not None else "cpu"
-            if torch.is_autocast_enabled(kind):
+            if kind in ("cpu", "cuda", "mps", "xpu") and torch.is_autocast_enabled(kind):
                 self._autocast = str(torch.get_autocast_dtype(kind)).replace("torch.", "")
 
     def _on_root_forward(self, module: nn.Module, args: Any, output: Any) -> None:

@@ -17,6 +17,8 @@ ACCEPTS_EXTRA = True
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    # The script's own options pass through: "--rec" must not be taken for our --record.
+    parser.allow_abbrev = False
     parser.add_argument("script", metavar="SCRIPT.py", help="the training script to run")
     parser.add_argument("--headless", action="store_true", help="no UI: run, record, summarise")
     parser.add_argument("--record", metavar="FILE", help="write every step as JSON Lines to FILE")
@@ -61,6 +63,10 @@ def _after_ui(source) -> int:
         shown = _relay(source, shown)
     _relay(source, shown)
     source.close()
+    error = source.snapshot().error
+    if error and error.get("traceback"):
+        # The UI showed it; the terminal keeps it too, as `python script.py` would have.
+        sys.stderr.write(error["traceback"])
     return int(source.wait() or 0)
 
 
@@ -143,7 +149,8 @@ def _findings(snap) -> tuple[list[dict], str]:
         return [], "unavailable"
     import dataclasses
 
-    errors = [snap.error] if snap.error else []
+    errors = ([{"type": snap.error.get("exc_type"), "message": snap.error.get("message", "")}]
+              if snap.error else [])
     try:
         found = diagnose(list(snap.records), errors=errors)
     except Exception as exc:  # the doctor's bug must not lose the run's summary

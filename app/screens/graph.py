@@ -30,6 +30,7 @@ from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
 from tensorscope.app.widgets.graph_canvas import KIND_COLOURS, GraphCanvas
+from tensorscope.autograd import shape_text
 
 EXAMPLE = ("net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)); "
            "x = torch.randn(8, 3); loss = net(x).pow(2).mean(); (loss, net)")
@@ -63,7 +64,7 @@ class GraphScreen(Screen):
     GraphScreen #graph-search { margin: 0 0 0 0; }
     GraphScreen #graph-tree { height: 1fr; }
     GraphScreen #graph-center { width: 1fr; }
-    GraphScreen #graph-banner { height: auto; max-height: 6; padding: 0 1; display: none; }
+    GraphScreen #graph-banner { height: auto; max-height: 10; padding: 0 1; display: none; }
     GraphScreen #graph-banner.-error { display: block; background: $error 20%; color: $text; }
     GraphScreen #graph-banner.-info { display: block; background: $primary 20%; color: $text; }
     GraphScreen #graph-canvas { height: 1fr; }
@@ -188,10 +189,15 @@ class GraphScreen(Screen):
         from tensorscope.errors import UserError
         from tensorscope.graph_source import load_target
 
+        from tensorscope.autograd import Cancelled
+
+        cancel = _WorkerCancel(get_current_worker())
         try:
             if source is None:
                 source = load_target(target, self.app.context.ensure_namespace())
-            graph = source.graph()
+            graph = source.graph(cancel=cancel)
+        except Cancelled:
+            return  # a newer target replaced this one
         except UserError as exc:
             self.post_message(self.LoadFailed(str(exc)))
             return
@@ -208,7 +214,12 @@ class GraphScreen(Screen):
           description="reading saved tensors and their versions")
     def _diagnose(self, graph: Any) -> None:
         """Saved-tensor metadata for every node, after the first frame: in-place problems."""
-        graph.load_saved()
+        from tensorscope.autograd import Cancelled
+
+        try:
+            graph.load_saved(cancel=_WorkerCancel(get_current_worker()))
+        except Cancelled:
+            return
         problems = graph.inplace_problems()
         if not get_current_worker().is_cancelled:
             self.post_message(self.Diagnosed(graph, problems))
@@ -352,8 +363,8 @@ class GraphScreen(Screen):
         for nid in self._members.get(module, []):
             n = g.nodes[nid]
             label = Text.assemble((f"#{n.id} ", "dim"), (n.label, KIND_COLOURS.get(n.kind, "")))
-            if n.kind == "leaf" and n.label != n.name:
-                label.append(" leaf", "dim")
+            if n.kind == "leaf" and n.tensor is not None:
+                label.append(f" {shape_text(n.tensor)}", "dim")
             node = parent.add_leaf(label, data=("node", nid))
             self._tree_nodes[f"n{nid}"] = node
 
@@ -519,7 +530,8 @@ class GraphScreen(Screen):
             self._banner("This graph is a lone leaf: there is nothing to backpropagate through.",
                          error=True)
             return
-        root = roots[0]
+        # The selected root, else the first one.
+        root = next((n for n in roots if n.id == self.selected_node), roots[0])
         t = root.tensor
         leaves = self.graph.leaves()
         before = {n.id: (n.tensor.grad.detach().clone() if n.tensor.grad is not None else None)
@@ -657,6 +669,17 @@ class GraphScreen(Screen):
         self._set_status()
 
 
+class _WorkerCancel:
+    """A cancel event for core's long walks that is set once the worker is cancelled
+    (an exclusive worker is cancelled when a newer one of its group starts)."""
+
+    def __init__(self, worker: Any) -> None:
+        self._worker = worker
+
+    def is_set(self) -> bool:
+        return self._worker.is_cancelled
+
+
 def node_details(graph: Any, node: Any) -> Table:
     """A node's facts, saved tensors, hooks and gradient, for the details panel."""
     from tensorscope.autograd import node_hooks, node_saved, shape_text
@@ -671,7 +694,14 @@ def node_details(graph: Any, node: Any) -> Table:
     if node.module is not None:
         grid.add_row("module", f"{node.module or '(model)'} ({graph.module_types.get(node.module, '')})")
     if node.seq is not None:
-        grid.add_row("seq nr", str(node.seq))
+        # The raw sequence number depends on everything the thread ran before; its rank
+        # among this graph's ops is the stable fact (the order the forward created them).
+        order = getattr(graph, "_creation_order", None)
+        if order is None:
+            seqs = sorted(n.seq for n in graph.nodes if n.seq is not None)
+            order = {seq: i + 1 for i, seq in enumerate(seqs)}
+            graph._creation_order = order
+        grid.add_row("created", f"op {order[node.seq]} of {len(order)} in forward order")
     ins = graph.inputs_of(node.id)
     if ins:
         grid.add_row("inputs", Text("\n".join(
@@ -729,13 +759,18 @@ def _bytes(n: int | None) -> str:
 def _layout_text(t: Any) -> str:
     """stride, storage offset and contiguity (core/storage.py's layout_of when available)."""
     try:
-        from tensorscope.storage import layout_of  # the storage engineer's module
+        from tensorscope.storage import layout_of  # core/storage.py's TensorLayout
 
         lay = layout_of(t)
-        summary = getattr(lay, "summary", None)
-        if callable(summary):
-            return str(summary())
-    except Exception:  # not merged yet, or a tensor it does not describe: our own line
+        parts = [f"stride {tuple(lay.strides)}", f"offset {lay.storage_offset}",
+                 "contiguous" if lay.is_contiguous else "not contiguous"]
+        if lay.is_view:
+            parts.append("a view")
+        if lay.expanded_dims:
+            parts.append(f"expanded dims {tuple(lay.expanded_dims)}")
+        parts.append(f"storage of {lay.storage_size}")
+        return " · ".join(parts)
+    except Exception:  # storage.py absent, or a tensor it does not describe: our own line
         pass
     contiguous = "contiguous" if t.is_contiguous() else "not contiguous"
     return f"stride {tuple(t.stride())} · offset {t.storage_offset()} · {contiguous}"

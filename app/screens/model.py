@@ -430,6 +430,11 @@ class ModelScreen(Screen):
 
     @on(RunStopped)
     def _stopped(self, message: RunStopped) -> None:
+        # A toggle queued just as the last step ended would otherwise wait for the next run.
+        with self._lock:
+            deferred, self._deferred = self._deferred, []
+            for fn in deferred:
+                fn()
         self._error = message.error
         self.query_one(ModuleTree).mark(self.hooked, live=self.session is not None)
         self._refresh_live()
@@ -464,9 +469,9 @@ class ModelScreen(Screen):
         if self.session is not None:
             text.append(f"{module_hooks} on modules, the rest on parameters, optimizer, global hooks",
                         style="dim")
-            ov = self.session.overhead
-            if ov.get("steps"):
-                text.append(f" · in hooks {ov['per_step_s'] * 1e3:.1f} ms/step", style="dim")
+            last = self._latest.signals.get("overhead_s") if self._latest is not None else None
+            if last is not None:
+                text.append(f" · last step {last * 1e3:.1f} ms CPU in hooks", style="dim")
         else:
             text.append(f"detached: nothing hooked; {len(self.hooked)} modules get hooks when it runs "
                         "(r or n)", style="dim")

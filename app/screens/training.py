@@ -9,6 +9,7 @@ should go on or stop before quitting.
 from __future__ import annotations
 
 import os
+import time
 
 from rich.text import Text
 from textual import on
@@ -19,9 +20,16 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 
 from tensorscope.app.widgets.chart import LineChart, Series, fmt
+from tensorscope.app.widgets.histogram import Histogram
 from tensorscope.app.widgets.rank_panel import RankPanel
 
 POLL_S = 0.1
+"""How often the screen asks the run for a snapshot (10 Hz: well under the 20 Hz cap)."""
+CHART_EVERY_S = 0.5
+"""The least time between taking in new data while a run streams."""
+CHART_IDS = ("ch-loss", "ch-lr", "ch-grad", "ch-sps", "ch-time", "ch-mem", "ch-amp")
+CHARTS_PER_TICK = 2
+"""Charts redrawn per poll tick: a full redraw spreads over four ticks (0.4 s)."""
 
 
 class QuitRunScreen(ModalScreen[str]):
@@ -66,7 +74,9 @@ class TrainingScreen(Screen):
     TrainingScreen #tr-progress-row ProgressBar { width: 44; margin-right: 2; }
     TrainingScreen #tr-grid { grid-size: 3 3; grid-rows: 1fr 1fr 1fr; grid-columns: 1fr 1fr 1fr;
                               height: 1fr; }
-    TrainingScreen #tr-modules { border: round $primary-background-lighten-2; height: 1fr; }
+    TrainingScreen #tr-modules-box { border: round $primary-background-lighten-2; height: 1fr; }
+    TrainingScreen #tr-modules { height: 1fr; }
+    TrainingScreen #tr-hist { height: 5; }
     TrainingScreen #tr-log { border: round $primary-background-lighten-2; height: 1fr; }
     TrainingScreen #tr-empty { padding: 2 4; }
     """
@@ -79,6 +89,10 @@ class TrainingScreen(Screen):
         super().__init__()
         self._seen = 0
         self._version = -1
+        self._drawn_at = 0.0
+        self._dirty: list[str] = []
+        self._train_steps = 0
+        self._state = ""
         self._series = {
             "loss": Series("train", "cyan"), "eval": Series("eval", "yellow"),
             "grad": Series("grad norm", "magenta"), "sps": Series("samples/s", "green"),
@@ -117,7 +131,9 @@ class TrainingScreen(Screen):
             yield LineChart("step time: data wait vs compute", unit="s", id="ch-time")
             yield LineChart("memory", unit="B", id="ch-mem")
             yield LineChart("AMP: GradScaler scale", id="ch-amp")
-            yield DataTable(id="tr-modules", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="tr-modules-box"):
+                yield DataTable(id="tr-modules", cursor_type="row", zebra_stripes=True)
+                yield Histogram(id="tr-hist")
             yield RichLog(id="tr-log", wrap=False, markup=False, max_lines=2000)
         yield Footer()
 
@@ -152,25 +168,41 @@ class TrainingScreen(Screen):
         self.query_one("#ch-grad", LineChart).empty_text = "no gradients seen yet"
         log = self.query_one("#tr-log", RichLog)
         log.border_title = "script output"
-        self.query_one("#tr-modules", DataTable).border_title = "per-module (last step)"
+        self.query_one("#tr-modules-box").border_title = "per-module output (last detailed step)"
         self._poll()
         self.set_interval(POLL_S, self._poll)
 
     # --- polling ---------------------------------------------------------------------------
 
     def _poll(self) -> None:
+        self._draw_some(CHARTS_PER_TICK)
         snap = self.app.context.run.snapshot()
         self.query_one(RankPanel).show(snap)
         if snap.version == self._version:
-            self._status(snap)  # the clock still moves (ETA, elapsed)
             return
+        now = time.monotonic()
+        # New data is taken in at most CHART_EVERY_S apart (state changes show at once): a
+        # fast run must not starve the keyboard of the UI thread.
+        if (now - self._drawn_at < CHART_EVERY_S and snap.state == self._state
+                and not snap.finished):
+            return
+        self._drawn_at, self._state = now, snap.state
         self._version = snap.version
         with self.app.batch_update():
             self._ingest(snap)
             self._status(snap)
-            self._charts()
             self._log(snap)
             self._modules(snap)
+        self._dirty = list(CHART_IDS)
+        if snap.finished:
+            self._draw_some(len(CHART_IDS))
+
+    def _draw_some(self, count: int) -> None:
+        """Redraw up to ``count`` charts that have new data: the work of one redraw is
+        spread over several ticks, so a key press never waits behind all seven charts."""
+        while self._dirty and count > 0:
+            self._draw_chart(self._dirty.pop(0))
+            count -= 1
 
     def _ingest(self, snap) -> None:
         records = snap.records
@@ -180,6 +212,7 @@ class TrainingScreen(Screen):
         for r in new:
             if r.rank not in (None, 0):
                 continue  # a multi-rank run: charts follow rank 0, the rank panel has the rest
+            self._train_steps += r.phase == "train"
             if r.phase == "eval":
                 s["eval"].append(r.step, r.loss)
                 continue
@@ -204,29 +237,32 @@ class TrainingScreen(Screen):
             if amp.get("skipped"):
                 self._skipped.append(r.step)
 
-    def _charts(self) -> None:
+    def _draw_chart(self, chart_id: str) -> None:
         s = self._series
-        self.query_one("#ch-loss", LineChart).set_data([s["loss"], s["eval"]], self._skipped)
-        self.query_one("#ch-lr", LineChart).set_data(self._lr)
-        self.query_one("#ch-grad", LineChart).set_data([s["grad"]])
-        self.query_one("#ch-sps", LineChart).set_data([s["sps"]])
-        self.query_one("#ch-time", LineChart).set_data([s["data"], s["compute"]])
-        mem = self.query_one("#ch-mem", LineChart)
-        kind = self._memory_kind
-        if kind == "cpu-rss":
-            mem.border_title = "memory: process resident set (CPU has no allocator counters)"
-            mem.set_data([s["rss"]])
-        else:
-            mem.border_title = f"memory: {kind or '?'} caching allocator"
-            mem.set_data([s["alloc"], s["reserved"], s["peak"]])
-        amp = self.query_one("#ch-amp", LineChart)
-        amp.set_data([s["scale"]], self._skipped)
-        amp.marker_label = "skipped"
+        chart = self.query_one(f"#{chart_id}", LineChart)
+        if chart_id == "ch-loss":
+            chart.set_data([s["loss"], s["eval"]], self._skipped)
+        elif chart_id == "ch-lr":
+            chart.set_data(self._lr)
+        elif chart_id == "ch-grad":
+            chart.set_data([s["grad"]])
+        elif chart_id == "ch-sps":
+            chart.set_data([s["sps"]])
+        elif chart_id == "ch-time":
+            chart.set_data([s["data"], s["compute"]])
+        elif chart_id == "ch-mem":
+            if self._memory_kind == "cpu-rss":
+                chart.border_title = "memory: process resident set (CPU has no allocator counters)"
+                chart.set_data([s["rss"]])
+            else:
+                chart.border_title = f"memory: {self._memory_kind or '?'} caching allocator"
+                chart.set_data([s["alloc"], s["reserved"], s["peak"]])
+        elif chart_id == "ch-amp":
+            chart.marker_label = "skipped"
+            chart.set_data([s["scale"]], self._skipped)
 
     def _status(self, snap) -> None:
-        train = [r for r in snap.records[-1:] if r.phase == "train"] or [
-            r for r in snap.records if r.phase == "train"][-1:]
-        last = train[-1] if train else None
+        last = next((r for r in reversed(snap.records) if r.phase == "train"), None)
         state_style = {"running": "bold green", "paused": "bold yellow", "finished": "bold",
                        "crashed": "bold red", "recorded": "bold", "starting": "dim"}
         text = Text()
@@ -262,8 +298,8 @@ class TrainingScreen(Screen):
     def _progress(self, snap, model: dict) -> None:
         per_epoch = model.get("batches_per_epoch")
         epochs = model.get("epochs")
-        train = snap.train
-        steps = len(train)
+        steps = self._train_steps
+        train = [r for r in snap.records[-60:] if r.phase == "train"]
         epoch_bar = self.query_one("#tr-epoch", ProgressBar)
         run_bar = self.query_one("#tr-run", ProgressBar)
         eta = self.query_one("#tr-eta", Label)
@@ -348,7 +384,26 @@ class TrainingScreen(Screen):
             table.add_row(
                 Text(path or "(root)", style="bold"),
                 Text("×".join(map(str, shape)) if isinstance(shape, list) else "—", style="dim"),
-                *[_cell(k, stats.get(k)) for k in keys])
+                *[_cell(k, stats.get(k)) for k in keys], key=path)
+        self._show_hist(table.cursor_row)
+
+    @on(DataTable.RowHighlighted, "#tr-modules")
+    def _row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_hist(event.cursor_row)
+
+    def _show_hist(self, row: int) -> None:
+        """The highlighted module's activation histogram (the Model screen's widget)."""
+        hist = self.query_one("#tr-hist", Histogram)
+        last = self._modules_shown
+        paths = list(last.modules) if hasattr(last, "modules") else []
+        stats = last.modules.get(paths[row]) if 0 <= row < len(paths) else None
+        if not stats or not stats.get("hist"):
+            hist.counts, hist.value_range, hist.caption = (), None, ""
+            return
+        hist.counts = tuple(stats["hist"])
+        low, high = stats.get("hist_range") or (stats.get("min"), stats.get("max"))
+        hist.value_range = (low, high) if low is not None and high is not None else None
+        hist.caption = f"{paths[row] or '(model)'}: output values at step {last.step}"
 
     # --- actions ---------------------------------------------------------------------------
 

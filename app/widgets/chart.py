@@ -12,7 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual.strip import Strip
 from textual.reactive import reactive
 from textual.widget import Widget
 
@@ -97,7 +101,37 @@ class LineChart(Widget):
         self.markers = list(markers or [])
         self.version += 1
 
-    def render(self) -> Text:
+    def render_line(self, y: int) -> Strip:
+        # The line API with strips cached per data version: a repaint (focus change, a
+        # key press elsewhere) costs a list lookup, not a re-layout of thousands of spans.
+        key = (self.version, self.content_size, len(self.markers), self.marker_label,
+               self.rich_style)
+        if getattr(self, "_cache_key", None) != key:
+            self._cache_key, self._strips = key, self._to_strips(self._draw())
+        width = self.content_size.width
+        if y < len(self._strips):
+            return self._strips[y]
+        return Strip.blank(width, self.rich_style)
+
+    def _to_strips(self, text: Text) -> list[Strip]:
+        width = self.content_size.width
+        base = self.rich_style
+        styles: dict[str, Style] = {}
+        strips = []
+        for line in text.split("\n", allow_blank=True):
+            segments = []
+            for piece in line.divide(sorted({span.start for span in line.spans}
+                                            | {span.end for span in line.spans})):
+                if not piece.plain:
+                    continue
+                name = str(piece.spans[0].style) if piece.spans else str(line.style or "")
+                if name not in styles:
+                    styles[name] = base + Style.parse(name) if name else base
+                segments.append(Segment(piece.plain, styles[name]))
+            strips.append(Strip(segments).crop_extend(0, width, base))
+        return strips
+
+    def _draw(self) -> Text:
         width, height = self.content_size.width, self.content_size.height
         drawn = [s for s in self.series if s.ys]
         if width < 8 or height < 2:
@@ -108,29 +142,35 @@ class LineChart(Widget):
         plot_h = max(1, height - 1)
         label_w = 9
         plot_w = max(2, width - label_w)
-        ys = [self._tf(y) for s in drawn for y in s.ys]
-        ys = [y for y in ys if y is not None]
-        if not ys:
+        arrays = [(s, np.asarray(s.xs, dtype=float), self._tf_array(s.ys)) for s in drawn]
+        finite = [a[2][np.isfinite(a[2])] for a in arrays]
+        finite = [f for f in finite if f.size]
+        if not finite:
             return Text(self.empty_text, style="dim")
-        lo, hi = min(ys), max(ys)
+        lo, hi = min(float(f.min()) for f in finite), max(float(f.max()) for f in finite)
         if hi - lo < 1e-12:
             pad = abs(hi) * 0.05 or 1.0
             lo, hi = lo - pad, hi + pad
-        x_lo = min(s.xs[0] for s in drawn)
-        x_hi = max(s.xs[-1] for s in drawn)
+        x_lo = min(float(a[1].min()) for a in arrays)
+        x_hi = max(float(a[1].max()) for a in arrays)
         x_span = (x_hi - x_lo) or 1.0
         dots_w, dots_h = plot_w * 2, plot_h * 4
         cells = [[0] * plot_w for _ in range(plot_h)]
         colors: list[list[str | None]] = [[None] * plot_w for _ in range(plot_h)]
-        for s in drawn:
-            bins: dict[int, tuple[float, float]] = {}
-            for x, y in zip(s.xs, s.ys):
-                ty = self._tf(y)
-                if ty is None:
-                    continue
-                col = min(dots_w - 1, int((x - x_lo) / x_span * (dots_w - 1) + 0.5))
-                a, b = bins.get(col, (ty, ty))
-                bins[col] = (min(a, ty), max(b, ty))
+        for s, xs, ys in arrays:
+            keep = np.isfinite(ys)
+            xs, ys = xs[keep], ys[keep]
+            if not xs.size:
+                continue
+            # Vectorised decimation: each dot column keeps the min and max of its points.
+            cols = np.clip(((xs - x_lo) / x_span * (dots_w - 1) + 0.5).astype(int), 0, dots_w - 1)
+            order = np.argsort(cols, kind="stable")
+            cols, ys = cols[order], ys[order]
+            starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
+            bins = dict(zip(cols[starts].tolist(),
+                            zip(np.minimum.reduceat(ys, starts).tolist(),
+                                np.maximum.reduceat(ys, starts).tolist())))
+
             def dot(col: int, r: int, color: str = s.color) -> None:
                 cy, dy = divmod(r, 4)
                 cx, dx = divmod(col, 2)
@@ -155,30 +195,37 @@ class LineChart(Widget):
         marker_cols = set()
         for mx in self.markers:
             marker_cols.add(min(plot_w - 1, int((mx - x_lo) / x_span * (dots_w - 1) + 0.5) // 2))
+        # Runs of one style become one span: Textual's cost grows with spans, not characters.
         out = Text(no_wrap=True, overflow="crop")
         out.append_text(legend)
         for cy in range(plot_h):
-            out.append("\n")
             if cy == 0:
                 label = fmt(self._inv(hi), self.unit)
             elif cy == plot_h - 1:
                 label = fmt(self._inv(lo), self.unit)
             else:
                 label = ""
+            out.append("\n")
             out.append(f"{label:>{label_w - 1}} "[:label_w], style="dim")
+            run_style, run = "", []
             for cx in range(plot_w):
-                if cy == 0 and cx in marker_cols and not cells[cy][cx]:
-                    out.append("▼", style="bold red")
-                    continue
                 bits = cells[cy][cx]
-                if bits:
-                    style = colors[cy][cx] or ""
-                    if cx in marker_cols:
-                        style = "bold red"
-                    out.append(chr(0x2800 + bits), style=style)
+                if cy == 0 and cx in marker_cols and not bits:
+                    char, style = "▼", "bold red"
+                elif bits:
+                    char = chr(0x2800 + bits)
+                    style = "bold red" if cx in marker_cols else (colors[cy][cx] or "")
+                elif cx in marker_cols:
+                    char, style = "│", "red dim"
                 else:
-                    out.append("│" if cx in marker_cols else " ",
-                               style="red dim" if cx in marker_cols else "")
+                    char, style = " ", ""
+                if style != run_style and run:
+                    out.append("".join(run), style=run_style or None)
+                    run = []
+                run_style = style
+                run.append(char)
+            if run:
+                out.append("".join(run), style=run_style or None)
         return out
 
     def _legend(self, drawn: list[Series], width: int) -> Text:
@@ -195,10 +242,12 @@ class LineChart(Widget):
         legend.truncate(width)
         return legend
 
-    def _tf(self, y: float) -> float | None:
+    def _tf_array(self, ys: list[float]) -> np.ndarray:
+        values = np.asarray(ys, dtype=float)
         if not self.log_y:
-            return y
-        return math.log10(y) if y > 0 else None
+            return values
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(values > 0, np.log10(values), np.nan)
 
     def _inv(self, v: float) -> float:
         return 10 ** v if self.log_y else v

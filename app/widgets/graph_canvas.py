@@ -117,7 +117,7 @@ class GraphCanvas(ScrollView, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         if self._layout is None:
             return
-        x = event.x + int(self.scroll_offset.x)
+        x = event.x - self._pad() + int(self.scroll_offset.x)
         y = event.y + int(self.scroll_offset.y)
         box = self._layout.box_at(x, y)
         if box is not None:
@@ -131,7 +131,16 @@ class GraphCanvas(ScrollView, can_focus=True):
             return self._message_line(y, width)
         scroll_x, scroll_y = self.scroll_offset
         strip = self._row_strip(int(y + scroll_y))
+        pad = self._pad()
+        if pad:
+            return Strip([Segment(" " * pad), *strip]).extend_cell_length(width)
         return strip.crop(int(scroll_x), int(scroll_x) + width).extend_cell_length(width)
+
+    def _pad(self) -> int:
+        """Columns of margin that centre a drawing narrower than the canvas."""
+        if self._layout is None:
+            return 0
+        return max((self.size.width - (self._layout.width + 2)) // 2, 0)
 
     def _message_line(self, y: int, width: int) -> Strip:
         lines = self.message.splitlines() or [""]

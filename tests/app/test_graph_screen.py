@@ -208,6 +208,6 @@ async def test_zoom_levels_relayout_and_click_selects() -> None:
         box = next(b for b in compact.boxes if b.kind == "leaf")
         canvas.scroll_to(0, 0, animate=False)
         await pilot.pause()
-        await pilot.click(GraphCanvas, offset=(box.x + 1, box.y))
+        await pilot.click(GraphCanvas, offset=(box.x + 1 + canvas._pad(), box.y))
         await pilot.pause()
         assert screen.selected_node == box.node_id

@@ -105,3 +105,20 @@ async def test_live_run_pauses_resumes_and_stays_up_after_the_end(tmp_path: Path
 
 def test_training_snapshot(snap_compare) -> None:
     assert snap_compare(_app("amp_run.jsonl"), terminal_size=(160, 48))
+
+
+async def test_module_row_shows_its_activation_histogram() -> None:
+    from tensorscope.app.widgets.histogram import Histogram
+
+    app = _app("minimal_run.jsonl")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#tr-modules")
+        table.focus()
+        await pilot.press("down")
+        await pilot.pause()
+        hist = app.screen.query_one("#tr-hist", Histogram)
+        last = [r for r in ReplayRun(str(RECORDS / "minimal_run.jsonl")).snapshot().records
+                if r.modules][-1]
+        assert hist.counts == tuple(last.modules["1"]["hist"])
+        assert hist.caption.startswith("1: output values")

@@ -9,6 +9,8 @@ from collections import Counter
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch.nn as nn
 
 from tensorscope.autograd import (BACKWARD, LEAF, LEAF_NO_GRAD, ROOT, Cancelled, ModuleRecorder,
@@ -101,6 +103,7 @@ def test_inplace_after_save_is_diagnosed_before_backward() -> None:
         y.sum().backward()
     assert p.error.split(" Hint")[0] in str(err.value)
     assert "version 0" in p.describe() and "RuntimeError" in p.describe()
+    assert p.variable == "h" and "your 'h'" in p.describe()
 
 
 def test_backward_frees_the_graph_and_retain_keeps_it() -> None:
@@ -254,3 +257,43 @@ def test_custom_function_saved_tensors() -> None:
     node = next(n for n in g.nodes if n.name == "SquareBackward")
     saved = node_saved(node)
     assert [s.name for s in saved] == ["tensors[0]"] and saved[0].shape == (3,)
+
+
+OPS = ["add", "mul", "sin", "exp", "sum_keep", "t_view", "reuse"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(OPS), st.integers(0, 10)), min_size=1, max_size=25))
+def test_random_programs_match_torch(program) -> None:
+    """Random programs over three leaves: node and edge counts, names and slots match
+    torch's own next_functions, and ids are the same on a second extraction."""
+    leaves = [torch.randn(2, 2, requires_grad=True) for _ in range(3)]
+    values = list(leaves)
+    for op, pick in program:
+        a, b = values[pick % len(values)], values[(pick * 7 + 1) % len(values)]
+        if op == "add":
+            v = a + b
+        elif op == "mul":
+            v = a * b
+        elif op == "sin":
+            v = a.sin()
+        elif op == "exp":
+            v = a.exp()
+        elif op == "sum_keep":
+            v = a.sum(dim=0, keepdim=True).expand(2, 2)
+        elif op == "t_view":
+            v = a.t()
+        else:
+            v = a * a
+        values.append(v)
+    root = values[-1] if values[-1].grad_fn is not None else values[-1] * 1
+    g = extract(root)
+    fns, n_edges = torch_walk([root])
+    assert len(g.nodes) == len(fns) + 1 and len(g.edges) == n_edges + 1
+    for e in g.edges:
+        dst = g.nodes[e.dst]
+        if dst.fn is not None:
+            assert dst.fn.next_functions[e.slot][0] is g.nodes[e.src].fn
+    again = extract(root)
+    assert [(n.name, n.kind) for n in again.nodes] == [(n.name, n.kind) for n in g.nodes]
+    assert again.edges == g.edges

@@ -343,6 +343,7 @@ def test_device_mismatch_seen_before_the_users_error() -> None:
     notes = session.records[-1].signals["device_mismatch"]
     assert notes and notes[0] == "0: param on cpu, input on meta"
     assert session.records[-1].signals["partial"] is True
+    assert session.records[-1].signals["hook_errors"] == 0
 
 
 def test_update_ratio_of_a_large_parameter_from_a_sample() -> None:
@@ -362,3 +363,30 @@ def test_update_ratio_of_a_large_parameter_from_a_sample() -> None:
     assert entry["update_ratio"] == pytest.approx(true_ratio, rel=0.1)
     assert session.records[0].params["bias"]["update_ratio"] == pytest.approx(
         (0.1 * model.bias.grad).norm().item() / model.bias.norm().item(), rel=1e-4)
+
+
+def test_loss_argument_reads_only_that_criterion() -> None:
+    model = nn.Linear(3, 1)
+    main, aux = nn.MSELoss(), nn.L1Loss()
+    x, y = torch.randn(6, 3), torch.randn(6, 1)
+    with tensorscope.watch(model, loss=main) as session:
+        out = model(x)
+        total = main(out, y) + 0.1 * aux(out, y)
+        total.backward()
+        session.step()
+    assert session.records[0].loss == pytest.approx(main(model(x), y).item(), rel=1e-5)
+    with pytest.raises(UserError, match="loss="):
+        tensorscope.watch(model, loss="mse").__enter__()
+
+
+def test_bf16_autocast_recorded() -> None:
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with tensorscope.watch(model, opt) as session:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(torch.randn(3, 4))
+        out.float().sum().backward()
+        opt.step()
+    rec = session.records[0]
+    assert rec.amp == {"scale": None, "growth_tracker": None, "skipped": None, "autocast_dtype": "bfloat16"}
+    assert rec.modules["(model)"]["dtype"] == "bfloat16"
