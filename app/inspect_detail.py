@@ -1,8 +1,8 @@
 """The Inspect screen's "Selected" panel: everything about one key of a checkpoint.
 
 For a tensor: shape, dtype, where it was saved from, bytes, its storage and the other keys
-viewing that storage, its layout (from :func:`tensorscope.storage.layout_of` where that module
-exists, else shape/stride/offset read from the tensor), a small summary of its values, its
+viewing that storage, its layout (stride, offset, span; memory formats from
+:func:`tensorscope.storage.layout_of`), a small summary of its values, its
 optimizer state, and its row of the diff. For a container: what lies under it.
 """
 
@@ -116,11 +116,8 @@ def _tensor_detail(ckpt: Any, entry: Any, diff_row: Any | None) -> Any:
 
 
 def _layout_rows(entry: Any, value: Any) -> list[tuple[str, Any]]:
-    """Stride, offset, contiguity and the storage span; memory formats from the storage module.
-
-    The basic rows are computed here so the panel reads the same with or without
-    ``tensorscope.storage``; that module adds the channels_last verdicts where they apply.
-    """
+    """Stride, offset, contiguity and the storage span, plus the channels_last verdicts
+    from :func:`tensorscope.storage.layout_of` where they apply (4-d and 5-d tensors)."""
     rows: list[tuple[str, Any]] = [("stride", report.shape_text(entry.stride)),
                                    ("storage offset", str(entry.offset))]
     if value is None:
@@ -134,10 +131,8 @@ def _layout_rows(entry: Any, value: Any) -> list[tuple[str, Any]]:
     expanded = [str(d) for d, (n, s) in enumerate(zip(entry.shape, entry.stride)) if s == 0 and n > 1]
     if expanded:
         rows.append(("expanded dims", ", ".join(expanded) + " (stride 0: one cell read many times)"))
-    try:
-        from tensorscope.storage import layout_of
-    except ImportError:  # the storage module is not part of this build: the rows above stand
-        return rows
+    from tensorscope.storage import layout_of
+
     try:
         lay = layout_of(value, entry.key)
     except Exception as exc:  # a layout the storage module does not cover (it says why)

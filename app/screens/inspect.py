@@ -2,7 +2,8 @@
 
 Left, the tree of keys (a state_dict's dotted keys grouped by module). Right, tabs: the
 selected key (shape, dtype, saved-from device, storage, layout, the other keys sharing its
-storage), the optimizer's state per parameter, metadata and totals, TorchScript code, and a
+storage), a map of that storage cell by cell (the Storage screen's strip), the optimizer's
+state per parameter, metadata and totals, TorchScript code, and a
 diff when two files are open. Files come from ``app.context.checkpoints`` or from the path
 input at the top; loading runs in a worker and errors show under the input.
 """
@@ -19,12 +20,16 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane, Tree
 
 from tensorscope.app import inspect_report as report
+from tensorscope.app.widgets.storage_strip import StorageStrip, StripSource, StripView
+
+#: Legend colours of the keys drawn against one storage (the Storage screen's palette).
+COLOURS = ("#5fafff", "#ffaf5f", "#5fd787", "#ff5f87", "#af87ff", "#ffd75f", "#5fd7d7", "#d787d7")
 
 INTRO = """\
 [b]Inspect[/b] shows what a checkpoint file holds: every key of a [b]torch.save[/b] file \
@@ -70,6 +75,8 @@ class InspectScreen(Screen):
     InspectScreen .pane-scroll { height: 1fr; padding: 0 1; }
     InspectScreen .pane-scroll > Static { width: 100%; }
     InspectScreen #inspect-intro { padding: 1 2; }
+    InspectScreen #inspect-strip-legend { height: auto; padding: 0 1 1 1; }
+    InspectScreen #inspect-strip { height: 1fr; }
     """
 
     class Opened(Message):
@@ -96,6 +103,7 @@ class InspectScreen(Screen):
         self._optimizer_keys: list[str] = []
         self._expand_all = False
         self._populated: set[int] = set()
+        self._selected: Any | None = None
         # Set to drop a diff still being computed (a new file was asked for, or we left).
         self._cancel = threading.Event()
 
@@ -116,6 +124,10 @@ class InspectScreen(Screen):
                     with VerticalScroll(classes="pane-scroll"):
                         yield Static(INTRO, id="inspect-intro")
                         yield Static("", id="inspect-detail")
+                with TabPane("Storage map", id="tab-strip"):
+                    with Vertical():
+                        yield Static("", id="inspect-strip-legend")
+                        yield StorageStrip(id="inspect-strip")
                 with TabPane("Optimizer", id="tab-optimizer"):
                     with VerticalScroll(classes="pane-scroll"):
                         yield Static("", id="inspect-optimizer")
@@ -135,7 +147,7 @@ class InspectScreen(Screen):
         self._show_error("")
         self._show_status("")
         tabs = self.query_one(TabbedContent)
-        for pane in ("tab-optimizer", "tab-totals", "tab-diff", "tab-code"):
+        for pane in ("tab-strip", "tab-optimizer", "tab-totals", "tab-diff", "tab-code"):
             tabs.hide_tab(pane)
         paths = list(getattr(self.app.context, "checkpoints", []) or [])
         if paths:
@@ -308,6 +320,7 @@ class InspectScreen(Screen):
         parts += report.totals_tables(ckpt)
         self.query_one("#inspect-totals", Static).update(Group(*parts))
         tabs.show_tab("tab-totals")
+        (tabs.show_tab if ckpt.storages else tabs.hide_tab)("tab-strip")
         if self.diff is not None:
             diff_parts: list[Any] = [report.diff_table(self.diff, limit=500)]
             meta = report.diff_metadata_table(self.diff)
@@ -338,8 +351,44 @@ class InspectScreen(Screen):
     def _show_node(self, node: Any) -> None:
         from tensorscope.app.inspect_detail import node_detail
 
+        self._selected = node
         self.query_one("#inspect-detail", Static).update(
             node_detail(self.ckpts[0], node, self._diff_rows.get(node.key)))
+        if self.query_one(TabbedContent).active == "tab-strip":
+            self._draw_strip()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "tab-strip":
+            self._draw_strip()
+
+    def _draw_strip(self) -> None:
+        """The selected tensor's storage, cell by cell, with every key that views it marked."""
+        legend = self.query_one("#inspect-strip-legend", Static)
+        strip = self.query_one("#inspect-strip", StorageStrip)
+        node = self._selected
+        ckpt = self.ckpts[0] if self.ckpts else None
+        entry = ckpt.tensors[node.tensor] if ckpt and node is not None and node.tensor is not None else None
+        storage = ckpt.storage(entry.storage) if entry is not None else None
+        value = ckpt.values.get(entry.key) if entry is not None else None
+        if entry is None or storage is None or value is None or value.element_size() == 0:
+            legend.update(Text("Select a tensor in the tree: its storage is drawn here, cell by cell, "
+                               "with every key that views it marked.", style="dim"))
+            strip.show(None)
+            return
+        keys = [k for k in storage.keys if ckpt.values[k].element_size() == value.element_size()]
+        colours = {k: COLOURS[i % len(COLOURS)] for i, k in enumerate(keys)}
+        text = Text()
+        text.append(f"storage {storage.id}", style="bold")
+        text.append(f" · {storage.bytes // value.element_size():,} cells of {entry.dtype} · "
+                    f"saved on {storage.device} · rows: cell number, value, one mark per key\n")
+        for k in keys:
+            text.append("▀ ", style=colours[k])
+            text.append(k + "  ", style="bold" if k == entry.key else "")
+        legend.update(text)
+        views = [StripView(k, colours[k], ckpt.values[k]) for k in keys]
+        strip.show(StripSource(storage.bytes // value.element_size(), value, views, selected=entry.key))
+        strip.set_highlight(entry.offset)
 
     def on_unmount(self) -> None:
         self._cancel.set()

@@ -155,3 +155,23 @@ async def test_big_file_branches_fill_when_opened(tmp_path) -> None:
         await pilot.press("space")
         await pilot.pause()
         assert [c.data.key for c in layer.children] == ["model.layer7.weight"]
+
+
+async def test_storage_map_marks_every_key_of_a_tied_storage(tmp_path) -> None:
+    from tensorscope.app.widgets.storage_strip import StorageStrip
+
+    path = make.adam_checkpoint(tmp_path / "a.pt")
+    app = make_app(AppContext(checkpoints=[str(path)]), screen="inspect")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        tree = app.screen.query_one("#inspect-tree", Tree)
+        tree.move_cursor(_find(tree, "model.head.weight"))
+        app.screen.query_one(TabbedContent).active = "tab-strip"
+        await pilot.pause()
+        strip = app.screen.query_one("#inspect-strip", StorageStrip)
+        assert strip.source is not None and strip.source.storage_size == 40
+        assert [v.name for v in strip.source.views] == ["model.emb.weight", "model.head.weight"]
+        assert strip.source.selected == "model.head.weight"
+        legend = _text(app.screen.query_one("#inspect-strip-legend", Static))
+        assert "storage s0" in legend and "model.emb.weight" in legend
