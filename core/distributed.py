@@ -16,13 +16,15 @@ signal) and the first line of its error, and returns ``torchrun``'s exit code (1
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from tensorscope.errors import UserError
 
@@ -162,6 +164,24 @@ def failures_from(exc) -> list[RankFailure]:
     return out
 
 
+@contextlib.contextmanager
+def _quiet_elastic_logs(quiet: bool) -> Iterator[None]:
+    """Hold back torch.distributed.elastic's log lines (each of its loggers sets its own level)."""
+    if not quiet:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name.startswith("torch.distributed")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def launch(
     nproc: int,
     args: Sequence[str],
@@ -169,6 +189,7 @@ def launch(
     env: Mapping[str, str] | None = None,
     run_id: str | None = None,
     monitor_interval: float = 0.1,
+    quiet: bool = False,
 ) -> LaunchResult:
     """Run ``python ARGS...`` as ``nproc`` ranks on this host through ``elastic_launch``.
 
@@ -176,6 +197,10 @@ def launch(
     ``["-m", "some.module", ...]``. ``env`` adds variables for every rank (the launcher copies
     this process's environment when it starts the ranks, so they are set here for that
     moment and restored after). Blocks until every rank has ended.
+
+    ``quiet=True`` (a launch from inside the TUI, where stderr is the screen): the launcher's
+    own log lines are held back and the ranks' output goes to files in the launcher's log
+    folder; failures still come back in the result, with their messages.
     """
     if nproc < 1:
         raise UserError(f"--nproc must be at least 1 (got {nproc})")
@@ -183,7 +208,13 @@ def launch(
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    logs_specs = None
+    if quiet:
+        from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+
+        logs_specs = DefaultLogsSpecs(redirects=Std.ALL)
     config = LaunchConfig(
+        logs_specs=logs_specs,
         min_nodes=1,
         max_nodes=1,
         nproc_per_node=nproc,
@@ -199,7 +230,7 @@ def launch(
     if nproc > 1 and "OMP_NUM_THREADS" not in os.environ:
         # torchrun does this too (run.py): N ranks each using every core thrash the machine.
         extra.setdefault("OMP_NUM_THREADS", "1")
-    with _ENV_LOCK:
+    with _ENV_LOCK, _quiet_elastic_logs(quiet):
         saved = {k: os.environ.get(k) for k in extra}
         os.environ.update({k: str(v) for k, v in extra.items()})
         try:

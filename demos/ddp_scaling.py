@@ -146,7 +146,8 @@ def _run_world(nproc: int, steps: int, backend: str) -> dict:
         out = os.path.join(folder, "result.json")
         # One thread per rank at every world size, so 1 vs N compares N workers with one.
         result = launch(nproc, ["-m", "tensorscope.demos.ddp_scaling", "--worker", out,
-                                str(steps), backend], env={"OMP_NUM_THREADS": "1"})
+                                str(steps), backend], env={"OMP_NUM_THREADS": "1"},
+                        quiet=True)  # the Demos screen runs this: stderr is the screen
         if not result.ok:
             reasons = "; ".join(f.describe() for f in result.failures) or "no rank reported"
             raise RuntimeError(f"the {nproc}-rank run failed: {reasons}")
