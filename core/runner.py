@@ -13,6 +13,10 @@ PyTorch's slow path) and replaced by one forward pre-hook on that model and one 
 per loss module. ``tensorscope.watch(model, optimizer, scaler)`` is then attached for the
 per-module detail, and its records are merged into the step records built here.
 
+The loss is the output of a top-level loss module; a script with a functional loss
+(``F.cross_entropy``) gets its own variable named ``loss`` read at the optimizer step instead
+(``signals["loss_source"]`` says which).
+
 Facts per step, all read with one host sync: the loss, the global gradient norm (as the
 optimizer sees it, i.e. after any clipping), the GradScaler's scale and growth tracker.
 A GradScaler is found by looking at the frames that called the optimizer step (``scaler.step``
@@ -70,6 +74,7 @@ class Instrumentation:
         self._roots: dict[int, weakref.ref] = {}
         self._loss_modules: dict[int, weakref.ref] = {}
         self._loss: Any = None
+        self._loss_source: str | None = None
         self._eval_losses: list[Any] = []
         self._eval_forwards = 0
         self._grad_norm: Any = None
@@ -200,6 +205,7 @@ class Instrumentation:
             self._eval_losses.append(output.detach())
             return
         self._loss = output.detach()
+        self._loss_source = "a loss module"
 
     def _opt_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         import torch
@@ -209,6 +215,13 @@ class Instrumentation:
         if optimizer is not self.optimizer:
             return  # a second optimizer (GAN, ...): only the first is charted
         self._flush_eval()
+        if self._loss is None:
+            # No loss module ran (a functional loss such as F.cross_entropy): fall back on
+            # the script's own variable named `loss`, if it holds a one-element tensor.
+            value = self._script_local("loss")
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                self._loss = value.detach()
+                self._loss_source = "the script's `loss` variable"
         grads = [p.grad for group in optimizer.param_groups for p in group["params"]
                  if p.grad is not None]
         if grads:
@@ -261,7 +274,7 @@ class Instrumentation:
             samples_per_s=(self._batch / step_time) if self._batch and step_time else None,
             step_time_s=step_time, data_time_s=data, compute_time_s=compute,
             memory=self._memory_now(), rank=_rank(),
-            signals={"hook_errors": self.hook_errors},
+            signals={"hook_errors": self.hook_errors, "loss_source": self._loss_source},
         )
 
     def _param_checksum(self, optimizer: Any) -> Any:
@@ -442,11 +455,15 @@ class Instrumentation:
 
     def _script_epoch(self) -> int | None:
         """The script's own ``epoch`` variable, read from its innermost frame, if it has one."""
+        value = self._script_local("epoch")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def _script_local(self, name: str) -> Any:
+        """``name`` in the script's innermost running frame (None when absent)."""
         frame = sys._getframe(1)
         while frame is not None:
             if frame.f_code.co_filename == self.script_path:
-                value = frame.f_locals.get("epoch")
-                return value if isinstance(value, int) and not isinstance(value, bool) else None
+                return frame.f_locals.get(name)
             frame = frame.f_back
         return None
 

@@ -117,3 +117,13 @@ def test_detail_sets_how_often_per_module_statistics_come(tmp_path: Path, detail
     # watch attaches inside step 1, so its first full step is step 2.
     assert with_modules and all((s - with_modules[0]) % every == 0 for s in with_modules)
     assert len(with_modules) >= (len(train) - 1) // every
+
+
+def test_functional_loss_is_read_from_the_scripts_loss_variable(tmp_path: Path) -> None:
+    record = tmp_path / "f.jsonl"
+    out = run_cli("run", str(FIXTURES / "functional_train.py"), "--headless", "--record",
+                  str(record))
+    assert out.returncode == 0, out.stderr
+    records = read_jsonl(record)[0]
+    assert [r.loss for r in records] == printed(out.stdout, "step") and len(records) == 8
+    assert records[-1].signals["loss_source"] == "the script's `loss` variable"

@@ -1,0 +1,62 @@
+"""The run instrumentation in-process: every global hook removed at the end, and its own
+failures (a sink that raises) counted, never raised into the training loop."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch.nn.modules import module as nn_module
+from torch.optim import optimizer as optim
+
+from tensorscope.runner import Instrumentation
+
+
+def _global_hook_counts() -> tuple[int, ...]:
+    return (len(nn_module._global_forward_pre_hooks), len(nn_module._global_forward_hooks),
+            len(optim._global_optimizer_pre_hooks), len(optim._global_optimizer_post_hooks))
+
+
+def _train(steps: int) -> list[float]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = loss_fn(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_hooks_removed_and_records_match_the_loop(tmp_path) -> None:
+    before = _global_hook_counts()
+    events = []
+    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="steps")
+    instr.install()
+    try:
+        losses = _train(5)
+    finally:
+        instr.finish()
+    assert _global_hook_counts() == before
+    steps = [e for e in events if e["type"] == "step"]
+    assert [e["loss"] for e in steps] == losses and instr.hook_errors == 0
+    assert [e for e in events if e["type"] == "model"][0]["optimizer"] == "SGD"
+
+
+def test_a_failing_sink_is_counted_and_the_loop_is_untouched(tmp_path) -> None:
+    expected = _train(4)
+
+    def broken(event: dict) -> None:
+        raise RuntimeError("UI is gone")
+
+    instr = Instrumentation(str(tmp_path / "script.py"), broken, detail="steps")
+    instr.install()
+    try:
+        losses = _train(4)
+    finally:
+        instr.finish()
+    assert losses == expected
+    assert instr.hook_errors >= 3  # one per emitted step at least
