@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from tensorscope.app.context import AppContext
-from tensorscope.app.screens import REGISTRY, entry
+from tensorscope.app.screens import REGISTRY, entry, function_key
 from tensorscope.app.screens.home import HomeScreen
 
 
@@ -31,6 +31,12 @@ class TensorscopeApp(App):
         Binding("f1", "open_screen('home')", "Home"),
     ] + [
         Binding(e.key, f"open_screen('{e.name}')", e.title, show=False) for e in REGISTRY
+    ] + [
+        # Function keys work even while an Input has focus (letters would be typed into it).
+        Binding(function_key(e), f"open_screen('{e.name}')", e.title, show=False, priority=True)
+        for e in REGISTRY
+    ] + [
+        Binding("escape", "leave_input", "Leave input", show=False),
     ]
 
     def __init__(self, context: AppContext | None = None, screen: str = "home") -> None:
@@ -46,6 +52,13 @@ class TensorscopeApp(App):
 
     def on_mount(self) -> None:
         self.switch_mode(self._initial)
+
+    def action_leave_input(self) -> None:
+        """Escape in a text input gives up focus, so single-letter keys work again."""
+        from textual.widgets import Input, TextArea
+
+        if isinstance(self.focused, (Input, TextArea)):
+            self.screen.set_focus(None)
 
     def action_open_screen(self, name: str) -> None:
         self.open_screen(name)

@@ -32,17 +32,25 @@ REGISTRY: tuple[ScreenEntry, ...] = (
                 "tensors as views over flat storage: strides, offsets, aliasing"),
     ScreenEntry("graph", "Graph", "g", "tensorscope.app.screens.graph:GraphScreen",
                 "the autograd graph: nodes, saved tensors, versions, live backward"),
+    ScreenEntry("model", "Model", "m", "tensorscope.app.screens.model:ModelScreen",
+                "modules, parameters, buffers; live hook stats while the model trains"),
     ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
                 "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
     ScreenEntry("doctor", "Doctor", "d", "tensorscope.app.screens.doctor:DoctorScreen",
-                "Bugs named from a run or a demo: evidence, fix, and where to look"),
+                "bugs named from a run or a demo: evidence, fix, and where to look"),
     ScreenEntry("demos", "Demos", "e", "tensorscope.app.screens.demos:DemosScreen",
-                "The syllabus's lessons and bugs: code, fix, and what they measure"),
+                "the syllabus's lessons and bugs: code, fix, and what they measure"),
     ScreenEntry("inspect", "Inspect", "i", "tensorscope.app.screens.inspect:InspectScreen",
-                "Checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
-    ScreenEntry("model", "Model", "m", "tensorscope.app.screens.model:ModelScreen",
-                "modules, parameters, buffers; live hook stats while the model trains"),
+                "checkpoint files: keys, tensors, shared storages, optimizer state, diffs"),
 )
+
+
+def function_key(e: ScreenEntry) -> str:
+    """The function key that opens ``e`` even while a text input has focus (F2, F3, ...).
+
+    Letter keys are typed into inputs, so every screen also gets a function key; F1 is home.
+    """
+    return f"f{REGISTRY.index(e) + 2}"
 
 
 def entry(name: str) -> ScreenEntry:

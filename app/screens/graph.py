@@ -82,7 +82,7 @@ class GraphScreen(Screen):
         Binding("z", "zoom", "Zoom"),
         Binding("x", "export", "Export view"),
         Binding("slash", "search", "Search", show=False),
-        Binding("f5", "reload", "Rerun", show=False),
+        Binding("ctrl+r", "reload", "Rerun", show=False),
     ]
 
     class GraphLoaded(Message):

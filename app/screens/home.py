@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from tensorscope.app.screens import REGISTRY, ScreenEntry
+from tensorscope.app.screens import REGISTRY, ScreenEntry, function_key
 
 # A three-row box-drawing font: reads on any terminal font, no figlet needed.
 _GLYPHS = {
@@ -79,8 +79,9 @@ class HomeScreen(Screen):
             yield OptionList(*[self._option(e) for e in REGISTRY], id="home-screens")
             yield Static(Text("checking torch and graphviz…", style="dim"), id="home-env")
             yield Static(
-                "enter opens the highlighted screen · each screen's key opens it from anywhere · "
-                "f1 comes back here · ctrl+p finds any command · ctrl+q quits",
+                "enter opens the highlighted screen · its letter (or F-key, even while typing) opens it "
+                "from anywhere · esc leaves a text input · f1 comes back here · ctrl+p finds any "
+                "command · ctrl+q quits",
                 id="home-hint",
             )
         yield Footer()
@@ -98,7 +99,8 @@ class HomeScreen(Screen):
     @staticmethod
     def _option(e: ScreenEntry) -> Option:
         label = Text.assemble(
-            (f" {e.key} ", "bold reverse"), "  ", (f"{e.title:<10}", "bold"), " ", (e.summary, "dim")
+            (f" {e.key} ", "bold reverse"), " ", (f"{function_key(e).upper():<3}", "dim"), "  ",
+            (f"{e.title:<10}", "bold"), " ", (e.summary, "dim")
         )
         return Option(label, id=e.name)
 

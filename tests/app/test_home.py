@@ -24,3 +24,34 @@ async def test_unknown_screen_is_a_user_error() -> None:
 
     with pytest.raises(UserError):
         make_app(screen="nope")
+
+
+async def test_function_keys_switch_screens_even_while_an_input_has_focus() -> None:
+    """Letters are typed into a focused Input; F-keys (priority bindings) still navigate."""
+    from textual.widgets import Input
+
+    from tensorscope.app.screens import function_key
+
+    app = make_app(screen="graph")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.focused, Input)  # the Graph screen focuses its expression input
+        await pilot.press("m")  # typed, not navigation
+        assert app.current_mode == "graph"
+        for e in REGISTRY:
+            await pilot.press(function_key(e))
+            await pilot.pause()
+            assert app.current_mode == e.name
+        await pilot.press("f1")
+        assert app.current_mode == "home"
+
+
+async def test_escape_leaves_an_input_so_letters_navigate_again() -> None:
+    app = make_app(screen="graph")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        await pilot.press("escape")
+        assert app.focused is None
+        await pilot.press("m")
+        await pilot.pause()
+        assert app.current_mode == "model"
