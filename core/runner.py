@@ -439,6 +439,15 @@ class Instrumentation:
         except ImportError as exc:
             self.watch_status = f"unavailable ({exc})"
             return
+        from tensorscope.watch import live_session_for
+
+        own = live_session_for(model)
+        if own is not None:
+            # The script watches this model itself: stream its records, with the detail the
+            # script asked for, instead of paying for a second set of hooks.
+            own.add_observer(self._on_watch_record)
+            self.watch_status = "the script's own watch()"
+            return
         try:
             every = 1 if self.detail == "full" else SAMPLED_EVERY
             session = watch(model, optimizer, self.scaler, every=every,

@@ -151,7 +151,10 @@ class LiveRun:
             self._paused = False
             self._version += 1
         if self._sink is not None:
-            self._sink.event("end", exit_code=self._exit_code)
+            # The child's own end line (steps, hook errors, which watch streamed, events
+            # dropped) goes into the record too; the exit code is the parent's view of it.
+            child = {k: v for k, v in (self._end or {}).items() if k != "exit_code"}
+            self._sink.event("end", exit_code=self._exit_code, **child)
             self._sink.close()
         self._ended.set()
 

@@ -297,6 +297,7 @@ def read_jsonl(path: Any) -> tuple[list[StepRecord], dict[str, Any], int]:
         elif kind == "end":
             meta["exit_code"] = data.get("exit_code")
             meta["ended"] = True
+            meta["end"] = {k: v for k, v in data.items() if k not in ("type", "exit_code")}
             if data.get("failures"):  # a multi-rank run: every failed rank (run --nproc)
                 meta["failures"] = data["failures"]
                 root = next((f for f in data["failures"] if f.get("root_cause")), {})

@@ -26,6 +26,7 @@ from __future__ import annotations
 import sys
 import time
 import types
+import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -50,6 +51,19 @@ MAX_RECORDS = 10_000
 """``session.records`` keeps at most this many recent steps (bounded memory)."""
 
 
+_LIVE: "weakref.WeakSet[WatchSession]" = weakref.WeakSet()
+"""Sessions attached right now. ``tensorscope run`` looks here so that a script which calls
+``watch()`` itself is not watched twice (hooks paid twice, steps counted twice)."""
+
+
+def live_session_for(model: nn.Module) -> "WatchSession | None":
+    """The attached session watching ``model``, if the user's own code started one."""
+    for session in list(_LIVE):
+        if session.model is model and session._attached:
+            return session
+    return None
+
+
 class WatchSession:
     """The live side of ``watch()``: hooks, per-step state and the finished records."""
 
@@ -71,6 +85,7 @@ class WatchSession:
         self.scaler = scaler
         self.every = every
         self.sink = sink
+        self._observers: list[Callable[[StepRecord], Any]] = []
         self._loss_module = loss
         self.records: list[StepRecord] = []
         self.hooks = HookSet(model, modules)
@@ -128,6 +143,7 @@ class WatchSession:
         if self._attached:
             return self
         self._attached = True
+        _LIVE.add(self)
         try:
             self.hooks.attach()
             add = self._handles.append
@@ -157,6 +173,7 @@ class WatchSession:
             handle.remove()
         self.hooks.detach()
         self._attached = False
+        _LIVE.discard(self)
 
     def close(self) -> None:
         """Flush an unfinished step that observed something, then detach."""
@@ -371,12 +388,16 @@ class WatchSession:
             self.records.append(record)
             if len(self.records) > 2 * MAX_RECORDS:
                 del self.records[:-MAX_RECORDS]
-            if self.sink is not None:
+            for consumer in ([self.sink] if self.sink is not None else []) + self._observers:
                 try:
-                    self.sink(record)
+                    consumer(record)
                 except Exception as exc:
                     self._count_error(exc)
         return record
+
+    def add_observer(self, observer: Callable[[StepRecord], Any]) -> None:
+        """Also call ``observer`` with each finished record (after ``sink``; errors counted)."""
+        self._observers.append(observer)
 
     def _build_record(self, partial: bool) -> StepRecord:
         now = time.perf_counter()

@@ -127,3 +127,18 @@ def test_functional_loss_is_read_from_the_scripts_loss_variable(tmp_path: Path) 
     records = read_jsonl(record)[0]
     assert [r.loss for r in records] == printed(out.stdout, "step") and len(records) == 8
     assert records[-1].signals["loss_source"] == "the script's `loss` variable"
+
+
+def test_a_script_that_watches_itself_is_not_watched_twice(tmp_path: Path) -> None:
+    """`run` adopts the script's own watch() session: its module choice streams, once."""
+    record = tmp_path / "self.jsonl"
+    out = run_cli("run", str(FIXTURES / "self_watched_train.py"), "--headless",
+                  "--record", str(record), "--detail", "full")
+    assert out.returncode == 0, out.stderr
+    assert "own records 5" in out.stdout
+    records, meta, _ = read_jsonl(record)
+    train = [r for r in records if r.phase == "train"]
+    assert [r.step for r in train] == [1, 2, 3, 4, 5]
+    assert meta["end"]["watch"] == "the script's own watch()"
+    # --detail full would hook every module; the script's own choice (two layers) won.
+    assert all(set(r.modules) == {"0", "4"} for r in train)
