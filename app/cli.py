@@ -16,7 +16,7 @@ import sys
 from typing import Sequence
 
 # Sub-commands, in the order --help lists them.
-COMMANDS: tuple[str, ...] = ("layout", "demo", "run", "replay", "graph", "inspect")
+COMMANDS: tuple[str, ...] = ("layout", "demo", "run", "replay", "listen", "graph", "inspect")
 
 EXIT_USER_ERROR = 2
 

@@ -27,8 +27,9 @@ def main(argv: list[str]) -> int:
     script_path = os.path.abspath(script)
     sys.argv = [script, *args]
     sys.path[0] = os.path.dirname(script_path)
+    rank = _env_rank()
     emit({"type": "run", "script": script, "argv": args, "pid": os.getpid(),
-          "python": sys.version.split()[0]})
+          "python": sys.version.split()[0], "rank": rank})
     instr = Instrumentation(script_path, emit, detail=os.environ.get(ENV_DETAIL, "sampled"))
     instr.install()
     code = 0
@@ -39,7 +40,8 @@ def main(argv: list[str]) -> int:
     except BaseException as exc:  # the script crashed: report it the way Python would
         text = format_script_traceback(exc, script_path)
         emit({"type": "error", "exc_type": type(exc).__name__, "message": str(exc),
-              "traceback": text, "step": instr.step})
+              "traceback": text, "step": instr.step, "rank": rank})
+        _record_for_launcher(exc)
         sys.stderr.write(text)
         sys.stderr.flush()
         code = 130 if isinstance(exc, KeyboardInterrupt) else 1
@@ -47,10 +49,34 @@ def main(argv: list[str]) -> int:
         instr.finish()
     dropped = sender.dropped if sender is not None else 0
     emit({"type": "end", "exit_code": code, "steps": instr.step, "hook_errors": instr.hook_errors,
-          "watch": instr.watch_status, "dropped_events": dropped})
+          "watch": instr.watch_status, "dropped_events": dropped, "rank": rank})
     if sender is not None:
         sender.close(timeout=5.0)
     return code
+
+
+def _env_rank() -> int | None:
+    """The rank torchrun / elastic_launch gave this process (None outside a launcher)."""
+    from tensorscope.distributed import rank_from_env
+
+    info = rank_from_env()
+    return info.rank if info is not None else None
+
+
+def _record_for_launcher(exc: BaseException) -> None:
+    """Under a torch.distributed launcher, write the crash to the rank's error file.
+
+    The launcher then names this rank's own error (not just its exit code) and orders the
+    failures by when they happened, so the rank that crashed first is the root cause.
+    """
+    if not os.environ.get("TORCHELASTIC_ERROR_FILE"):
+        return
+    try:
+        from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+        ErrorHandler().record_exception(exc)
+    except Exception:  # the launcher then reports the exit code alone
+        pass
 
 
 def _exit_code(value: object) -> int:

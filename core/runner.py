@@ -37,7 +37,8 @@ from typing import Any, Callable
 
 from tensorscope.telemetry import StepRecord, autocast_dtype, memory_snapshot
 
-
+SYNC_CHECK_EVERY = 10
+"""Multi-rank runs: parameter checksums on steps 1-10, then on every 10th step."""
 DETAILS = ("steps", "sampled", "full")
 """How much ``tensorscope run`` measures: step-level facts only; plus per-module statistics
 every SAMPLED_EVERY steps (the default); or per-module statistics at every step."""
@@ -232,14 +233,17 @@ class Instrumentation:
             return
         now = time.perf_counter()
         self.step += 1
-        values = self._fetch(self._loss, self._grad_norm)
-        loss, grad_norm, scale, tracker = values
+        checksum = self._param_checksum(optimizer)
+        values = self._fetch(self._loss, self._grad_norm, checksum)
+        loss, grad_norm, scale, tracker = values[:4]
         if scale is not None:
             # The hook runs inside scaler.step(), before update(): predict what update() will
             # make of a clean step, so a later drop below it can only mean a skip.
             scale, tracker = _after_clean_update(self.scaler, scale, tracker)
             self._last_scale = scale
         record = self._record(now, loss, grad_norm)
+        if checksum is not None and values[4] is not None:
+            record.signals["param_checksum"] = values[4]
         if self.scaler is not None:
             record.amp = {"scale": scale, "growth_tracker": None if tracker is None else int(tracker),
                           "skipped": False, "autocast_dtype": self._autocast}
@@ -273,6 +277,26 @@ class Instrumentation:
             signals={"hook_errors": self.hook_errors, "loss_source": self._loss_source},
         )
 
+    def _param_checksum(self, optimizer: Any) -> Any:
+        """Under a multi-rank launch: [sum, sum of squares] of the parameters, on device.
+
+        Compared across ranks (tensorscope.rank_stats.compare_checksums) to see that they
+        stay in sync after the optimizer step. Fetched with the step's other figures.
+        Every step at first, then every SYNC_CHECK_EVERY-th: it reads every parameter once,
+        which on CPU is a visible share of a small model's step; all ranks count steps
+        alike, so they check the same steps and a divergence shows within that many steps.
+        """
+        from tensorscope.distributed import rank_from_env
+
+        info = rank_from_env()
+        if info is None or info.world_size < 2:
+            return None
+        if self.step > SYNC_CHECK_EVERY and self.step % SYNC_CHECK_EVERY:
+            return None
+        from tensorscope.rank_stats import param_checksum
+
+        return param_checksum(p for group in optimizer.param_groups for p in group["params"])
+
     def _memory_now(self) -> dict[str, Any] | None:
         """Memory, read at most every MEMORY_EVERY_S seconds (None on the steps between)."""
         now = time.monotonic()
@@ -281,8 +305,12 @@ class Instrumentation:
         self._memory_at = now
         return memory_snapshot(self._device)
 
-    def _fetch(self, loss: Any, grad_norm: Any) -> tuple[Any, Any, Any, Any]:
-        """loss, grad norm, scale, growth tracker as Python numbers: one host sync."""
+    def _fetch(self, loss: Any, grad_norm: Any, extra: Any = None) -> tuple[Any, ...]:
+        """loss, grad norm, scale, growth tracker as Python numbers: one host sync.
+
+        With ``extra`` (a 1-D tensor), a fifth item holds its values as a list, fetched in
+        the same sync.
+        """
         import torch
 
         parts = [loss, grad_norm]
@@ -292,14 +320,21 @@ class Instrumentation:
             parts += [None, None]
         present = [(i, p) for i, p in enumerate(parts) if isinstance(p, torch.Tensor)]
         out: list[Any] = [None, None, None, None]
-        if not present:
+        if extra is not None:
+            out.append(None)
+        if not present and extra is None:
             return tuple(out)  # type: ignore[return-value]
         try:
-            device = present[0][1].device
-            stacked = torch.stack([p.detach().reshape(()).to(device=device, dtype=torch.float64)
-                                   for _, p in present])
-            for (i, _), value in zip(present, stacked.tolist()):
+            device = present[0][1].device if present else extra.device
+            pieces = [p.detach().reshape(1).to(device=device, dtype=torch.float64)
+                      for _, p in present]
+            if extra is not None:
+                pieces.append(extra.detach().reshape(-1).to(device=device, dtype=torch.float64))
+            flat = torch.cat(pieces).tolist()
+            for (i, _), value in zip(present, flat):
                 out[i] = value
+            if extra is not None:
+                out[4] = flat[len(present):]
         except Exception:
             for i, p in present:
                 out[i] = float(p.detach().reshape(()).item())
@@ -514,7 +549,11 @@ def _rank() -> int | None:
             return int(dist.get_rank())
     except Exception:
         return None
-    return None
+    # Started by a launcher but the process group is not up yet (or already destroyed).
+    from tensorscope.distributed import rank_from_env
+
+    info = rank_from_env()
+    return info.rank if info is not None else None
 
 
 def format_script_traceback(exc: BaseException, script_path: str) -> str:

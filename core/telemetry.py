@@ -292,10 +292,17 @@ def read_jsonl(path: Any) -> tuple[list[StepRecord], dict[str, Any], int]:
             meta["model"] = {k: v for k, v in data.items() if k != "type"}
         elif kind == "error":
             meta["error"] = {k: v for k, v in data.items() if k != "type"}
+            if data.get("rank") is not None:  # a multi-rank run: keep each rank's own
+                meta.setdefault("rank_errors", {})[data["rank"]] = meta["error"]
         elif kind == "end":
             meta["exit_code"] = data.get("exit_code")
             meta["ended"] = True
             meta["end"] = {k: v for k, v in data.items() if k not in ("type", "exit_code")}
+            if data.get("failures"):  # a multi-rank run: every failed rank (run --nproc)
+                meta["failures"] = data["failures"]
+                root = next((f for f in data["failures"] if f.get("root_cause")), {})
+                if root.get("rank") in meta.get("rank_errors", {}):
+                    meta["error"] = meta["rank_errors"][root["rank"]]
         else:
             dropped += 1
     return records, meta, dropped

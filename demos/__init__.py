@@ -29,6 +29,7 @@ _MODULES = {
     "lr-finder": "lr_finder",
     "custom-gelu": "custom_gelu",
     "dataloader-throughput": "dataloader_throughput",
+    "ddp-scaling": "ddp_scaling",
 }
 
 NAMES: tuple[str, ...] = tuple(_MODULES)

@@ -22,6 +22,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("script", metavar="SCRIPT.py", help="the training script to run")
     parser.add_argument("--headless", action="store_true", help="no UI: run, record, summarise")
     parser.add_argument("--record", metavar="FILE", help="write every step as JSON Lines to FILE")
+    parser.add_argument("--nproc", type=int, metavar="N",
+                        help="launch N ranks through torch.distributed's launcher (as torchrun "
+                             "--nproc-per-node N does), every rank watched")
     parser.add_argument("--json", action="store_true",
                         help="print a one-line JSON summary (steps, exit_code, findings) last")
     parser.add_argument("--detail", choices=("steps", "sampled", "full"), default="sampled",
@@ -37,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
     script_args = list(args.extra)
     if args.headless or args.json:
         return _headless(script, script_args, args)
-    source = LiveRun(script, script_args, record=args.record, capture_output=True,
-                     detail=args.detail).start()
+    source = _source(script, script_args, args, capture_output=True).start()
     from tensorscope.app.app import make_app
     from tensorscope.app.context import AppContext
 
@@ -76,11 +78,22 @@ def _relay(source, shown: int) -> int:
     return len(output)
 
 
-def _headless(script: str, script_args: list[str], args: argparse.Namespace) -> int:
+def _source(script: str, script_args: list[str], args: argparse.Namespace, *,
+            capture_output: bool):
+    """One child (LiveRun), or with ``--nproc`` a launcher and its ranks (DistributedRun)."""
+    if getattr(args, "nproc", None) is not None:
+        from tensorscope.distributed_run import DistributedRun
+
+        return DistributedRun(script, script_args, nproc=args.nproc, record=args.record,
+                              capture_output=capture_output, detail=args.detail)
     from tensorscope.runsource import LiveRun
 
-    source = LiveRun(script, script_args, record=args.record, capture_output=False,
-                     detail=args.detail).start()
+    return LiveRun(script, script_args, record=args.record, capture_output=capture_output,
+                   detail=args.detail)
+
+
+def _headless(script: str, script_args: list[str], args: argparse.Namespace) -> int:
+    source = _source(script, script_args, args, capture_output=False).start()
     # Ctrl-C goes to the whole process group: the script decides what it means; we wait.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -101,11 +114,31 @@ def _headless(script: str, script_args: list[str], args: argparse.Namespace) -> 
             "record": args.record,
             "doctor": doctor,
             **snap.counters,
+            **_rank_summary(snap, args),
         }
         sys.stdout.flush()
         sys.stdout.write(json.dumps(summary) + "\n")
         sys.stdout.flush()
     return code
+
+
+def _rank_summary(snap, args: argparse.Namespace) -> dict:
+    """With --nproc: ranks seen, steps per rank, failed ranks, stragglers, param sync."""
+    if getattr(args, "nproc", None) is None:
+        return {}
+    from tensorscope.rank_stats import summarize
+
+    summary = summarize(snap.train)
+    return {
+        "nproc": args.nproc,
+        "ranks": summary.ranks,
+        "steps_per_rank": {str(r): f.steps for r, f in summary.figures.items()},
+        "failures": snap.meta.get("failures", []),
+        "stragglers": [s.describe() for s in summary.stragglers],
+        "params_in_sync": summary.sync.in_sync,
+        "sync_checked_steps": summary.sync.checked_steps,
+        "sync_first_divergence": summary.sync.first_divergence,
+    }
 
 
 def _findings(snap) -> tuple[list[dict], str]:

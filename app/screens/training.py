@@ -21,6 +21,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBa
 
 from tensorscope.app.widgets.chart import LineChart, Series, fmt
 from tensorscope.app.widgets.histogram import Histogram
+from tensorscope.app.widgets.rank_panel import RankPanel
 
 POLL_S = 0.1
 """How often the screen asks the run for a snapshot (10 Hz: well under the 20 Hz cap)."""
@@ -121,6 +122,7 @@ class TrainingScreen(Screen):
             yield Label("run", id="tr-run-label")
             yield ProgressBar(id="tr-run", show_eta=False)
             yield Label("", id="tr-eta")
+        yield RankPanel(id="tr-ranks")  # shows itself only for a multi-rank run
         with Grid(id="tr-grid"):
             yield LineChart("loss", id="ch-loss")
             yield LineChart("learning rate", id="ch-lr")
@@ -175,6 +177,7 @@ class TrainingScreen(Screen):
     def _poll(self) -> None:
         self._draw_some(CHARTS_PER_TICK)
         snap = self.app.context.run.snapshot()
+        self.query_one(RankPanel).show(snap)
         if snap.version == self._version:
             return
         now = time.monotonic()
@@ -207,6 +210,8 @@ class TrainingScreen(Screen):
         self._seen = len(records)
         s = self._series
         for r in new:
+            if r.rank not in (None, 0):
+                continue  # a multi-rank run: charts follow rank 0, the rank panel has the rest
             self._train_steps += r.phase == "train"
             if r.phase == "eval":
                 s["eval"].append(r.step, r.loss)
@@ -410,9 +415,11 @@ class TrainingScreen(Screen):
         if source.snapshot().state == "paused":
             source.resume()
             self.notify("resumed")
-        else:
-            source.pause()
+        elif source.pause():
             self.notify("paused: the script is stopped until you press p again")
+        else:  # a multi-rank or attached run: its processes are not ours to stop
+            self.notify(getattr(source, "no_pause_reason", "this run cannot be paused"),
+                        severity="warning")
         self._poll()
 
     def action_quit_run(self) -> None:

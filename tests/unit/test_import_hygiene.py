@@ -13,6 +13,10 @@ CORE_MODULES = [
     "tensorscope",
     "tensorscope.errors",
     "tensorscope.evaluate",
+    "tensorscope.distributed",
+    "tensorscope.rank_stats",
+    "tensorscope.distributed_run",
+    "tensorscope.listen_run",
     "tensorscope.storage",
     "tensorscope.viewfix",
 ]
