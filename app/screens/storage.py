@@ -360,6 +360,9 @@ class StorageScreen(Screen):
     # ---- selection ----------------------------------------------------------------
     @on(TensorGrid.CellSelected)
     def _cell_selected(self, event: TensorGrid.CellSelected) -> None:
+        # The grid leaves its own repaint to this handler, so grid, strip and Element panel
+        # change in the same frame.
+        event.grid.paint_cursor()
         self.query_one("#strip", StorageStrip).set_highlight(event.storage_index)
         self._update_detail(event)
 
