@@ -40,7 +40,7 @@ from torch.nn.modules.loss import _Loss
 from torch.optim import optimizer as _optim_globals
 
 from tensorscope.errors import UserError, one_line
-from tensorscope.hooks import HookSet, fetch
+from tensorscope.hooks import HookSet, fetch, thread_cpu
 from tensorscope.telemetry import StepRecord, memory_snapshot
 
 UPDATE_SAMPLE = 1 << 16
@@ -224,17 +224,17 @@ class WatchSession:
 
     # -- hooks -------------------------------------------------------------------------
     def _guard(self, fn: Callable[..., Any], timed: bool = True) -> Callable[..., None]:
-        # Overhead is this thread's CPU time (time.thread_time), not wall time: a UI
+        # Overhead is this thread's CPU time (hooks.thread_cpu), not wall time: a UI
         # thread holding the GIL must not count as time spent in tensorscope's hooks.
         def hook(*args: Any, **kwargs: Any) -> None:
-            start = time.thread_time()
+            start = thread_cpu()
             try:
                 fn(*args, **kwargs)
             except Exception as exc:  # tensorscope's failure, never the user's problem
                 self._count_error(exc)
             finally:
                 if timed:
-                    self._overhead_s += time.thread_time() - start
+                    self._overhead_s += thread_cpu() - start
             return None
 
         return hook
@@ -290,7 +290,7 @@ class WatchSession:
 
     def _param_grad_hook(self, name: str, param: nn.Parameter) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
-            start = time.thread_time()
+            start = thread_cpu()
             try:
                 count = self._bw_counts.get(name, 0)
                 if count == 0:
@@ -305,7 +305,7 @@ class WatchSession:
             except Exception as exc:
                 self._count_error(exc)
             finally:
-                self._overhead_s += time.thread_time() - start
+                self._overhead_s += thread_cpu() - start
             return None
 
         return hook
@@ -314,7 +314,7 @@ class WatchSession:
         # Runs once at the end of each backward pass (queued from the first parameter
         # hook): the gradients are accumulated and not yet clipped or unscaled, so this
         # is the norm "before clipping". One foreach kernel for all parameters.
-        start = time.thread_time()
+        start = thread_cpu()
         try:
             self._callback_queued = False
             named = [(n, p.grad) for n, p in self._trainable if p.grad is not None]
@@ -324,7 +324,7 @@ class WatchSession:
         except Exception as exc:
             self._count_error(exc)
         finally:
-            self._overhead_s += time.thread_time() - start
+            self._overhead_s += thread_cpu() - start
 
     def _owns(self, optimizer: Any) -> bool:
         if self.optimizer is not None:
@@ -374,7 +374,7 @@ class WatchSession:
 
     # -- the end of a step -------------------------------------------------------------
     def _end_step(self, partial: bool = False) -> StepRecord | None:
-        start = time.thread_time()
+        start = thread_cpu()
         try:
             record = self._build_record(partial)
         except Exception as exc:
@@ -383,7 +383,7 @@ class WatchSession:
         finally:
             self._mark_grads()
             self._reset_step()
-            self._overhead_s += time.thread_time() - start
+            self._overhead_s += thread_cpu() - start
         if record is not None:
             self.records.append(record)
             if len(self.records) > 2 * MAX_RECORDS:
