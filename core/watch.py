@@ -104,6 +104,9 @@ class WatchSession:
         self._update_buffers: list[torch.Tensor] | None = None
         self._update_sampled = False
         self._callback_queued = False
+        self.record_memory = True
+        """Read memory into each record. ``tensorscope run`` turns it off: it reads memory
+        itself (rate-limited) and keeps its own field when merging this session's records."""
         self._reset_step()
         self._mark_grads()
 
@@ -493,7 +496,7 @@ class WatchSession:
             step_time_s=step_time,
             data_time_s=(first - (now - step_time)) if first is not None else None,
             compute_time_s=(now - first) if first is not None else None,
-            memory=memory_snapshot(device),
+            memory=memory_snapshot(device) if self.record_memory else None,
             amp=amp,
             modules=pending.decode(got["modules"]),
             params=params,
