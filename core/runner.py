@@ -452,7 +452,8 @@ class Instrumentation:
             every = 1 if self.detail == "full" else SAMPLED_EVERY
             session = watch(model, optimizer, self.scaler, every=every,
                             sink=self._on_watch_record)
-            session.__enter__()
+            watched = session.__enter__()
+            watched.record_memory = False  # _flush keeps this side's rate-limited reading
             self._watch_session = session
             self.watch_status = "attached"
         except Exception as exc:

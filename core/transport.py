@@ -126,22 +126,20 @@ class EventSender:
         self.authkey = authkey
         self.dropped = 0
         self.sent = 0
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=capacity)
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=capacity)
         self._dead = False
         self._thread = threading.Thread(target=self._run, name="tensorscope-sender", daemon=True)
         self._thread.start()
 
     def send(self, event: dict[str, Any]) -> None:
+        # The event is queued as it is and encoded on the sender thread: JSON encoding of a
+        # step with module detail is a visible share of a short training step. Callers hand
+        # over fresh dicts and do not change them afterwards.
         if self._dead:
             self.dropped += 1
             return
         try:
-            frame = json.dumps(event, default=_json_default).encode("utf-8")
-        except (TypeError, ValueError):
-            self.dropped += 1
-            return
-        try:
-            self._queue.put_nowait(frame)
+            self._queue.put_nowait(event)
         except queue.Full:
             self.dropped += 1
 
@@ -155,9 +153,14 @@ class EventSender:
             return
         try:
             while True:
-                frame = self._queue.get()
-                if frame is None:
+                event = self._queue.get()
+                if event is None:
                     return
+                try:
+                    frame = json.dumps(event, default=_json_default).encode("utf-8")
+                except (TypeError, ValueError, RecursionError):
+                    self.dropped += 1  # a value that would not serialise: this event only
+                    continue
                 try:
                     conn.send_bytes(frame)
                     self.sent += 1

@@ -40,12 +40,15 @@ from torch.nn.modules.loss import _Loss
 from torch.optim import optimizer as _optim_globals
 
 from tensorscope.errors import UserError, one_line
-from tensorscope.hooks import HookSet, fetch
+from tensorscope.hooks import HookSet, fetch, thread_cpu
 from tensorscope.telemetry import StepRecord, memory_snapshot
 
 UPDATE_SAMPLE = 1 << 16
 """Parameters larger than this many elements get their update-to-weight ratio from a strided
 sample of this size: the copy of the weights taken before each detail step stays bounded."""
+
+MEMORY_EVERY_S = 0.1
+"""Records within this many seconds of the last memory reading carry that reading."""
 
 MAX_RECORDS = 10_000
 """``session.records`` keeps at most this many recent steps (bounded memory)."""
@@ -92,6 +95,12 @@ class WatchSession:
         self._named_params = [(n, p) for n, p in model.named_parameters()]
         self._trainable = [(n, p) for n, p in self._named_params if p.requires_grad]
         self._module_names = {id(m): (n or "(model)") for n, m in model.named_modules()}
+        # The global module hooks run on every module call; these sets let them return at
+        # once (untimed) for the many calls that cannot produce a signal.
+        self._param_owners = {id(m) for m in model.modules()
+                              if any(p is not None for p in m._parameters.values())}
+        self._mode_sensitive = {id(m) for m in model.modules() if isinstance(m, (_DropoutNd, _BatchNorm))}
+        self._memory_cache: tuple[float, dict[str, Any]] | None = None
         self._handles: list[Any] = []
         self._attached = False
         self._step = 0
@@ -104,6 +113,9 @@ class WatchSession:
         self._update_buffers: list[torch.Tensor] | None = None
         self._update_sampled = False
         self._callback_queued = False
+        self.record_memory = True
+        """Read memory into each record. ``tensorscope run`` turns it off: it reads memory
+        itself (rate-limited) and keeps its own field when merging this session's records."""
         self._reset_step()
         self._mark_grads()
 
@@ -149,8 +161,8 @@ class WatchSession:
             add = self._handles.append
             add(self.model.register_forward_pre_hook(self._guard(self._on_root_pre)))
             add(self.model.register_forward_hook(self._guard(self._on_root_forward)))
-            add(_module_globals.register_module_forward_pre_hook(self._guard(self._on_any_pre)))
-            add(_module_globals.register_module_forward_hook(self._guard(self._on_any_forward)))
+            add(_module_globals.register_module_forward_pre_hook(self._filtered_any_pre()))
+            add(_module_globals.register_module_forward_hook(self._filtered_any_forward()))
             if self._loss_module is not None:
                 add(self._loss_module.register_forward_hook(self._guard(self._on_loss_forward)))
             for name, p in self._trainable:
@@ -224,17 +236,17 @@ class WatchSession:
 
     # -- hooks -------------------------------------------------------------------------
     def _guard(self, fn: Callable[..., Any], timed: bool = True) -> Callable[..., None]:
-        # Overhead is this thread's CPU time (time.thread_time), not wall time: a UI
+        # Overhead is this thread's CPU time (hooks.thread_cpu), not wall time: a UI
         # thread holding the GIL must not count as time spent in tensorscope's hooks.
         def hook(*args: Any, **kwargs: Any) -> None:
-            start = time.thread_time()
+            start = thread_cpu()
             try:
                 fn(*args, **kwargs)
             except Exception as exc:  # tensorscope's failure, never the user's problem
                 self._count_error(exc)
             finally:
                 if timed:
-                    self._overhead_s += time.thread_time() - start
+                    self._overhead_s += thread_cpu() - start
             return None
 
         return hook
@@ -261,6 +273,38 @@ class WatchSession:
             out = first_float_tensor(output)
             if out is not None and out.requires_grad:
                 self._eval_graph += 1
+
+    def _filtered_any_pre(self) -> Callable[..., None]:
+        timed = self._guard(self._on_any_pre)
+        owners = self._param_owners
+
+        def hook(module: nn.Module, args: Any) -> None:
+            try:
+                relevant = id(module) in owners
+            except Exception as exc:
+                self._count_error(exc)
+                return None
+            if relevant:
+                timed(module, args)
+            return None
+
+        return hook
+
+    def _filtered_any_forward(self) -> Callable[..., None]:
+        timed = self._guard(self._on_any_forward)
+        sensitive = self._mode_sensitive
+
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            try:
+                relevant = id(module) in sensitive or isinstance(module, _Loss)
+            except Exception as exc:
+                self._count_error(exc)
+                return None
+            if relevant:
+                timed(module, args, output)
+            return None
+
+        return hook
 
     def _on_any_pre(self, module: nn.Module, args: Any) -> None:
         name = self._module_names.get(id(module))
@@ -290,7 +334,7 @@ class WatchSession:
 
     def _param_grad_hook(self, name: str, param: nn.Parameter) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
-            start = time.thread_time()
+            start = thread_cpu()
             try:
                 count = self._bw_counts.get(name, 0)
                 if count == 0:
@@ -305,7 +349,7 @@ class WatchSession:
             except Exception as exc:
                 self._count_error(exc)
             finally:
-                self._overhead_s += time.thread_time() - start
+                self._overhead_s += thread_cpu() - start
             return None
 
         return hook
@@ -314,7 +358,7 @@ class WatchSession:
         # Runs once at the end of each backward pass (queued from the first parameter
         # hook): the gradients are accumulated and not yet clipped or unscaled, so this
         # is the norm "before clipping". One foreach kernel for all parameters.
-        start = time.thread_time()
+        start = thread_cpu()
         try:
             self._callback_queued = False
             named = [(n, p.grad) for n, p in self._trainable if p.grad is not None]
@@ -324,7 +368,7 @@ class WatchSession:
         except Exception as exc:
             self._count_error(exc)
         finally:
-            self._overhead_s += time.thread_time() - start
+            self._overhead_s += thread_cpu() - start
 
     def _owns(self, optimizer: Any) -> bool:
         if self.optimizer is not None:
@@ -374,7 +418,7 @@ class WatchSession:
 
     # -- the end of a step -------------------------------------------------------------
     def _end_step(self, partial: bool = False) -> StepRecord | None:
-        start = time.thread_time()
+        start = thread_cpu()
         try:
             record = self._build_record(partial)
         except Exception as exc:
@@ -383,7 +427,7 @@ class WatchSession:
         finally:
             self._mark_grads()
             self._reset_step()
-            self._overhead_s += time.thread_time() - start
+            self._overhead_s += thread_cpu() - start
         if record is not None:
             self.records.append(record)
             if len(self.records) > 2 * MAX_RECORDS:
@@ -493,7 +537,7 @@ class WatchSession:
             step_time_s=step_time,
             data_time_s=(first - (now - step_time)) if first is not None else None,
             compute_time_s=(now - first) if first is not None else None,
-            memory=memory_snapshot(device),
+            memory=self._memory(device) if self.record_memory else None,
             amp=amp,
             modules=pending.decode(got["modules"]),
             params=params,
@@ -512,6 +556,15 @@ class WatchSession:
                 "partial": partial,
             },
         )
+
+    def _memory(self, device: Any) -> dict[str, Any]:
+        """Memory for this record, read at most every MEMORY_EVERY_S seconds: on CPU the
+        reading is a system call that costs more than a short step's other bookkeeping."""
+        now = time.monotonic()
+        cached = self._memory_cache
+        if cached is None or now - cached[0] >= MEMORY_EVERY_S:
+            cached = self._memory_cache = (now, memory_snapshot(device))
+        return dict(cached[1])
 
     def _scaler_tensors(self) -> list[torch.Tensor]:
         scaler = self.scaler

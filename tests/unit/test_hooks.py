@@ -70,3 +70,16 @@ def test_container_returning_its_childs_output_shares_stats_and_grad() -> None:
     for key in ("mean", "std", "abs_max", "hist", "grad_norm"):
         assert stats["0"][key] == stats["0.norm2"][key]
     assert stats["0"]["grad_norm"] > 0
+
+
+def test_thread_cpu_counts_this_threads_cpu_seconds() -> None:
+    # The overhead clock reads the same quantity as time.thread_time, just more cheaply.
+    import time
+
+    from tensorscope.hooks import thread_cpu
+
+    start_cpu, start_ref = thread_cpu(), time.thread_time()
+    while time.thread_time() - start_ref < 0.05:  # busy work: CPU time must advance
+        sum(range(1000))
+    spent, ref = thread_cpu() - start_cpu, time.thread_time() - start_ref
+    assert spent >= 0.0 and abs(spent - ref) < 0.02

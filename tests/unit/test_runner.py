@@ -60,3 +60,23 @@ def test_a_failing_sink_is_counted_and_the_loop_is_untouched(tmp_path) -> None:
         instr.finish()
     assert losses == expected
     assert instr.hook_errors >= 3  # one per emitted step at least
+
+
+def test_attached_watch_skips_memory_and_the_step_keeps_the_runners_reading(tmp_path) -> None:
+    # Under `run`, watch() does not read memory itself: the runner's own (rate-limited)
+    # reading is the one the merged step record carries.
+    events = []
+    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="full")
+    instr.install()
+    try:
+        _train(3)
+        from tensorscope.watch import live_session_for
+
+        session = live_session_for(instr.model)
+        assert session is not None and session.record_memory is False
+        assert all(r.memory is None for r in session.records)
+    finally:
+        instr.finish()
+    steps = [e for e in events if e["type"] == "step"]
+    assert len(steps) == 3 and steps[0]["memory"]["kind"] == "cpu-rss"
+    assert all(e["modules"] for e in steps[1:])  # watch attaches at the first step; merged after

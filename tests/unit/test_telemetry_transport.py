@@ -92,3 +92,22 @@ def test_sender_delivers_to_server_in_order() -> None:
         assert [e["step"] for e in events] == list(range(50)) and sender.dropped == 0
     finally:
         server.close()
+
+
+def test_sender_encodes_off_thread_and_drops_only_an_unserialisable_event() -> None:
+    # send() queues the dict; the sender thread encodes it. A circular value cannot be
+    # encoded: that one event is dropped and counted, the ones around it still arrive.
+    events = []
+    server = EventServer(events.append)
+    try:
+        sender = EventSender(server.address, server.authkey)
+        circular: dict = {"type": "step", "step": 1}
+        circular["self"] = circular
+        sender.send({"type": "step", "step": 0, "value": float("nan")})
+        sender.send(circular)
+        sender.send({"type": "step", "step": 2})
+        sender.close(timeout=5)
+        assert _wait(lambda: len(events) == 2)
+        assert [e["step"] for e in events] == [0, 2] and sender.dropped == 1
+    finally:
+        server.close()

@@ -390,3 +390,24 @@ def test_bf16_autocast_recorded() -> None:
     rec = session.records[0]
     assert rec.amp == {"scale": None, "growth_tracker": None, "skipped": None, "autocast_dtype": "bfloat16"}
     assert rec.modules["(model)"]["dtype"] == "bfloat16"
+
+
+def test_every_record_has_memory_read_at_most_every_tenth_of_a_second(monkeypatch) -> None:
+    # Reading RSS is a system call: steps in quick succession share one reading, but
+    # every record still carries the memory field (its own copy).
+    import importlib
+
+    watch_module = importlib.import_module("tensorscope.watch")
+
+    reads = []
+    real = watch_module.memory_snapshot
+    monkeypatch.setattr(watch_module, "memory_snapshot", lambda d: reads.append(d) or real(d))
+    monkeypatch.setattr(watch_module, "MEMORY_EVERY_S", 3600.0)
+    ex = zoo.get("sequential_mlp")
+    with tensorscope.watch(ex.model, ex.optimizer) as session:
+        for _ in range(4):
+            ex.step()
+    memories = [r.memory for r in session.records]
+    assert len(reads) == 1 and len(memories) == 4
+    assert all(m == memories[0] and m["kind"] == "cpu-rss" for m in memories)
+    assert memories[0] is not memories[1]
