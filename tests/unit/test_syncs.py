@@ -139,3 +139,21 @@ def test_sampler_first_steps_then_sparse_and_not_aligned_to_periodic_logging() -
     for period in (5, 10, 25, 50):                   # logging .item() every `period` steps
         hit = sum(1 for s in picked if s % period == 0) / len(picked)
         assert hit < 0.8
+
+
+def test_doctor_judges_only_the_sampled_steps() -> None:
+    from tensorscope.telemetry import StepRecord
+
+    def rec(i: int, syncs: int | None) -> StepRecord:
+        return StepRecord(step=i, loss=1.0, signals={"host_syncs": syncs,
+                                                     "host_syncs_sampled": syncs is not None})
+
+    # 100 steps, 5 of them sampled: every sampled one synced -> named, with the evidence.
+    sampled = {2, 3, 4, 30, 61}
+    records = [rec(i, 1 if i in sampled else None) for i in range(1, 101)]
+    found = {f.code: f for f in diagnose(records)}
+    assert found["item-sync-in-loop"].evidence["steps_measured"] == 5
+    assert found["item-sync-in-loop"].evidence["train_steps"] == 100
+    # A per-epoch sync caught by one sample out of five is not a sync in the loop.
+    records = [rec(i, (1 if i == 30 else 0) if i in sampled else None) for i in range(1, 101)]
+    assert "item-sync-in-loop" not in {f.code for f in diagnose(records)}
