@@ -35,7 +35,7 @@ REGISTRY: tuple[ScreenEntry, ...] = (
     ScreenEntry("model", "Model", "m", "tensorscope.app.screens.model:ModelScreen",
                 "modules, parameters, buffers; live hook stats while the model trains"),
     ScreenEntry("training", "Training", "t", "tensorscope.app.screens.training:TrainingScreen",
-                "a training run live (tensorscope run) or recorded (replay): loss, lr, memory, AMP"),
+                "a run, live (tensorscope run) or recorded (replay): loss, lr, grads, memory, AMP"),
     ScreenEntry("doctor", "Doctor", "d", "tensorscope.app.screens.doctor:DoctorScreen",
                 "bugs named from a run or a demo: evidence, fix, and where to look"),
     ScreenEntry("demos", "Demos", "e", "tensorscope.app.screens.demos:DemosScreen",

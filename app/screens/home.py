@@ -59,7 +59,7 @@ class HomeScreen(Screen):
 
     DEFAULT_CSS = """
     HomeScreen { align: center middle; }
-    HomeScreen #home-box { width: 110; height: auto; max-height: 100%; padding: 1 3;
+    HomeScreen #home-box { width: 116; max-width: 100%; height: auto; max-height: 100%; padding: 1 3;
                            border: round $primary; }
     HomeScreen #home-logo { color: $accent; text-style: bold; width: 100%;
                             content-align: center middle; }

@@ -46,9 +46,14 @@ async def test_demos_screen_switches_to_a_screen_with_the_scenario_loaded() -> N
         doctor = [b for b in app.screen.query(".open-screen").results(Button) if b.name == "doctor"]
         assert doctor
         doctor[0].press()
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        # The Doctor screen mounts after the mode switch and only then starts its worker, so
+        # one wait_for_complete() can return before that worker exists: settle a few rounds.
+        for _ in range(20):
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            if app.current_mode == "doctor" and app.screen.query("#doctor-list"):
+                if app.screen.query_one("#doctor-list", OptionList).option_count:
+                    break
         assert app.current_mode == "doctor"
         assert app.context.demo.name == "missing-zero-grad"
         options = app.screen.query_one("#doctor-list", OptionList)
