@@ -46,7 +46,7 @@ def build_mlp():
 def variant(model, opt, step, sampled: bool, modules):
     def run(n):
         with tensorscope.watch(model, opt, modules=modules) as s:
-            s._syncs = StepSyncs(mean_gap=1)
+            s._syncs = StepSyncs(model, mean_gap=1)
             s._syncs.counter.enabled = sampled
             step()  # step 1 has no window; its end opens step 2's
             c0, w0 = time.thread_time(), time.perf_counter()

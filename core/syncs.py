@@ -26,7 +26,10 @@ against the documented API but UNTESTED here (no GPU on the build machine).
 Sampling (:class:`SyncSampler`): the mode routes every Python-level torch call of the
 window through a Python function (a few µs each), so only some steps are counted: steps
 2–4 (step 1 is a warm-up and has no window start before it), then one step at random
-gaps averaging :data:`SAMPLE_MEAN_GAP`. Random (own seeded RNG; torch's RNG is never
+gaps averaging :data:`SAMPLE_MEAN_GAP`. A model run through ``torch.compile`` (the watched
+module or one of its submodules compiled) is never counted: dynamo guards on the mode stack
+and would recompile on every sampled step. A compiled step *function* around an uncompiled
+module cannot be seen from the module: there sampled steps recompile once (then cached). Random (own seeded RNG; torch's RNG is never
 touched) rather than every k-th step, so that a loop which logs ``.item()`` every 10 or
 25 steps cannot line up with the sample and look like a sync on every step.
 """
@@ -71,7 +74,10 @@ def _made_by_loop(depth: int = 2, limit: int = 8) -> bool:
     """Whether the counted call came from the user's code, not from inside torch (GradScaler
     and optimizers read flags with .item(): torch's business, not the loop's) or tensorscope's
     core (its own reads). Only runs for the rare host-copying call, so the frame walk is cheap."""
-    frame = sys._getframe(depth)
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:  # called straight from C with no Python caller: not torch's code either
+        return True
     for _ in range(limit):
         if frame is None:
             return True
@@ -112,12 +118,17 @@ class _CountingMode(TorchFunctionMode):
         self.count = 0
         self.live = True
         """False once abandoned: a stale mode passes every call through uncounted."""
+        self.errors = 0
+        """Failures of the counting itself (the call still went through)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if (self.live and (func in _HOST_COPY or (func is torch.Tensor.to and _to_cpu_copy(args, kwargs)))
-                and _made_by_loop()):
-            self.count += 1
+        try:
+            if (self.live and (func in _HOST_COPY or (func is torch.Tensor.to and _to_cpu_copy(args, kwargs)))
+                    and _made_by_loop()):
+                self.count += 1
+        except Exception:  # counting must never break the user's call
+            self.errors += 1
         return func(*args, **kwargs)
 
 
@@ -172,6 +183,7 @@ class SyncCounter:
         if not stack or stack[-1] is not mode:
             return self._abandon(mode)
         mode.__exit__(None, None, None)
+        self.errors += mode.errors
         return mode.count
 
     def close(self) -> None:
@@ -271,6 +283,15 @@ class CudaSyncWatch:
         return syncs
 
 
+def _compiled(model: Any) -> bool:
+    """Whether ``model`` runs through torch.compile: dynamo guards on the function-mode stack,
+    so a counting window would recompile the model on sampled steps. Not counted there."""
+    if model is None:
+        return False
+    return any(type(m).__name__ == "OptimizedModule" or getattr(m, "_compiled_call_impl", None) is not None
+               for m in model.modules())
+
+
 class StepSyncs:
     """What ``watch()`` holds: opens a window when a sampled step begins, closes it when the
     step's optimizer step begins, and turns it into the step's signals.
@@ -279,7 +300,8 @@ class StepSyncs:
     (or at ``session.step()``; a second call is a no-op); ``signals(partial)`` for the record.
     """
 
-    def __init__(self, mean_gap: int = SAMPLE_MEAN_GAP) -> None:
+    def __init__(self, model: Any = None, mean_gap: int = SAMPLE_MEAN_GAP) -> None:
+        self.model = model
         self.sampler = SyncSampler(mean_gap)
         self.counter = SyncCounter()
         self.cuda = CudaSyncWatch() if CudaSyncWatch.available() else None
@@ -293,7 +315,8 @@ class StepSyncs:
 
     def begin(self, step: int) -> None:
         self._count = self._cuda_count = None
-        if self.sampler.sampled(step) and self.counter.start() and self.cuda is not None:
+        if (self.sampler.sampled(step) and not _compiled(self.model) and self.counter.start()
+                and self.cuda is not None):
             self.cuda.start()
 
     def end(self) -> None:

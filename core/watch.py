@@ -105,7 +105,7 @@ class WatchSession:
         self._update_buffers: list[torch.Tensor] | None = None
         self._update_sampled = False
         self._callback_queued = False
-        self._syncs = StepSyncs()  # host-sync counting on sampled steps (core/syncs.py)
+        self._syncs = StepSyncs(model)  # host-sync counting on sampled steps (core/syncs.py)
         self._reset_step()
         self._mark_grads()
 

@@ -30,7 +30,7 @@ def loop(*, sync: str | None = "item", steps: int = 8, watched: bool = True, gap
     ctx = session if session is not None else _null()
     with ctx as s:
         if s is not None and gap is not None:
-            s._syncs = StepSyncs(mean_gap=gap)
+            s._syncs = StepSyncs(s.model, mean_gap=gap)
         for i in range(steps):
             x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
             opt.zero_grad()
@@ -157,3 +157,14 @@ def test_doctor_judges_only_the_sampled_steps() -> None:
     # A per-epoch sync caught by one sample out of five is not a sync in the loop.
     records = [rec(i, (1 if i == 30 else 0) if i in sampled else None) for i in range(1, 101)]
     assert "item-sync-in-loop" not in {f.code for f in diagnose(records)}
+
+
+def test_compiled_model_is_not_counted() -> None:
+    model = nn.Linear(3, 1)
+    model.compile(backend="eager")   # compiled in place: no window (it would recompile)
+    syncs = StepSyncs(model, mean_gap=1)
+    syncs.begin(2)
+    assert not syncs.counter.active and syncs.signals()["host_syncs"] is None
+    plain = StepSyncs(nn.Linear(3, 1), mean_gap=1)
+    plain.begin(2)
+    assert plain.counter.active and plain.signals()["host_syncs"] == 0 and stack() == []
