@@ -298,6 +298,8 @@ class StepSyncs:
 
     ``begin(step)`` at the end of the previous step; ``end()`` at the optimizer's pre hook
     (or at ``session.step()``; a second call is a no-op); ``signals(partial)`` for the record.
+    On CUDA the runtime's own count goes to ``host_syncs_cuda`` (untested; it also sees
+    torch's internal syncs such as GradScaler's, so the doctor keeps reading ``host_syncs``).
     """
 
     def __init__(self, model: Any = None, mean_gap: int = SAMPLE_MEAN_GAP) -> None:
