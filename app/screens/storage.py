@@ -19,10 +19,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, OptionList, RichLog, Static
+from textual.widgets import Header, Input, OptionList, RichLog, Static
 from textual.widgets.option_list import Option
 
 from tensorscope.app.widgets.console_input import ConsoleInput
+from tensorscope.app.widgets.steady_footer import SteadyFooter
 from tensorscope.app.widgets.storage_strip import StorageStrip, StripSource, StripView
 from tensorscope.app.widgets.tensor_grid import GridSource, TensorGrid
 
@@ -109,7 +110,7 @@ class StorageScreen(Screen):
         yield ConsoleInput((code for code, _ in EXAMPLES), id="console",
                            placeholder="a statement, e.g.  x = torch.arange(12.).reshape(3, 4)   "
                                        "(Enter runs it · ↑↓ history · → completes an example)")
-        yield Footer()
+        yield SteadyFooter()
 
     @staticmethod
     def _example(code: str, why: str) -> Option:
@@ -360,6 +361,9 @@ class StorageScreen(Screen):
     # ---- selection ----------------------------------------------------------------
     @on(TensorGrid.CellSelected)
     def _cell_selected(self, event: TensorGrid.CellSelected) -> None:
+        # The grid leaves its own repaint to this handler, so grid, strip and Element panel
+        # change in the same frame.
+        event.grid.paint_cursor()
         self.query_one("#strip", StorageStrip).set_highlight(event.storage_index)
         self._update_detail(event)
 

@@ -17,11 +17,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
+from textual.reactive import Reactive
+from textual.widget import Widget
 from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
 
 from tensorscope.app.widgets.chart import LineChart, Series, fmt
 from tensorscope.app.widgets.histogram import Histogram
 from tensorscope.app.widgets.rank_panel import RankPanel
+from tensorscope.app.widgets.steady_footer import SteadyFooter
 
 POLL_S = 0.1
 """How often the screen asks the run for a snapshot (10 Hz: well under the 20 Hz cap)."""
@@ -67,10 +70,16 @@ class QuitRunScreen(ModalScreen[str]):
 class TrainingScreen(Screen):
     """Charts of one run: loss, lr, grad norm, throughput, step time, memory, AMP, modules."""
 
+    focused: Reactive[Widget | None] = Reactive(None, repaint=False)
+    """The focused widget. Textual's own reactive repaints the whole screen on every focus
+    move (~45 ms for seven charts, a table and a log under load); the widgets that gain and
+    lose :focus are repainted by Textual's focus-style update anyway."""
+
     DEFAULT_CSS = """
     TrainingScreen #tr-status { height: 1; padding: 0 1; background: $boost; }
     TrainingScreen #tr-progress-row { height: 1; padding: 0 1; }
     TrainingScreen #tr-progress-row Label { width: auto; margin-right: 1; color: $text-muted; }
+    TrainingScreen #tr-progress-row #tr-eta { width: 1fr; }
     TrainingScreen #tr-progress-row ProgressBar { width: 44; margin-right: 2; }
     TrainingScreen #tr-grid { grid-size: 3 3; grid-rows: 1fr 1fr 1fr; grid-columns: 1fr 1fr 1fr;
                               height: 1fr; }
@@ -113,7 +122,7 @@ class TrainingScreen(Screen):
         source = self.app.context.run
         if source is None:
             yield Static(self._empty_text(), id="tr-empty")
-            yield Footer()
+            yield SteadyFooter()
             return
         yield Static("", id="tr-status")
         with Horizontal(id="tr-progress-row"):
@@ -135,7 +144,7 @@ class TrainingScreen(Screen):
                 yield DataTable(id="tr-modules", cursor_type="row", zebra_stripes=True)
                 yield Histogram(id="tr-hist")
             yield RichLog(id="tr-log", wrap=False, markup=False, max_lines=2000)
-        yield Footer()
+        yield SteadyFooter()
 
     def _empty_text(self) -> Text:
         from tensorscope.runsource import recent_records
@@ -292,7 +301,9 @@ class TrainingScreen(Screen):
                         style="yellow")
         if snap.source == "live" and not snap.finished:
             text.append("   p pause/resume · q quit", style="dim")
-        self.query_one("#tr-status", Static).update(text)
+        # Fixed size (one line; the ETA label takes the row's rest): new text is a repaint,
+        # never a layout pass of the whole screen.
+        self.query_one("#tr-status", Static).update(text, layout=False)
         self._progress(snap, model)
 
     def _progress(self, snap, model: dict) -> None:
@@ -303,11 +314,18 @@ class TrainingScreen(Screen):
         epoch_bar = self.query_one("#tr-epoch", ProgressBar)
         run_bar = self.query_one("#tr-run", ProgressBar)
         eta = self.query_one("#tr-eta", Label)
+
+        def set_eta(text: str) -> None:
+            # The label fills the rest of its one-line row (1fr), so a new text never needs
+            # a layout pass; the same text is not even a repaint.
+            if str(eta.content) != text:
+                eta.update(text, layout=False)
+
         for widget in (epoch_bar, run_bar, self.query_one("#tr-epoch-label"),
                        self.query_one("#tr-run-label")):
             widget.display = bool(per_epoch)
         if not per_epoch:
-            eta.update("run length unknown: no DataLoader with a length in the script, so no "
+            set_eta("run length unknown: no DataLoader with a length in the script, so no "
                        "progress bar")
             return
         epoch_bar.update(total=per_epoch, progress=steps % per_epoch if steps % per_epoch or not steps
@@ -318,16 +336,16 @@ class TrainingScreen(Screen):
             remaining = max(0, total - steps)
             times = [r.step_time_s for r in train[-50:] if r.step_time_s]
             if snap.finished:
-                eta.update(f"{steps}/{total} steps · done")
+                set_eta(f"{steps}/{total} steps · done")
             elif times and remaining:
                 seconds = remaining * sum(times) / len(times)
-                eta.update(f"{steps}/{total} steps · ETA {_clock(seconds)}")
+                set_eta(f"{steps}/{total} steps · ETA {_clock(seconds)}")
             else:
-                eta.update(f"{steps}/{total} steps")
+                set_eta(f"{steps}/{total} steps")
         else:
             run_bar.display = False
             self.query_one("#tr-run-label").display = False
-            eta.update(f"{per_epoch} steps per epoch; epoch count unknown")
+            set_eta(f"{per_epoch} steps per epoch; epoch count unknown")
 
     def _log(self, snap) -> None:
         log = self.query_one("#tr-log", RichLog)

@@ -35,10 +35,16 @@ class Histogram(Static):
     def on_resize(self) -> None:
         self._redraw()
 
+    def _show(self, text: Text) -> None:
+        # With a fixed height (the default) new bars are a repaint, not a layout pass of the
+        # whole screen; setting counts, range and caption redraws three times in a row.
+        height = self.styles.height
+        self.update(text, layout=height is None or height.is_auto)
+
     def _redraw(self) -> None:
         counts = list(self.counts)
         if not counts:
-            self.update(Text("no activation recorded yet for this module", style="dim"))
+            self._show(Text("no activation recorded yet for this module", style="dim"))
             return
         rows = max(1, (self.size.height or 8) - 2)
         width = max(1, (self.size.width or 48) // len(counts))
@@ -61,4 +67,4 @@ class Histogram(Static):
             text.append(left + " " * gap + right, style="dim")
         text.append("\n")
         text.append(self.caption, style="dim")
-        self.update(text)
+        self._show(text)

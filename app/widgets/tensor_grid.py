@@ -55,7 +55,7 @@ class TensorGrid(ScrollView, can_focus=True):
         Binding("end", "jump(-1)", "Last", show=False),
     ]
 
-    cursor: reactive[tuple[int, int]] = reactive((0, 0), always_update=True)
+    cursor: reactive[tuple[int, int]] = reactive((0, 0), always_update=True, repaint=False)
     """Selected (row, column) in the grid's rows-by-last-dim view."""
 
     class CellSelected(Message):
@@ -66,6 +66,10 @@ class TensorGrid(ScrollView, can_focus=True):
             self.grid = grid
             self.position = position
             self.storage_index = storage_index
+
+        def can_replace(self, message: Message) -> bool:
+            # Key repeat faster than frames: only the newest selection of this grid is shown.
+            return isinstance(message, TensorGrid.CellSelected) and message.grid is self.grid
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -198,16 +202,22 @@ class TensorGrid(ScrollView, can_focus=True):
         if self.source is None or self._rows == 0:
             return
         row, col = cursor
-        self._scroll_to_cursor()
         position = self.position_of(row, col)
+        # No scroll or refresh here: whoever handles CellSelected calls paint_cursor() with
+        # its own updates (the Storage screen: strip and Element panel), so one move is one
+        # frame. Painting here drew the grid alone at once and the rest 17-40 ms later.
         self.post_message(self.CellSelected(self, position, self.source.layout.index_of(position)))
+
+    def paint_cursor(self) -> None:
+        """Scroll the selected cell into view and repaint (call on handling CellSelected)."""
+        self._scroll_to_cursor()
         self.refresh()
 
     def _scroll_to_cursor(self) -> None:
         row, col = self.cursor
         # Virtual coordinates: the header is line 0, so row r sits on line r + 1.
         region = Region(col * self.cell_width, row, self.cell_width + self._label_width, 2)
-        self.scroll_to_region(region, animate=False, force=True, immediate=True)
+        self.scroll_to_region(region, animate=False, force=True)
 
     def select_position(self, position: tuple[int, ...]) -> None:
         """Move the cursor to the element at multi-index ``position``."""
