@@ -216,7 +216,10 @@ def _train_mode_in_eval(records: Sequence[StepRecord]) -> Iterable[Finding]:
 
 
 def _item_sync(records: Sequence[StepRecord]) -> Iterable[Finding]:
-    measured = [r for r in _train(records) if r.signals.get("host_syncs") is not None]
+    # watch() counts only sampled steps (host_syncs None on the others; core/syncs.py picks
+    # them at random gaps so periodic logging cannot alias): judge the measured steps alone.
+    train = _train(records)
+    measured = [r for r in train if r.signals.get("host_syncs") is not None]
     if len(measured) < MIN_STEPS_FOR_TREND:
         return
     syncing = [r for r in measured if int(r.signals["host_syncs"]) > 0]
@@ -228,7 +231,7 @@ def _item_sync(records: Sequence[StepRecord]) -> Iterable[Finding]:
         "item-sync-in-loop", "warning",
         "The training loop waits for the device every step (.item(), .cpu(), print of a tensor)",
         {"steps_measured": len(measured), "steps_with_sync": len(syncing),
-         "median_syncs_per_step": per_step},
+         "median_syncs_per_step": per_step, "train_steps": len(train)},
         "Accumulate losses on the device (total += loss.detach()) and fetch once per "
         "epoch or every N steps; on CUDA, torch.cuda.set_sync_debug_mode('warn') shows each sync.",
         "training",

@@ -41,6 +41,7 @@ from torch.optim import optimizer as _optim_globals
 
 from tensorscope.errors import UserError, one_line
 from tensorscope.hooks import HookSet, fetch, thread_cpu
+from tensorscope.syncs import StepSyncs
 from tensorscope.telemetry import StepRecord, memory_snapshot
 
 UPDATE_SAMPLE = 1 << 16
@@ -116,6 +117,7 @@ class WatchSession:
         self.record_memory = True
         """Read memory into each record. ``tensorscope run`` turns it off: it reads memory
         itself (rate-limited) and keeps its own field when merging this session's records."""
+        self._syncs = StepSyncs(model)  # host-sync counting on sampled steps (core/syncs.py)
         self._reset_step()
         self._mark_grads()
 
@@ -135,7 +137,7 @@ class WatchSession:
     @property
     def errors(self) -> int:
         """tensorscope's own exceptions caught since the session began."""
-        return self._errors_total + self.hooks.errors
+        return self._errors_total + self.hooks.errors + self._syncs.errors
 
     def log_loss(self, value: Any) -> None:
         """Record the loss of this step (for functional losses no criterion module sees)."""
@@ -184,6 +186,7 @@ class WatchSession:
         for handle in handles:
             handle.remove()
         self.hooks.detach()
+        self._syncs.close()  # host syncs: close an open counting window
         self._attached = False
         _LIVE.discard(self)
 
@@ -384,6 +387,7 @@ class WatchSession:
     def _on_opt_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if not self._owns(optimizer):
             return
+        self._syncs.end()  # host syncs: the counted window ends where the optimizer begins
         with torch.no_grad():
             grads = [p.grad for _, p in self._trainable if p.grad is not None]
             # Norm as the optimizer sees it: differs from the backward-time norm when the
@@ -419,6 +423,7 @@ class WatchSession:
     # -- the end of a step -------------------------------------------------------------
     def _end_step(self, partial: bool = False) -> StepRecord | None:
         start = thread_cpu()
+        self._syncs.end()  # host syncs: close the window before this step's own fetch
         try:
             record = self._build_record(partial)
         except Exception as exc:
@@ -427,6 +432,8 @@ class WatchSession:
         finally:
             self._mark_grads()
             self._reset_step()
+            if self._attached:
+                self._syncs.begin(self._step + 1)  # host syncs: count the next step if sampled
             self._overhead_s += thread_cpu() - start
         if record is not None:
             self.records.append(record)
@@ -546,7 +553,7 @@ class WatchSession:
                 "backward_passes": max(self._bw_counts.values(), default=0),
                 "eval_forward_with_graph": self._eval_graph,
                 "train_mode_forward_no_grad": self._train_no_grad,
-                "host_syncs": None,
+                **self._syncs.signals(partial),  # host_syncs (None: step not sampled)
                 "params_not_in_optimizer": self._not_in_optimizer(),
                 "params_unchanged": unchanged,
                 "device_mismatch": list(self._mismatch),
