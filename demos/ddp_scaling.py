@@ -148,11 +148,27 @@ def _run_world(nproc: int, steps: int, backend: str) -> dict:
         result = launch(nproc, ["-m", "tensorscope.demos.ddp_scaling", "--worker", out,
                                 str(steps), backend], env={"OMP_NUM_THREADS": "1"},
                         quiet=True)  # the Demos screen runs this: stderr is the screen
+        measured = _read_result(out)
         if not result.ok:
             reasons = "; ".join(f.describe() for f in result.failures) or "no rank reported"
-            raise RuntimeError(f"the {nproc}-rank run failed: {reasons}")
-        with open(out) as handle:
+            if measured is None:
+                raise RuntimeError(f"the {nproc}-rank run failed: {reasons}")
+            # Rank 0 wrote the result after the last barrier, so every step was measured;
+            # a rank dying after that is gloo's known abort at teardown ("terminate called
+            # without an active exception"), reported as a fact rather than a failed demo.
+            measured["teardown_failure"] = reasons
+        if measured is None:
+            raise RuntimeError(f"the {nproc}-rank run wrote no result")
+        return measured
+
+
+def _read_result(path: str) -> dict | None:
+    """The worker's result file, or None when it was never (completely) written."""
+    try:
+        with open(path) as handle:
             return json.load(handle)
+    except (OSError, ValueError):
+        return None
 
 
 def measure(fixed: bool = False, nproc: int = NPROC, steps: int = STEPS) -> Observation:
@@ -196,6 +212,9 @@ def measure(fixed: bool = False, nproc: int = NPROC, steps: int = STEPS) -> Obse
                  "above its CPU count) N processes get N shares of the CPU, so efficiency can "
                  "read above 100%: compare the CPU ms column then"),
     }
+    teardown = [run["teardown_failure"] for run in (one, many) if "teardown_failure" in run]
+    if teardown:
+        facts["teardown_failure"] = "; ".join(teardown)
     return Observation(facts)
 
 
