@@ -18,10 +18,7 @@ What differs from one process:
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
@@ -45,24 +42,10 @@ class DistributedRun(LiveRun):
         super().__init__(script, args, **kwargs)
         self._meta["nproc"] = nproc
 
-    def start(self) -> "DistributedRun":
-        env = {**os.environ, **self.server.env(), "TENSORSCOPE_DETAIL": self.detail}
-        if self.capture_output:
-            env["PYTHONUNBUFFERED"] = "1"  # the UI shows lines as they come (as LiveRun does)
-        cmd = [sys.executable, "-m", "tensorscope._launcher", str(self.nproc), self.script,
-               *self.args]
-        pipe = subprocess.PIPE if self.capture_output else None
-        self.proc = subprocess.Popen(cmd, env=env, stdout=pipe, stderr=pipe,
-                                     stdin=subprocess.DEVNULL if self.capture_output else None)
-        if self.capture_output:
-            for stream, name in ((self.proc.stdout, "out"), (self.proc.stderr, "err")):
-                reader = threading.Thread(target=self._read, args=(stream,), daemon=True,
-                                          name=f"tensorscope-std{name}")
-                reader.start()
-                self._readers.append(reader)
-        threading.Thread(target=self._wait, daemon=True, name="tensorscope-wait").start()
-        self._bump()
-        return self
+    def _command(self) -> list[str]:
+        """The launcher process, which starts every rank through the bootstrap."""
+        return [sys.executable, "-m", "tensorscope._launcher", str(self.nproc), self.script,
+                *self.args]
 
     def _wait(self) -> None:
         assert self.proc is not None

@@ -116,7 +116,7 @@ class LiveRun:
         env = {**os.environ, **self.server.env(), "TENSORSCOPE_DETAIL": self.detail}
         if self.capture_output:
             env["PYTHONUNBUFFERED"] = "1"  # the UI shows lines as they come, not per 8 KiB
-        cmd = [sys.executable, "-m", "tensorscope._bootstrap", self.script, *self.args]
+        cmd = self._command()
         pipe = subprocess.PIPE if self.capture_output else None
         self.proc = subprocess.Popen(cmd, env=env, stdout=pipe, stderr=pipe,
                                      stdin=subprocess.DEVNULL if self.capture_output else None)
@@ -129,6 +129,10 @@ class LiveRun:
         threading.Thread(target=self._wait, daemon=True, name="tensorscope-wait").start()
         self._bump()
         return self
+
+    def _command(self) -> list[str]:
+        """The child's command line: the bootstrap that instruments, then runs, the script."""
+        return [sys.executable, "-m", "tensorscope._bootstrap", self.script, *self.args]
 
     def _read(self, stream: Any) -> None:
         for raw in iter(stream.readline, b""):
