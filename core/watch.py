@@ -105,6 +105,8 @@ class WatchSession:
         self._handles: list[Any] = []
         self._attached = False
         self._step = 0
+        self._next_detail = 1
+        """The step that gets per-module detail next (see _build_record for how it moves)."""
         self._errors_total = 0
         self.last_error: str | None = None
         self._overhead_s = 0.0
@@ -223,7 +225,7 @@ class WatchSession:
         self.hooks.recording = self._is_detail(self._step + 1)
 
     def _is_detail(self, step: int) -> bool:
-        return (step - 1) % self.every == 0
+        return step == self._next_detail
 
     def _has_pending(self) -> bool:
         return bool(self._bw_counts or self._losses or self._logged_losses or self._mismatch
@@ -454,6 +456,13 @@ class WatchSession:
         now = time.perf_counter()
         self._step += 1
         detail = self._is_detail(self._step)
+        if detail:
+            # Detail recurs every k steps from the first step whose training forward was
+            # seen. A session attached mid-step (tensorscope run attaches at the first
+            # optimizer.step) saw no forward in its first step; without this it would wait a
+            # whole period (25 steps by default) for any per-module statistics.
+            seen = self._first_forward is not None
+            self._next_detail = self._step + (self.every if seen else 1)
         names = [n for n, _ in self._trainable]
         with torch.no_grad():
             weights = update = None

@@ -382,7 +382,7 @@ class TrainingScreen(Screen):
             if self._modules_shown is None:
                 table.clear(columns=True)
                 table.add_column("per-module statistics")
-                table.add_row("none in this run: tensorscope.watch was not attached")
+                table.add_row("none yet: they come on detail steps (run --detail: sampled = every 25th, full = every step)")
                 self._modules_shown = "none"
             return
         if self._modules_shown is last:

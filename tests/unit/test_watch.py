@@ -411,3 +411,27 @@ def test_every_record_has_memory_read_at_most_every_tenth_of_a_second(monkeypatc
     assert len(reads) == 1 and len(memories) == 4
     assert all(m == memories[0] and m["kind"] == "cpu-rss" for m in memories)
     assert memories[0] is not memories[1]
+
+
+def test_a_session_attached_mid_step_gets_detail_on_its_first_full_step() -> None:
+    """`tensorscope run` attaches watch() inside the first optimizer.step(): that step had no
+    forward to observe, so detail must come on the next step, not a whole period later."""
+    import torch
+    import torch.nn as nn
+
+    import tensorscope
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    loss = nn.functional.mse_loss(net(x), y)
+    loss.backward()  # forward and backward happen before the session exists
+    with tensorscope.watch(net, opt, every=25) as session:
+        opt.step()  # ends step 1, which saw no forward
+        for _ in range(3):
+            opt.zero_grad()
+            nn.functional.mse_loss(net(x), y).backward()
+            opt.step()
+    with_modules = [r.step for r in session.records if r.modules]
+    assert with_modules == [2], with_modules  # the first full step; the next would be 27
