@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.distributed import GLOO_TEARDOWN_RERUN
+
 from tensorscope import demos
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, GLOO_TEARDOWN_RERUN]
 
 
 def test_ddp_scaling_measures_both_worlds():

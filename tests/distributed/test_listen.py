@@ -10,9 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.distributed import GLOO_TEARDOWN_RERUN
+
 from tensorscope.listen_run import ListenRun
 from tensorscope.rank_stats import compare_checksums
 from tensorscope.telemetry import StepRecord, read_jsonl
+
+pytestmark = GLOO_TEARDOWN_RERUN
 from tensorscope.transport import EventSender
 
 FIXTURE = Path(__file__).parent / "fixtures" / "ddp_tiny.py"

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.distributed import GLOO_TEARDOWN_RERUN
+
 from tensorscope.rank_stats import compare_checksums, mean_loss_by_step
 from tensorscope.telemetry import read_jsonl
 
 FIXTURE = Path(__file__).parent / "fixtures" / "ddp_tiny.py"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, GLOO_TEARDOWN_RERUN]
 
 
 def _run(tmp_path, *script_args):
