@@ -256,7 +256,26 @@ class LiveRun:
             )
 
 
-class ReplayRun:
+class FinishedRun:
+    """A run that is over: one frozen snapshot, nothing to pause. Subclasses build it."""
+
+    _snapshot: RunSnapshot
+
+    def snapshot(self) -> RunSnapshot:
+        return self._snapshot
+
+    def pause(self) -> bool:
+        return False
+
+    def resume(self) -> bool:
+        return False
+
+    @property
+    def running(self) -> bool:
+        return False
+
+
+class ReplayRun(FinishedRun):
     """A recorded run (``--record FILE``), read whole; a truncated file keeps every complete line."""
 
     def __init__(self, path: str) -> None:
@@ -272,19 +291,6 @@ class ReplayRun:
             state="recorded", exit_code=exit_code, error=error, meta=meta,
             model=meta.get("model"), counters={"dropped_lines": dropped}, version=1,
         )
-
-    def snapshot(self) -> RunSnapshot:
-        return self._snapshot
-
-    def pause(self) -> bool:
-        return False
-
-    def resume(self) -> bool:
-        return False
-
-    @property
-    def running(self) -> bool:
-        return False
 
 
 def recent_records(folder: str = ".", limit: int = 8) -> list[str]:

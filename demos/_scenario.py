@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from tensorscope.runsource import FinishedRun
+
 
 @dataclass
 class Observation:
@@ -95,7 +97,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class DemoRun:
+class DemoRun(FinishedRun):
     """A scenario's measured steps, offered to the Training and Doctor screens as a
     finished recorded run (the same ``snapshot()`` a replayed ``--record`` file gives)."""
 
@@ -112,16 +114,3 @@ class DemoRun:
             source="replay", label=f"demo:{scenario.name}", records=tuple(obs.records),
             state="recorded", meta={"script": f"tensorscope demo {scenario.name}", "ended": True,
                                     "demo": scenario.name}, version=1)
-
-    def snapshot(self) -> Any:
-        return self._snapshot
-
-    def pause(self) -> bool:
-        return False
-
-    def resume(self) -> bool:
-        return False
-
-    @property
-    def running(self) -> bool:
-        return False
