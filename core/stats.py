@@ -25,8 +25,16 @@ import torch
 HIST_BINS = 24
 """Bins of every activation histogram (fixed, so records stay small and comparable)."""
 
-HIST_SAMPLE = 4096
-"""At most this many elements feed the histogram, the zero fraction and the non-finite count."""
+HIST_SAMPLE = 1024
+"""At most this many elements feed the histogram, the zero fraction and the non-finite count.
+
+1024 draws put the zero fraction within about ±3 points (2σ) and fill 24 bins well enough to
+show a distribution's shape; the batched reduction over every module's sample then costs a
+few hundred microseconds per step on CPU instead of milliseconds (bench/README.md)."""
+
+_EDGE = 1.0 - 2.0 ** -18
+"""Finite values are scaled into [0, bins * _EDGE): the maximum lands in the last bin, not
+in the spare one, and bin edges move by less than 1e-4 of a bin width."""
 
 # Layout of what decode_activation reads: the whole-tensor head from activation_stats,
 # then the sample head and histogram that sample_stats computes for all modules at once.
@@ -49,7 +57,7 @@ def activation_stats(x: torch.Tensor, sample: int = HIST_SAMPLE) -> tuple[torch.
     of every module together at the end of the step.
     """
     # x.detach() is enough to keep autograd out; a no_grad block per hook costs more.
-    flat = x.detach().reshape(-1)
+    flat = dense_flat(x.detach())
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.float()  # half/bf16/fp8: reduce in float32
     if flat.numel() == 0:
@@ -62,41 +70,66 @@ def activation_stats(x: torch.Tensor, sample: int = HIST_SAMPLE) -> tuple[torch.
     return head, part
 
 
+def dense_flat(t: torch.Tensor) -> torch.Tensor:
+    """``t``'s elements as a 1-D tensor, without a copy whenever its memory allows.
+
+    A contiguous tensor is viewed; a permuted one that still covers a gap-free block of
+    storage (a transpose, the batch-first output of attention) is viewed over that block in
+    storage order, which is all a whole-tensor reduction needs. Only tensors with gaps or
+    overlaps (slices, expand) are copied, as ``reshape`` would.
+    """
+    if t.is_contiguous():
+        return t.view(-1)
+    expect = 1
+    for stride, size in sorted((st, sz) for st, sz in zip(t.stride(), t.shape) if sz != 1):
+        if stride != expect:
+            return t.reshape(-1)
+        expect *= size
+    return t.as_strided((t.numel(),), (1,), t.storage_offset())
+
+
 def sample_stats(parts: list[torch.Tensor], bins: int = HIST_BINS) -> torch.Tensor:
     """Zeros, finite count, histogram range and histogram of each sample, batched.
 
     Returns a (len(parts), 4 + bins) tensor on the samples' device. Rows are padded with
-    NaN (not counted as finite; the host subtracts the padding). Histograms span each row's
-    finite range; non-finite values fall in no bin. No host sync.
+    NaN. Histograms span each row's finite range; NaN, ±Inf and padding go to a spare bin
+    per row that is dropped, so the finite count is the histogram's total. No host sync.
+
+    Written for CPU cost (about 8 passes over the samples): ``isfinite``/``where`` chains
+    and ``scatter_add_`` with a ones tensor measured 5-10x slower than ``nan_to_num`` and
+    ``bincount`` here. ``bincount`` reads its input's maximum back to the host on CUDA, so
+    other devices use ``scatter_add_``.
     """
     with torch.no_grad():
         rows = torch.nn.utils.rnn.pad_sequence(parts, batch_first=True, padding_value=float("nan"))
         m, width = rows.shape
         if width == 0:  # only empty outputs this step
             return torch.zeros(m, SAMPLE_HEAD_LEN + bins, device=rows.device)
-        finite_mask = torch.isfinite(rows)
-        zeros = (rows == 0).sum(1)
-        finite = finite_mask.sum(1)
-        inf = torch.tensor(float("inf"), device=rows.device)
-        lo = torch.where(finite_mask, rows, inf).amin(1)
-        hi = torch.where(finite_mask, rows, -inf).amax(1)
-        lo = torch.where(torch.isfinite(lo), lo, torch.zeros_like(lo))  # rows with no finite value
-        hi = torch.where(torch.isfinite(hi), hi, torch.zeros_like(hi))
-        span = (hi - lo).clamp_min(1e-30)
-        idx = ((rows - lo[:, None]) * (bins / span[:, None])).nan_to_num_(0.0, 0.0, 0.0)
-        idx = idx.clamp_(0, bins - 1).long()
-        idx = torch.where(finite_mask, idx, bins)  # a spare bin collects NaN/Inf and padding
+        inf = float("inf")
+        lo = torch.nan_to_num(rows, nan=inf, posinf=inf, neginf=inf).amin(1)
+        hi = torch.nan_to_num(rows, nan=-inf, posinf=-inf, neginf=-inf).amax(1)
+        empty = lo > hi  # no finite value in the row: lo stayed +inf, hi -inf
+        lo = lo.masked_fill(empty, 0.0)
+        hi = hi.masked_fill(empty, 0.0)
+        scale = (bins * _EDGE) / (hi - lo).clamp_min(1e-30)
+        idx = (rows - lo[:, None]).mul_(scale[:, None])
+        idx = idx.nan_to_num_(bins, bins, bins).clamp_(0, bins).long()  # non-finite: spare bin
         idx += torch.arange(m, device=rows.device)[:, None] * (bins + 1)
-        hist = torch.zeros(m * (bins + 1), device=rows.device).scatter_add_(
-            0, idx.reshape(-1), torch.ones(m * width, device=rows.device))
-        hist = hist.reshape(m, bins + 1)[:, :bins]
-        head = torch.stack([zeros.float(), finite.float(), lo, hi], dim=1)
+        flat_idx = idx.view(-1)
+        if rows.device.type == "cpu":
+            counts = torch.bincount(flat_idx, minlength=m * (bins + 1))
+        else:
+            counts = torch.zeros(m * (bins + 1), dtype=torch.long, device=rows.device).scatter_add_(
+                0, flat_idx, torch.ones_like(flat_idx))
+        hist = counts.view(m, bins + 1)[:, :bins].float()
+        zeros = (rows == 0).sum(1).float()
+        head = torch.stack([zeros, hist.sum(1), lo, hi], dim=1)
         return torch.cat([head, hist], dim=1)
 
 
 def grad_stats(g: torch.Tensor) -> torch.Tensor:
     """The squared L2 norm of a gradient, as a one-element tensor on its device."""
-    flat = g.detach().reshape(-1)
+    flat = dense_flat(g.detach())
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.float()
     return torch.dot(flat, flat).reshape(1)

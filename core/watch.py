@@ -12,10 +12,18 @@
 
 A step ends at the optimizer's step (its post hook) or, for loops without an optimizer, when
 the caller calls ``session.step()``. Everything is observed through PyTorch's registration
-APIs — module hooks, global module hooks (only while the session is active), tensor and
-post-accumulate-grad hooks on parameters, optimizer step hooks — and every handle is removed
-on exit, on error and on ``detach()``. Statistics stay on the device until the step ends and
-are fetched with one copy per device (see :func:`tensorscope.hooks.fetch`).
+APIs — module hooks, one global module hook for the first steps (to find criterion modules
+that live outside the model), tensor hooks on the model's outputs, optimizer step hooks —
+and every handle is removed on exit, on error and on ``detach()``. Statistics stay on the
+device until the step ends and are fetched with one copy per device (see
+:func:`tensorscope.hooks.fetch`).
+
+What it costs: loss, timing, gradient norms and the doctor's signals are measured every step
+(a few hook calls and one norm pass over the gradients). Per-module and per-weight *detail*
+costs more — a few passes over every watched output — so by default it is spaced out to keep
+tensorscope's own measured CPU time under ``max_overhead`` (3 %) of the step
+(``signals["detail_every"]`` is the spacing in use); ``max_overhead=None`` gives detail on
+every ``every``-th step whatever it costs.
 
 Exceptions inside tensorscope's hooks and in ``sink`` are caught and counted
 (``signals["hook_errors"]``); the user's own exceptions pass through unchanged.
@@ -23,8 +31,10 @@ Exceptions inside tensorscope's hooks and in ``sink`` are caught and counted
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
+from collections import deque
 import types
 import weakref
 from contextlib import contextmanager
@@ -40,7 +50,7 @@ from torch.nn.modules.loss import _Loss
 from torch.optim import optimizer as _optim_globals
 
 from tensorscope.errors import UserError, one_line
-from tensorscope.hooks import HookSet, fetch, thread_cpu
+from tensorscope.hooks import HookSet, fetch, hook_clock
 from tensorscope.syncs import StepSyncs
 from tensorscope.telemetry import StepRecord, memory_snapshot
 
@@ -53,6 +63,24 @@ MEMORY_EVERY_S = 0.1
 
 MAX_RECORDS = 10_000
 """``session.records`` keeps at most this many recent steps (bounded memory)."""
+
+DEFAULT_MAX_OVERHEAD = 0.03
+"""watch()'s default share of step time for tensorscope's own work (see _schedule_detail)."""
+
+MIN_BUDGET_S = 0.0005
+"""Whatever the share, a step may always spend this much on tensorscope: toy models with
+sub-millisecond steps (the syllabus's examples) then still get detail on most steps."""
+
+MAX_DETAIL_GAP = 50
+"""Detail comes at least this often, however expensive: the charts never go stale for long."""
+
+LOSS_DISCOVERY_STEPS = 2
+"""Criterion modules outside the model are found by a global forward hook during this many
+steps, then hooked directly; the global hook would put every module call in the process on
+PyTorch's slow path for the whole run."""
+
+_MAX_OUTPUT_HOOKS = 4
+"""Float outputs of the model that get a gradient hook (to see each backward pass begin)."""
 
 
 _LIVE: "weakref.WeakSet[WatchSession]" = weakref.WeakSet()
@@ -73,6 +101,7 @@ class WatchSession:
 
     def __init__(self, model: nn.Module, optimizer: Any = None, scaler: Any = None, *,
                  modules: Any = "*", every: int = 1, loss: Any = None,
+                 max_overhead: float | None = DEFAULT_MAX_OVERHEAD,
                  sink: Callable[[StepRecord], Any] | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise UserError(f"watch() needs an nn.Module, got {type(model).__name__}")
@@ -82,12 +111,29 @@ class WatchSession:
             raise UserError(f"every= must be a whole number of steps >= 1, got {every!r}")
         if loss is not None and not isinstance(loss, nn.Module):
             raise UserError(f"loss= must be a criterion module (e.g. nn.CrossEntropyLoss()), got {type(loss).__name__}")
+        if max_overhead is not None and (isinstance(max_overhead, bool)
+                                         or not isinstance(max_overhead, (int, float))
+                                         or not 0 < max_overhead < 1):
+            raise UserError(f"max_overhead= must be a share of step time between 0 and 1 "
+                            f"(e.g. 0.03) or None, got {max_overhead!r}")
         if sink is not None and not callable(sink):
             raise UserError("sink= must be a callable taking a StepRecord")
         self.model = model
         self.optimizer = optimizer
         self.scaler = scaler
         self.every = every
+        self.max_overhead = max_overhead
+        self.min_budget_s = MIN_BUDGET_S
+        """Overhead a step may always use (see MIN_BUDGET_S); ``tensorscope run`` sets 0."""
+        self.detail_every = every
+        """The spacing of detail steps in use now (>= every; larger when detail is costly)."""
+        self._cost_detail: deque[float] = deque(maxlen=7)
+        self._cost_plain: deque[float] = deque(maxlen=15)
+        self._work_s: deque[float] = deque(maxlen=15)
+        self.extra_fetch: Callable[[], torch.Tensor | None] | None = None
+        """Called at each step end; a 1-D tensor it returns is fetched in the step's one sync
+        and its values left in :attr:`last_extra` (``tensorscope run``'s parameter checksums)."""
+        self.last_extra: list[float] | None = None
         self.sink = sink
         self._observers: list[Callable[[StepRecord], Any]] = []
         self._loss_module = loss
@@ -96,11 +142,14 @@ class WatchSession:
         self._named_params = [(n, p) for n, p in model.named_parameters()]
         self._trainable = [(n, p) for n, p in self._named_params if p.requires_grad]
         self._module_names = {id(m): (n or "(model)") for n, m in model.named_modules()}
-        # The global module hooks run on every module call; these sets let them return at
-        # once (untimed) for the many calls that cannot produce a signal.
-        self._param_owners = {id(m) for m in model.modules()
-                              if any(p is not None for p in m._parameters.values())}
-        self._mode_sensitive = {id(m) for m in model.modules() if isinstance(m, (_DropoutNd, _BatchNorm))}
+        # Only these modules can produce a signal (device mismatch; train-mode layers run
+        # under no_grad), so only they get a hook: every other call stays on the fast path.
+        self._param_owners = [m for m in model.modules()
+                              if any(p is not None for p in m._parameters.values())]
+        self._mode_sensitive = [m for m in model.modules() if isinstance(m, (_DropoutNd, _BatchNorm))]
+        self._loss_hooks: dict[int, Any] = {}
+        self._discovery: Any = None
+        self._output_handles: list[Any] = []
         self._memory_cache: tuple[float, dict[str, Any]] | None = None
         self._handles: list[Any] = []
         self._attached = False
@@ -116,6 +165,7 @@ class WatchSession:
         self._update_buffers: list[torch.Tensor] | None = None
         self._update_sampled = False
         self._callback_queued = False
+        self._norm_marks: list[tuple[int, int]] = []
         self.record_memory = True
         """Read memory into each record. ``tensorscope run`` turns it off: it reads memory
         itself (rate-limited) and keeps its own field when merging this session's records."""
@@ -127,7 +177,8 @@ class WatchSession:
     @property
     def hook_count(self) -> int:
         """Hooks tensorscope holds right now (0 after detach)."""
-        return len(self._handles) + self.hooks.hook_count
+        return (len(self._handles) + len(self._loss_hooks) + len(self._output_handles)
+                + (self._discovery is not None) + self.hooks.hook_count)
 
     @property
     def overhead(self) -> dict[str, float]:
@@ -165,12 +216,18 @@ class WatchSession:
             add = self._handles.append
             add(self.model.register_forward_pre_hook(self._guard(self._on_root_pre)))
             add(self.model.register_forward_hook(self._guard(self._on_root_forward)))
-            add(_module_globals.register_module_forward_pre_hook(self._filtered_any_pre()))
-            add(_module_globals.register_module_forward_hook(self._filtered_any_forward()))
+            for module in self._param_owners:
+                add(module.register_forward_pre_hook(self._guard(self._on_owner_pre)))
+            for module in self._mode_sensitive:
+                add(module.register_forward_hook(self._guard(self._on_mode_forward)))
             if self._loss_module is not None:
-                add(self._loss_module.register_forward_hook(self._guard(self._on_loss_forward)))
-            for name, p in self._trainable:
-                add(p.register_hook(self._param_grad_hook(name, p)))
+                self._hook_loss(self._loss_module)
+            else:
+                for module in self.model.modules():
+                    if isinstance(module, _Loss):
+                        self._hook_loss(module)
+                self._discovery = _module_globals.register_module_forward_hook(
+                    self._guard(self._discover_loss))
             if self.optimizer is not None:
                 add(self.optimizer.register_step_pre_hook(self._guard(self._on_opt_pre)))
                 add(self.optimizer.register_step_post_hook(self._guard(self._on_opt_post, timed=False)))
@@ -185,6 +242,10 @@ class WatchSession:
     def detach(self) -> None:
         """Remove every hook; records stay. Safe to call twice."""
         handles, self._handles = self._handles, []
+        handles += list(self._loss_hooks.values()) + self._output_handles
+        if self._discovery is not None:
+            handles.append(self._discovery)
+        self._loss_hooks, self._output_handles, self._discovery = {}, [], None
         for handle in handles:
             handle.remove()
         self.hooks.detach()
@@ -212,7 +273,7 @@ class WatchSession:
         self._logged_losses: list[torch.Tensor] = []
         self._grad_norms: tuple[list[str], list[torch.Tensor]] = ([], [])
         self._clipped: list[torch.Tensor] | None = None
-        self._bw_counts: dict[str, int] = {}
+        self._backwards = 0
         self._carried: list[str] = []
         self._eval_graph = 0
         self._train_no_grad = 0
@@ -228,7 +289,7 @@ class WatchSession:
         return step == self._next_detail
 
     def _has_pending(self) -> bool:
-        return bool(self._bw_counts or self._losses or self._logged_losses or self._mismatch
+        return bool(self._backwards or self._losses or self._logged_losses or self._mismatch
                     or self._eval_graph or self._train_no_grad)
 
     def _mark_grads(self) -> None:
@@ -241,17 +302,17 @@ class WatchSession:
 
     # -- hooks -------------------------------------------------------------------------
     def _guard(self, fn: Callable[..., Any], timed: bool = True) -> Callable[..., None]:
-        # Overhead is this thread's CPU time (hooks.thread_cpu), not wall time: a UI
-        # thread holding the GIL must not count as time spent in tensorscope's hooks.
+        # Overhead is time inside tensorscope's hooks on the training thread (hooks.hook_clock
+        # says why a wall clock and not a thread-CPU clock).
         def hook(*args: Any, **kwargs: Any) -> None:
-            start = thread_cpu()
+            start = hook_clock()
             try:
                 fn(*args, **kwargs)
             except Exception as exc:  # tensorscope's failure, never the user's problem
                 self._count_error(exc)
             finally:
                 if timed:
-                    self._overhead_s += thread_cpu() - start
+                    self._overhead_s += hook_clock() - start
             return None
 
         return hook
@@ -272,63 +333,68 @@ class WatchSession:
                 self._autocast = str(torch.get_autocast_dtype(kind)).replace("torch.", "")
 
     def _on_root_forward(self, module: nn.Module, args: Any, output: Any) -> None:
-        if not module.training and torch.is_grad_enabled():
+        if not torch.is_grad_enabled():
+            return
+        if not module.training:
             from tensorscope.stats import first_float_tensor
 
             out = first_float_tensor(output)
             if out is not None and out.requires_grad:
                 self._eval_graph += 1
-
-    def _filtered_any_pre(self) -> Callable[..., None]:
-        timed = self._guard(self._on_any_pre)
-        owners = self._param_owners
-
-        def hook(module: nn.Module, args: Any) -> None:
-            try:
-                relevant = id(module) in owners
-            except Exception as exc:
-                self._count_error(exc)
-                return None
-            if relevant:
-                timed(module, args)
-            return None
-
-        return hook
-
-    def _filtered_any_forward(self) -> Callable[..., None]:
-        timed = self._guard(self._on_any_forward)
-        sensitive = self._mode_sensitive
-
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            try:
-                relevant = id(module) in sensitive or isinstance(module, _Loss)
-            except Exception as exc:
-                self._count_error(exc)
-                return None
-            if relevant:
-                timed(module, args, output)
-            return None
-
-        return hook
-
-    def _on_any_pre(self, module: nn.Module, args: Any) -> None:
-        name = self._module_names.get(id(module))
-        if name is None:
             return
+        # A gradient hook on the model's outputs fires when a backward pass reaches them,
+        # before any parameter gradient of that pass is accumulated: one hook call per
+        # backward instead of one per parameter.
+        for tensor in _grad_outputs(output):
+            self._output_handles.append(tensor.register_hook(self._output_grad_hook))
+
+    def _output_grad_hook(self, grad: torch.Tensor) -> None:
+        start = hook_clock()
+        try:
+            self._on_backward_begin()
+        except Exception as exc:
+            self._count_error(exc)
+        finally:
+            self._overhead_s += hook_clock() - start
+        return None  # never change the gradient
+
+    def _on_backward_begin(self) -> None:
+        if self._callback_queued:
+            return  # a second output of the same backward pass
+        if self._backwards == 0:
+            # A grad that is the same tensor at the same version as at the last step's end
+            # was never reset (zero_grad bumps the version or sets None): carried over.
+            marks = self._grad_marks
+            for name, p in self._trainable:
+                grad = p.grad
+                if grad is not None and marks.get(name) == (id(grad), grad._version):
+                    self._carried.append(name)
+        self._backwards += 1
+        Variable._execution_engine.queue_callback(self._on_backward_end)
+        self._callback_queued = True
+
+    def _hook_loss(self, module: nn.Module) -> None:
+        if id(module) not in self._loss_hooks:
+            self._loss_hooks[id(module)] = module.register_forward_hook(self._guard(self._on_loss_forward))
+
+    def _discover_loss(self, module: nn.Module, args: Any, output: Any) -> None:
+        if isinstance(module, _Loss) and id(module) not in self._loss_hooks:
+            self._hook_loss(module)  # fires from the next call on
+            self._on_loss_forward(module, args, output)
+
+    def _on_owner_pre(self, module: nn.Module, args: Any) -> None:
         param = next((p for p in module._parameters.values() if p is not None), None)
         if param is None:
             return
         first = next((a for a in args if isinstance(a, torch.Tensor)), None)
         if first is not None and first.device != param.device:
+            name = self._module_names.get(id(module), type(module).__name__)
             note = f"{name}: param on {param.device}, input on {first.device}"
             if note not in self._mismatch and len(self._mismatch) < 32:
                 self._mismatch.append(note)
 
-    def _on_any_forward(self, module: nn.Module, args: Any, output: Any) -> None:
-        if self._loss_module is None and isinstance(module, _Loss):
-            self._on_loss_forward(module, args, output)
-        elif (isinstance(module, (_DropoutNd, _BatchNorm)) and module.training
-              and not torch.is_grad_enabled() and id(module) in self._module_names):
+    def _on_mode_forward(self, module: nn.Module, args: Any, output: Any) -> None:
+        if module.training and not torch.is_grad_enabled():
             self._train_no_grad += 1
 
     def _on_loss_forward(self, module: nn.Module, args: Any, output: Any) -> None:
@@ -337,43 +403,23 @@ class WatchSession:
         if isinstance(output, torch.Tensor) and output.requires_grad and output.is_floating_point():
             self._losses.append(output.detach().float().mean().reshape(1))
 
-    def _param_grad_hook(self, name: str, param: nn.Parameter) -> Callable[[torch.Tensor], None]:
-        def hook(grad: torch.Tensor) -> None:
-            start = thread_cpu()
-            try:
-                count = self._bw_counts.get(name, 0)
-                if count == 0:
-                    mark = self._grad_marks.get(name)
-                    current = param.grad
-                    if mark is not None and current is not None and mark == (id(current), current._version):
-                        self._carried.append(name)
-                self._bw_counts[name] = count + 1
-                if not self._callback_queued:
-                    Variable._execution_engine.queue_callback(self._on_backward_end)
-                    self._callback_queued = True
-            except Exception as exc:
-                self._count_error(exc)
-            finally:
-                self._overhead_s += thread_cpu() - start
-            return None
-
-        return hook
-
     def _on_backward_end(self) -> None:
-        # Runs once at the end of each backward pass (queued from the first parameter
-        # hook): the gradients are accumulated and not yet clipped or unscaled, so this
-        # is the norm "before clipping". One foreach kernel for all parameters.
-        start = thread_cpu()
+        # Runs once at the end of each backward pass (queued when it began): the gradients
+        # are accumulated and not yet clipped or unscaled, so this is the norm "before
+        # clipping". One foreach kernel for all parameters; the optimizer pre-hook reuses
+        # it unless a gradient changed in between (clip_grad_norm_, unscale_).
+        start = hook_clock()
         try:
             self._callback_queued = False
             named = [(n, p.grad) for n, p in self._trainable if p.grad is not None]
             if named:
-                norms = torch._foreach_norm([g.detach() for _, g in named])
-                self._grad_norms = ([n for n, _ in named], list(norms))
+                grads = [g.detach() for _, g in named]
+                self._grad_norms = ([n for n, _ in named], list(torch._foreach_norm(grads)))
+                self._norm_marks = [(id(g), g._version) for _, g in named]
         except Exception as exc:
             self._count_error(exc)
         finally:
-            self._overhead_s += thread_cpu() - start
+            self._overhead_s += hook_clock() - start
 
     def _owns(self, optimizer: Any) -> bool:
         if self.optimizer is not None:
@@ -392,9 +438,17 @@ class WatchSession:
         self._syncs.end()  # host syncs: the counted window ends where the optimizer begins
         with torch.no_grad():
             grads = [p.grad for _, p in self._trainable if p.grad is not None]
-            # Norm as the optimizer sees it: differs from the backward-time norm when the
-            # script clipped (or unscaled) in between.
-            self._clipped = list(torch._foreach_norm(grads)) if grads else []
+            if not self._grad_norms[1]:
+                # No backward pass was seen through the model's outputs (the loss did not
+                # use them, or a backward ran outside this session): measure here.
+                names = [n for n, p in self._trainable if p.grad is not None]
+                self._grad_norms = (names, list(torch._foreach_norm(grads)) if grads else [])
+                self._clipped = None
+            elif [(id(g), g._version) for g in grads] != self._norm_marks:
+                # Norm as the optimizer sees it: the script clipped or unscaled in between.
+                self._clipped = list(torch._foreach_norm(grads)) if grads else []
+            else:
+                self._clipped = None  # unchanged since the backward pass: same norm
             if self.hooks.recording and self._trainable:
                 views = self._update_views()
                 if self._update_buffers is None:
@@ -424,7 +478,7 @@ class WatchSession:
 
     # -- the end of a step -------------------------------------------------------------
     def _end_step(self, partial: bool = False) -> StepRecord | None:
-        start = thread_cpu()
+        start = hook_clock()
         self._syncs.end()  # host syncs: close the window before this step's own fetch
         try:
             record = self._build_record(partial)
@@ -432,11 +486,27 @@ class WatchSession:
             self._count_error(exc)
             record = None
         finally:
+            self._drop_output_hooks()
+            if self._discovery is not None and self._step >= LOSS_DISCOVERY_STEPS:
+                self._discovery.remove()
+                self._discovery = None
             self._mark_grads()
+            seen = self._first_forward is not None
+            self._overhead_s += hook_clock() - start
+            # This step's cost includes this very call (building the record, the fetch):
+            # measured here, not in _build_record, so a detail step is charged its own
+            # decoding rather than the plain step after it.
+            total = self._overhead_s + self.hooks.overhead_s
+            cost, self._overhead_reported = total - self._overhead_reported, total
+            if record is not None:
+                record.signals["overhead_s"] = cost
+                if not partial:
+                    self._schedule_detail(bool(record.signals.get("detail")), cost,
+                                          record.step_time_s or 0.0, seen)
+                    record.signals["detail_every"] = self.detail_every
             self._reset_step()
             if self._attached:
                 self._syncs.begin(self._step + 1)  # host syncs: count the next step if sampled
-            self._overhead_s += thread_cpu() - start
         if record is not None:
             self.records.append(record)
             if len(self.records) > 2 * MAX_RECORDS:
@@ -448,6 +518,49 @@ class WatchSession:
                     self._count_error(exc)
         return record
 
+    def _drop_output_hooks(self) -> None:
+        handles, self._output_handles = self._output_handles, []
+        for handle in handles:
+            handle.remove()
+
+    def _schedule_detail(self, detail: bool, cost: float, step_time: float, seen: bool) -> None:
+        """Measure what detail costs and place the next detail step.
+
+        ``cost`` is tensorscope's own time in this step, ``step_time`` the whole step. With
+        a budget, detail steps are spaced so that the average overhead,
+        ``plain + (detail - plain) / gap``, stays under ``max_overhead`` of the user's own
+        step time (at least ``min_budget_s``): gap = (detail - plain) / (budget - plain).
+        Medians of the last few steps of each kind, so that one slow step (a sampled
+        host-sync count, a first-step allocation, the OS taking the core away) does not
+        swing the schedule.
+        """
+        self._work_s.append(max(step_time - cost, 1e-9))
+        (self._cost_detail if detail else self._cost_plain).append(cost)
+        if not detail:
+            return
+        if not seen:
+            # Attached mid-step (tensorscope run attaches inside the first optimizer.step):
+            # that step saw no forward; the next one gets detail at once.
+            self._next_detail = self._step + 1
+            return
+        gap = self.every
+        if self.max_overhead is not None:
+            detail_cost = statistics.median(self._cost_detail)
+            plain = statistics.median(self._cost_plain) if self._cost_plain else 0.0
+            budget = max(self.max_overhead * statistics.median(self._work_s), self.min_budget_s)
+            if plain >= detail_cost:
+                plain = 0.0  # plain steps seen only at odd moments so far: not a baseline
+            if detail_cost > budget:
+                room = budget - plain
+                extra = detail_cost - plain
+                wanted = MAX_DETAIL_GAP if room <= 0 else -(-extra // room)
+                # Grow at most twofold per detail step: the first estimates come from few
+                # (and often unusual) steps, and a long gap would keep a wrong one for long.
+                ramp = max(2 * self.detail_every, 4)
+                gap = int(min(max(gap, wanted), ramp, max(self.every, MAX_DETAIL_GAP)))
+        self.detail_every = gap
+        self._next_detail = self._step + gap
+
     def add_observer(self, observer: Callable[[StepRecord], Any]) -> None:
         """Also call ``observer`` with each finished record (after ``sink``; errors counted)."""
         self._observers.append(observer)
@@ -456,13 +569,6 @@ class WatchSession:
         now = time.perf_counter()
         self._step += 1
         detail = self._is_detail(self._step)
-        if detail:
-            # Detail recurs every k steps from the first step whose training forward was
-            # seen. A session attached mid-step (tensorscope run attaches at the first
-            # optimizer.step) saw no forward in its first step; without this it would wait a
-            # whole period (25 steps by default) for any per-module statistics.
-            seen = self._first_forward is not None
-            self._next_detail = self._step + (self.every if seen else 1)
         names = [n for n, _ in self._trainable]
         with torch.no_grad():
             weights = update = None
@@ -488,6 +594,7 @@ class WatchSession:
             ("update", _stacked(list(update or []))),
             ("modules", pending.tensors),
             ("scale", self._scaler_tensors()),
+            ("extra", self._extra_tensors()),
         ]
         flat = [t for _, ts in groups for t in ts]
         values = fetch(flat)  # the one host sync of this step
@@ -496,6 +603,7 @@ class WatchSession:
         for key in ("grad", "clipped", "weights", "update"):
             got[key] = [v for part in got[key] for v in part]  # one flat list per group
 
+        self.last_extra = got["extra"][0] if got["extra"] else None
         loss = got["loss"][0][0] if got["loss"] else None
         gnorm = dict(zip(grad_named, got["grad"]))
         scale_vals = got["scale"]
@@ -531,8 +639,6 @@ class WatchSession:
         device = self._trainable[0][1].device if self._trainable else (
             self._named_params[0][1].device if self._named_params else None)
         errors_now = self.errors - self._step_errors
-        overhead_step = (self._overhead_s + self.hooks.overhead_s) - self._overhead_reported
-        self._overhead_reported = self._overhead_s + self.hooks.overhead_s
         amp = None
         if scale_vals:
             skipped = (scale < self._prev_scale) if self._prev_scale is not None else None
@@ -559,7 +665,7 @@ class WatchSession:
             params=params,
             signals={
                 "grad_carried_over": list(self._carried),
-                "backward_passes": max(self._bw_counts.values(), default=0),
+                "backward_passes": self._backwards,
                 "eval_forward_with_graph": self._eval_graph,
                 "train_mode_forward_no_grad": self._train_no_grad,
                 **self._syncs.signals(partial),  # host_syncs (None: step not sampled)
@@ -567,8 +673,9 @@ class WatchSession:
                 "params_unchanged": unchanged,
                 "device_mismatch": list(self._mismatch),
                 "hook_errors": errors_now,
-                "overhead_s": overhead_step,
+                "overhead_s": None,  # set by _end_step once the step's own cost is known
                 "detail": detail,
+                "detail_every": self.detail_every,
                 "partial": partial,
             },
         )
@@ -581,6 +688,12 @@ class WatchSession:
         if cached is None or now - cached[0] >= MEMORY_EVERY_S:
             cached = self._memory_cache = (now, memory_snapshot(device))
         return dict(cached[1])
+
+    def _extra_tensors(self) -> list[torch.Tensor]:
+        if self.extra_fetch is None:
+            return []
+        extra = self.extra_fetch()
+        return [extra.detach().reshape(-1)] if isinstance(extra, torch.Tensor) else []
 
     def _scaler_tensors(self) -> list[torch.Tensor]:
         scaler = self.scaler
@@ -595,8 +708,33 @@ class WatchSession:
     def _not_in_optimizer(self) -> list[str]:
         if self.optimizer is None:
             return []
-        held = {id(p) for g in self.optimizer.param_groups for p in g["params"]}
-        return [n for n, p in self._trainable if id(p) not in held]
+        groups = self.optimizer.param_groups
+        key = (len(groups), sum(len(g["params"]) for g in groups))
+        if getattr(self, "_held_key", None) != key:  # add_param_group changes this
+            held = {id(p) for g in groups for p in g["params"]}
+            self._held_key = key
+            self._not_held = [n for n, p in self._trainable if id(p) not in held]
+        return list(self._not_held)
+
+
+def _grad_outputs(value: Any) -> list[torch.Tensor]:
+    """Float tensors that take part in autograd in a model's output (tensor, tuple/list, dict).
+
+    Breadth-first, bounded (64 items looked at, _MAX_OUTPUT_HOOKS kept)."""
+    found: list[torch.Tensor] = []
+    queue = [value]
+    seen = 0
+    while queue and seen < 64 and len(found) < _MAX_OUTPUT_HOOKS:
+        item = queue.pop(0)
+        seen += 1
+        if isinstance(item, torch.Tensor):
+            if item.requires_grad and item.is_floating_point():
+                found.append(item)
+        elif isinstance(item, (tuple, list)):
+            queue.extend(item)
+        elif isinstance(item, dict):
+            queue.extend(item.values())
+    return found
 
 
 def _stacked(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -611,7 +749,7 @@ def _stacked(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 @contextmanager
 def watch(model: nn.Module, optimizer: Any = None, scaler: Any = None, *, modules: Any = "*",
-          every: int = 1, loss: Any = None,
+          every: int = 1, loss: Any = None, max_overhead: float | None = DEFAULT_MAX_OVERHEAD,
           sink: Callable[[StepRecord], Any] | None = None) -> Iterator[WatchSession]:
     """Watch ``model`` for the duration of the ``with`` block; yields a :class:`WatchSession`.
 
@@ -622,14 +760,19 @@ def watch(model: nn.Module, optimizer: Any = None, scaler: Any = None, *, module
       backward-time gradient norms).
     - ``modules``: which modules get activation/gradient statistics ("*", a path, a glob,
       a class, a list of these, or None for none).
-    - ``every``: per-module and per-weight detail on every k-th step (1: every step);
+    - ``every``: per-module and per-weight detail at most every k-th step (1: every step);
       loss, timing and the doctor's signals are recorded every step.
+    - ``max_overhead``: the share of step time tensorscope may spend on itself (default
+      0.03; a step may always use 0.5 ms). When detail costs more, detail steps are spaced
+      out (``signals["detail_every"]``, at most MAX_DETAIL_GAP apart). None: detail on
+      every ``every``-th step whatever it costs.
     - ``loss``: a criterion module to read the loss from; None reads every criterion
       (subclass of ``nn.modules.loss._Loss``) called while the session is active, and
       ``session.log_loss(t)`` overrides both for functional losses.
     - ``sink``: called with each finished StepRecord (errors in it are counted, not raised).
     """
-    session = WatchSession(model, optimizer, scaler, modules=modules, every=every, loss=loss, sink=sink)
+    session = WatchSession(model, optimizer, scaler, modules=modules, every=every, loss=loss,
+                           max_overhead=max_overhead, sink=sink)
     session.attach()
     try:
         yield session

@@ -47,7 +47,7 @@ def _train(ex: zoo.Example, steps: int, watched: bool, **kw) -> tuple[list[float
 def test_every_zoo_model_records_steps_and_leaves_no_trace(name: str) -> None:
     ex = zoo.get(name)
     before = _registries(ex.model, ex.optimizer)
-    losses, records = _train(ex, 3, True)
+    losses, records = _train(ex, 3, True, max_overhead=None)
     assert _registries(ex.model, ex.optimizer) == before
     assert [r.step for r in records] == [1, 2, 3]
     for loss, rec in zip(losses, records):
@@ -107,7 +107,7 @@ def test_module_stats_equal_torch_computations() -> None:
     model[1].register_forward_hook(lambda m, a, out: seen.update(out=out.detach().clone()))
     grads = {}
     with tensorscope.watch(model, modules="1") as session:
-        out = model(torch.randn(50, 6))
+        out = model(torch.randn(25, 6))  # 1000 elements: within the sample, so exact
         out.register_hook(lambda g: grads.update(g=g.clone()))
         out.pow(2).sum().backward()
         session.step()
@@ -117,7 +117,7 @@ def test_module_stats_equal_torch_computations() -> None:
     assert stats["std"] == pytest.approx(x.std().item(), rel=1e-5)
     assert stats["abs_max"] == pytest.approx(x.abs().max().item())
     assert stats["zero_frac"] == pytest.approx((x == 0).float().mean().item())
-    assert stats["nonfinite"] == 0 and stats["shape"] == [50, 40] and stats["dtype"] == "float32"
+    assert stats["nonfinite"] == 0 and stats["shape"] == [25, 40] and stats["dtype"] == "float32"
     assert sum(stats["hist"]) == x.numel()
     assert stats["grad_norm"] == pytest.approx(grads["g"].norm().item(), rel=1e-5)
 
