@@ -147,7 +147,9 @@ class HookSet:
         stats = step.decode(fetch(step.tensors))     # one host sync -> {path: {...}}
         hooks.detach()
 
-    ``recording`` switches the stats off between detail steps without removing hooks.
+    ``recording = False`` unhooks the modules until it is set True again (the selection is
+    kept): between detail steps a module call then costs nothing at all, not even a Python
+    call that returns at once.
     """
 
     def __init__(self, model: nn.Module, modules: Any = "*", *, bins: int = HIST_BINS,
@@ -158,7 +160,8 @@ class HookSet:
         self.bins = bins
         self.sample = sample
         self.grads = grads
-        self.recording = True
+        self._recording = True
+        self._attached = False
         self.errors = 0
         """tensorscope's own exceptions caught in hooks (never raised into the user's code)."""
         self.last_error: str | None = None
@@ -175,17 +178,42 @@ class HookSet:
     # -- selection ---------------------------------------------------------------------
     @property
     def names(self) -> list[str]:
-        """Paths of the modules currently hooked (root shown as ``(model)``)."""
-        return [n or ROOT for n in self._module_handles]
+        """Paths of the modules watched while attached (root shown as ``(model)``); between
+        detail steps they are selected but not hooked (see ``recording``)."""
+        return [n or ROOT for n in self._selected] if self._attached else []
 
     @property
     def hook_count(self) -> int:
         """Handles held right now: module hooks plus gradient hooks on live outputs."""
         return len(self._module_handles) + len(self._tensor_handles)
 
+    @property
+    def recording(self) -> bool:
+        """Whether the selected modules are hooked right now (see the class docstring)."""
+        return self._recording
+
+    @recording.setter
+    def recording(self, value: bool) -> None:
+        value = bool(value)
+        if value == self._recording:
+            return
+        self._recording = value
+        if not self._attached:
+            return
+        if value:
+            for name, module in list(self._selected.items()):
+                if name not in self._module_handles:
+                    self._hook(name, module)
+        else:
+            for handle in self._module_handles.values():
+                handle.remove()
+            self._module_handles.clear()
+
     def attach(self) -> "HookSet":
-        for name, module in list(self._selected.items()):
-            self._hook(name, module)
+        self._attached = True
+        if self._recording:
+            for name, module in list(self._selected.items()):
+                self._hook(name, module)
         return self
 
     def set_modules(self, spec: Any) -> None:
@@ -195,9 +223,10 @@ class HookSet:
         for name in list(self._module_handles):
             if name not in wanted:
                 self._module_handles.pop(name).remove()
-        for name, module in wanted.items():
-            if name not in self._module_handles:
-                self._hook(name, module)
+        if self._attached and self._recording:
+            for name, module in wanted.items():
+                if name not in self._module_handles:
+                    self._hook(name, module)
 
     def add(self, names: Iterable[str]) -> None:
         """Hook these module paths too (already hooked ones are left as they are)."""
@@ -207,7 +236,7 @@ class HookSet:
             if key not in by_name:
                 raise UserError(_no_match_message(self.model, name))
             self._selected[key] = by_name[key]
-            if key not in self._module_handles:
+            if self._attached and self._recording and key not in self._module_handles:
                 self._hook(key, by_name[key])
 
     def remove(self, names: Iterable[str]) -> None:
@@ -227,6 +256,7 @@ class HookSet:
 
     def detach(self) -> None:
         """Remove every handle this set holds; safe to call twice."""
+        self._attached = False
         for handle in self._module_handles.values():
             handle.remove()
         self._module_handles.clear()
@@ -242,7 +272,7 @@ class HookSet:
 
     # -- hooks -------------------------------------------------------------------------
     def _on_forward(self, name: str, output: Any) -> None:
-        if not self.recording or not torch.is_grad_enabled():
+        if not self._recording or not torch.is_grad_enabled():
             # Evaluation forwards (no_grad) are not part of a training step's statistics.
             return
         start = hook_clock()
@@ -300,9 +330,11 @@ class HookSet:
         """This step's pending stats (device tensors), clearing them and the output hooks."""
         with self._lock:
             pending, self._pending = self._pending, {}
-            self._seen = {}
-        self._drop_tensor_hooks()
-        return StepStats(pending, self.bins, self.sample)
+            if pending:
+                self._seen = {}
+        if self._tensor_handles:
+            self._drop_tensor_hooks()
+        return StepStats(pending, self.bins, self.sample) if pending else _NO_STATS
 
 
 class StepStats:
@@ -363,6 +395,10 @@ class StepStats:
         return result
 
 
+_NO_STATS = StepStats({}, HIST_BINS, HIST_SAMPLE)
+"""What take() returns for a step without module statistics (most steps under a budget)."""
+
+
 def fetch(tensors: list[torch.Tensor]) -> list[list[float]]:
     """Every tensor's values as Python floats, with one device-to-host copy per device.
 
@@ -377,8 +413,15 @@ def fetch(tensors: list[torch.Tensor]) -> list[list[float]]:
     out: list[list[float]] = [[] for _ in tensors]
     for device, idxs in groups.items():
         parts = [tensors[i].detach().reshape(-1) for i in idxs]
-        # torch.cat promotes mixed dtypes; float64 keeps counts and sums exact enough.
-        flat = torch.cat(parts).to(torch.float64).cpu().tolist()
+        # torch.cat promotes mixed dtypes to the widest (float64 when any part is); counts
+        # stay exact in float32 (histogram counts are at most HIST_SAMPLE), and tolist()
+        # gives Python floats either way. Half-precision parts are widened first.
+        flat = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if flat.dtype not in (torch.float32, torch.float64):
+            flat = flat.to(torch.float64)
+        if flat.device.type != "cpu":
+            flat = flat.cpu()
+        flat = flat.tolist()
         pos = 0
         for i, part in zip(idxs, parts):
             n = part.numel()

@@ -17,8 +17,13 @@ The loss is the output of a top-level loss module; a script with a functional lo
 (``F.cross_entropy``) gets its own variable named ``loss`` read at the optimizer step instead
 (``signals["loss_source"]`` says which).
 
-Facts per step, all read with one host sync: the loss, the global gradient norm (as the
-optimizer sees it, i.e. after any clipping), the GradScaler's scale and growth tracker.
+Facts per step, all read with one host sync: the loss, the global gradient norm (before
+and, when the script clips, after clipping), the GradScaler's scale and growth tracker.
+With the watch attached (the default) that sync is the watch's own: its record arrives in
+its optimizer post-hook, which PyTorch runs before this global one, and carries everything
+this side needs — the runner adds timing, lr, memory, epoch and rank, and hands its extra
+tensors (the script's own ``loss`` variable, parameter checksums) to the watch's fetch.
+Without the watch (``--detail steps``) the runner does the one fetch itself.
 A GradScaler is found by looking at the frames that called the optimizer step (``scaler.step``
 is on the stack); a step it skipped never reaches the optimizer, so a skip is seen as a scale
 that went down between two forwards with no optimizer step in between.
@@ -41,8 +46,11 @@ SYNC_CHECK_EVERY = 10
 """Multi-rank runs: parameter checksums on steps 1-10, then on every 10th step."""
 DETAILS = ("steps", "sampled", "full")
 """How much ``tensorscope run`` measures: step-level facts only; plus per-module statistics
-every SAMPLED_EVERY steps (the default); or per-module statistics at every step."""
-SAMPLED_EVERY = 25
+as often as RUN_MAX_OVERHEAD of the step time allows (the default); or per-module
+statistics at every step whatever they cost."""
+RUN_MAX_OVERHEAD = 0.02
+"""The watch's share of step time under ``run``: below watch()'s own 3 %, because the
+runner's bookkeeping and the sender thread's JSON encoding come on top."""
 MEMORY_EVERY_S = 0.1
 """Memory is a system call on CPU: read it at most ten times a second, not every step."""
 
@@ -67,6 +75,9 @@ class Instrumentation:
         self.scaler: Any = None
         self.watch_status = "not attached yet"
         self._watch_session: Any = None
+        self._watched: Any = None
+        """The WatchSession this runner attached (None when adopting the script's own)."""
+        self._watch_attached = False
         self._watch_record: StepRecord | None = None
         self._global_handles: list[Any] = []
         self._handles: list[Any] = []
@@ -86,6 +97,8 @@ class Instrumentation:
         self._last_scale: float | None = None
         self._device: Any = None
         self._scaler_scans = 0
+        self._env_rank = _env_rank()
+        self._multi_rank = _env_world_size() > 1
 
     # --- install / remove -------------------------------------------------------------
 
@@ -121,6 +134,7 @@ class Instrumentation:
             except Exception:
                 self.hook_errors += 1
             self._watch_session = None
+        self._watched = None
 
     def _remove_global(self) -> None:
         for handle in self._global_handles:
@@ -222,6 +236,10 @@ class Instrumentation:
             if isinstance(value, torch.Tensor) and value.numel() == 1:
                 self._loss = value.detach()
                 self._loss_source = "the script's `loss` variable"
+        if self._watch_attached:
+            if self._watched is not None and self._loss_source == "the script's `loss` variable":
+                self._watched.log_loss(self._loss)  # fetched in the watch's one sync
+            return  # the watch measures the gradient norms (and fetches them) itself
         grads = [p.grad for group in optimizer.param_groups for p in group["params"]
                  if p.grad is not None]
         if grads:
@@ -233,6 +251,10 @@ class Instrumentation:
             return
         now = time.perf_counter()
         self.step += 1
+        detail, self._watch_record = self._watch_record, None
+        if detail is not None:
+            self._from_watch(now, detail)
+            return
         checksum = self._param_checksum(optimizer)
         values = self._fetch(self._loss, self._grad_norm, checksum)
         loss, grad_norm, scale, tracker = values[:4]
@@ -245,6 +267,40 @@ class Instrumentation:
         if checksum is not None and values[4] is not None:
             record.signals["param_checksum"] = values[4]
         if self.scaler is not None:
+            record.amp = {"scale": scale, "growth_tracker": None if tracker is None else int(tracker),
+                          "skipped": False, "autocast_dtype": self._autocast}
+        elif self._autocast is not None:
+            record.amp = {"scale": None, "growth_tracker": None, "skipped": False,
+                          "autocast_dtype": self._autocast}
+        self._pending = record
+        self._loss = None
+        self._grad_norm = None
+        self._t_forward = None
+        self._t_step_end = now
+
+    def _from_watch(self, now: float, detail: StepRecord) -> None:
+        """This step's record from the watch's (already fetched): no second host sync."""
+        loss = detail.loss
+        if loss is None and self._loss is not None:
+            loss = self._fetch(self._loss, None)[0]  # the script's own watch() had no loss
+        record = self._record(now, loss, detail.grad_norm)
+        record.grad_norm_clipped = detail.grad_norm_clipped
+        record.modules = detail.modules
+        record.params = detail.params
+        record.signals = {**detail.signals, **record.signals,
+                          "hook_errors": self.hook_errors + int(detail.signals.get("hook_errors") or 0)}
+        if record.loss is not None and self._loss_source is None:
+            self._loss_source = "a loss module"
+            record.signals["loss_source"] = self._loss_source
+        extra = self._watched.last_extra if self._watched is not None else None
+        if extra is not None:
+            record.signals["param_checksum"] = extra
+        amp = detail.amp
+        if self.scaler is not None and amp is not None and amp.get("scale") is not None:
+            # The watch read the scaler inside scaler.step(), before update(): predict what
+            # update() will make of a clean step, so a later drop can only mean a skip.
+            scale, tracker = _after_clean_update(self.scaler, amp["scale"], amp.get("growth_tracker"))
+            self._last_scale = scale
             record.amp = {"scale": scale, "growth_tracker": None if tracker is None else int(tracker),
                           "skipped": False, "autocast_dtype": self._autocast}
         elif self._autocast is not None:
@@ -273,7 +329,7 @@ class Instrumentation:
             wall_time=time.time(), lr=lr, grad_norm=grad_norm, batch_size=self._batch,
             samples_per_s=(self._batch / step_time) if self._batch and step_time else None,
             step_time_s=step_time, data_time_s=data, compute_time_s=compute,
-            memory=self._memory_now(), rank=_rank(),
+            memory=self._memory_now(), rank=self._rank(),
             signals={"hook_errors": self.hook_errors, "loss_source": self._loss_source},
         )
 
@@ -286,10 +342,7 @@ class Instrumentation:
         which on CPU is a visible share of a small model's step; all ranks count steps
         alike, so they check the same steps and a divergence shows within that many steps.
         """
-        from tensorscope.distributed import rank_from_env
-
-        info = rank_from_env()
-        if info is None or info.world_size < 2:
+        if not self._multi_rank:
             return None
         if self.step > SYNC_CHECK_EVERY and self.step % SYNC_CHECK_EVERY:
             return None
@@ -377,7 +430,7 @@ class Instrumentation:
             loss = float(torch.stack([v.float().reshape(()) for v in self._eval_losses]).mean())
         self._flush()
         self.emit(StepRecord(step=self.step, loss=loss, phase="eval", wall_time=time.time(),
-                             epoch=self._script_epoch(), rank=_rank(),
+                             epoch=self._script_epoch(), rank=self._rank(),
                              signals={"eval_forwards": self._eval_forwards}).to_json())
         self._eval_losses = []
         self._eval_forwards = 0
@@ -393,6 +446,8 @@ class Instrumentation:
             record.signals = {**detail.signals, **record.signals,
                               "hook_errors": self.hook_errors
                               + int(detail.signals.get("hook_errors") or 0)}
+            if record.grad_norm is None:
+                record.grad_norm = detail.grad_norm
             if record.grad_norm_clipped is None:
                 record.grad_norm_clipped = detail.grad_norm_clipped
             if record.loss is None:
@@ -446,15 +501,20 @@ class Instrumentation:
             # The script watches this model itself: stream its records, with the detail the
             # script asked for, instead of paying for a second set of hooks.
             own.add_observer(self._on_watch_record)
+            self._watch_attached = True
             self.watch_status = "the script's own watch()"
             return
         try:
-            every = 1 if self.detail == "full" else SAMPLED_EVERY
-            session = watch(model, optimizer, self.scaler, every=every,
+            budget = None if self.detail == "full" else RUN_MAX_OVERHEAD
+            session = watch(model, optimizer, self.scaler, max_overhead=budget,
                             sink=self._on_watch_record)
             watched = session.__enter__()
             watched.record_memory = False  # _flush keeps this side's rate-limited reading
+            watched.min_budget_s = 0.0  # the share alone: short steps are the common case here
+            watched.extra_fetch = lambda: self._param_checksum(optimizer)
             self._watch_session = session
+            self._watched = watched
+            self._watch_attached = True
             self.watch_status = "attached"
         except Exception as exc:
             self.hook_errors += 1
@@ -462,6 +522,17 @@ class Instrumentation:
 
     def _on_watch_record(self, record: StepRecord) -> None:
         self._watch_record = record
+
+    def _rank(self) -> int | None:
+        """This process's rank: the process group's once it is up, else the launcher's."""
+        try:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                return int(dist.get_rank())
+        except Exception:
+            return None
+        return self._env_rank
 
     def _script_epoch(self) -> int | None:
         """The script's own ``epoch`` variable, read from its innermost frame, if it has one."""
@@ -542,15 +613,15 @@ def _after_clean_update(scaler: Any, scale: float, tracker: Any) -> tuple[float,
     return scale, tracker
 
 
-def _rank() -> int | None:
-    try:
-        import torch.distributed as dist
+def _env_world_size() -> int:
+    from tensorscope.distributed import rank_from_env
 
-        if dist.is_available() and dist.is_initialized():
-            return int(dist.get_rank())
-    except Exception:
-        return None
-    # Started by a launcher but the process group is not up yet (or already destroyed).
+    info = rank_from_env()
+    return info.world_size if info is not None else 1
+
+
+def _env_rank() -> int | None:
+    """The rank a launcher gave this process (read once: the environment does not change)."""
     from tensorscope.distributed import rank_from_env
 
     info = rank_from_env()

@@ -71,6 +71,11 @@ MIN_BUDGET_S = 0.0005
 """Whatever the share, a step may always spend this much on tensorscope: toy models with
 sub-millisecond steps (the syllabus's examples) then still get detail on most steps."""
 
+UNSEEN_COST = 1.4
+"""Real overhead over what the hooks' own clock measures: PyTorch's dispatch into the hooks
+(module slow path, autograd calling Python tensor hooks) happens outside them. bench_hooks.py
+measured 1.3-1.4x on the TransformerEncoder; the schedule budgets for it."""
+
 MAX_DETAIL_GAP = 50
 """Detail comes at least this often, however expensive: the charts never go stale for long."""
 
@@ -150,6 +155,7 @@ class WatchSession:
         self._loss_hooks: dict[int, Any] = {}
         self._discovery: Any = None
         self._output_handles: list[Any] = []
+        self._device_handles: list[Any] = []
         self._memory_cache: tuple[float, dict[str, Any]] | None = None
         self._handles: list[Any] = []
         self._attached = False
@@ -178,6 +184,7 @@ class WatchSession:
     def hook_count(self) -> int:
         """Hooks tensorscope holds right now (0 after detach)."""
         return (len(self._handles) + len(self._loss_hooks) + len(self._output_handles)
+                + len(self._device_handles)
                 + (self._discovery is not None) + self.hooks.hook_count)
 
     @property
@@ -216,10 +223,7 @@ class WatchSession:
             add = self._handles.append
             add(self.model.register_forward_pre_hook(self._guard(self._on_root_pre)))
             add(self.model.register_forward_hook(self._guard(self._on_root_forward)))
-            for module in self._param_owners:
-                add(module.register_forward_pre_hook(self._guard(self._on_owner_pre)))
-            for module in self._mode_sensitive:
-                add(module.register_forward_hook(self._guard(self._on_mode_forward)))
+            self._set_device_checks(self.hooks.recording)
             if self._loss_module is not None:
                 self._hook_loss(self._loss_module)
             else:
@@ -242,10 +246,11 @@ class WatchSession:
     def detach(self) -> None:
         """Remove every hook; records stay. Safe to call twice."""
         handles, self._handles = self._handles, []
-        handles += list(self._loss_hooks.values()) + self._output_handles
+        handles += list(self._loss_hooks.values()) + self._output_handles + self._device_handles
         if self._discovery is not None:
             handles.append(self._discovery)
         self._loss_hooks, self._output_handles, self._discovery = {}, [], None
+        self._device_handles = []
         for handle in handles:
             handle.remove()
         self.hooks.detach()
@@ -283,7 +288,10 @@ class WatchSession:
         self._autocast: str | None = None
         self._step_errors = self.errors
         self._pre_weights_taken = False
-        self.hooks.recording = self._is_detail(self._step + 1)
+        detail = self._is_detail(self._step + 1)
+        self.hooks.recording = detail
+        if self._attached:
+            self._set_device_checks(detail)
 
     def _is_detail(self, step: int) -> bool:
         return step == self._next_detail
@@ -322,6 +330,12 @@ class WatchSession:
         self.last_error = one_line(exc)
 
     def _on_root_pre(self, module: nn.Module, args: Any) -> None:
+        if not torch.is_grad_enabled():
+            # Evaluation under no_grad with Dropout/BatchNorm still in training mode: the
+            # model forgot model.eval(). Checked here, once per forward, not per layer.
+            if any(m.training for m in self._mode_sensitive):
+                self._train_no_grad += 1
+            return
         if self._first_forward is None and torch.is_grad_enabled() and module.training:
             self._first_forward = time.perf_counter()
         if module.training and torch.is_grad_enabled():
@@ -382,6 +396,18 @@ class WatchSession:
             self._hook_loss(module)  # fires from the next call on
             self._on_loss_forward(module, args, output)
 
+    def _set_device_checks(self, on: bool) -> None:
+        """Device checks (a pre-hook per parameter owner) on detail steps only: a mismatch
+        almost always raises in the forward anyway, and the check is a Python call per
+        layer per step."""
+        if on and not self._device_handles:
+            hook = self._guard(self._on_owner_pre)
+            self._device_handles = [m.register_forward_pre_hook(hook) for m in self._param_owners]
+        elif not on and self._device_handles:
+            handles, self._device_handles = self._device_handles, []
+            for handle in handles:
+                handle.remove()
+
     def _on_owner_pre(self, module: nn.Module, args: Any) -> None:
         param = next((p for p in module._parameters.values() if p is not None), None)
         if param is None:
@@ -393,15 +419,11 @@ class WatchSession:
             if note not in self._mismatch and len(self._mismatch) < 32:
                 self._mismatch.append(note)
 
-    def _on_mode_forward(self, module: nn.Module, args: Any, output: Any) -> None:
-        if module.training and not torch.is_grad_enabled():
-            self._train_no_grad += 1
-
     def _on_loss_forward(self, module: nn.Module, args: Any, output: Any) -> None:
         # Only losses that will be back-propagated count as the training loss; a validation
         # loss computed under no_grad is left out.
         if isinstance(output, torch.Tensor) and output.requires_grad and output.is_floating_point():
-            self._losses.append(output.detach().float().mean().reshape(1))
+            self._losses.append(output.detach())  # reduced in _mean_loss, at the step's end
 
     def _on_backward_end(self) -> None:
         # Runs once at the end of each backward pass (queued when it began): the gradients
@@ -413,9 +435,11 @@ class WatchSession:
             self._callback_queued = False
             named = [(n, p.grad) for n, p in self._trainable if p.grad is not None]
             if named:
-                grads = [g.detach() for _, g in named]
-                self._grad_norms = ([n for n, _ in named], list(torch._foreach_norm(grads)))
-                self._norm_marks = [(id(g), g._version) for _, g in named]
+                grads = [g for _, g in named]
+                with torch.no_grad():  # grads made with create_graph=True need no graph here
+                    norms = torch._foreach_norm(grads)
+                self._grad_norms = ([n for n, _ in named], list(norms))
+                self._norm_marks = [(id(g), g._version) for g in grads]
         except Exception as exc:
             self._count_error(exc)
         finally:
@@ -547,7 +571,8 @@ class WatchSession:
         if self.max_overhead is not None:
             detail_cost = statistics.median(self._cost_detail)
             plain = statistics.median(self._cost_plain) if self._cost_plain else 0.0
-            budget = max(self.max_overhead * statistics.median(self._work_s), self.min_budget_s)
+            share = self.max_overhead / UNSEEN_COST
+            budget = max(share * statistics.median(self._work_s), self.min_budget_s)
             if plain >= detail_cost:
                 plain = 0.0  # plain steps seen only at odd moments so far: not a baseline
             if detail_cost > budget:
@@ -587,7 +612,7 @@ class WatchSession:
         losses = self._logged_losses or self._losses
         grad_named, grad_tensors = self._grad_norms
         groups: list[tuple[str, list[torch.Tensor]]] = [
-            ("loss", [torch.cat([t.to(losses[0].device) for t in losses]).mean().reshape(1)] if losses else []),
+            ("loss", _mean_loss(losses)),
             ("grad", _stacked(grad_tensors)),
             ("clipped", _stacked(self._clipped or [])),
             ("weights", _stacked(list(weights or []))),
@@ -715,6 +740,16 @@ class WatchSession:
             self._held_key = key
             self._not_held = [n for n, p in self._trainable if id(p) not in held]
         return list(self._not_held)
+
+
+def _mean_loss(losses: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The step's loss as one fetch part: the mean over its criterion calls (usually one)."""
+    if not losses:
+        return []
+    if len(losses) == 1:
+        return [losses[0].float().mean().reshape(1)]
+    device = losses[0].device
+    return [torch.stack([t.double().mean().to(device) for t in losses]).mean().reshape(1)]
 
 
 def _grad_outputs(value: Any) -> list[torch.Tensor]:

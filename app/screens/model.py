@@ -348,7 +348,8 @@ class ModelScreen(Screen):
 
         if self.session is None:
             spec = [p or "(model)" for p in sorted(self.hooked)]
-            self.session = WatchSession(self.model, modules=spec).attach()
+            # Every step in full: this screen exists to show each step, cost does not matter.
+            self.session = WatchSession(self.model, modules=spec, max_overhead=None).attach()
 
     def _detach_session(self) -> None:
         if self.session is not None:

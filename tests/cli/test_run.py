@@ -106,18 +106,29 @@ def test_replay_of_a_missing_file_is_one_line_exit_2(tmp_path: Path) -> None:
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("detail,every", [("sampled", 25)])
-def test_detail_sets_how_often_per_module_statistics_come(tmp_path: Path, detail, every) -> None:
+def _train_records(tmp_path: Path, *args: str) -> list:
     record = tmp_path / "d.jsonl"
     out = run_cli("run", str(FIXTURES / "minimal_train.py"), "--quiet", "--headless",
-                  "--detail", detail, "--record", str(record))
+                  *args, "--record", str(record))
     assert out.returncode == 0, out.stderr
-    train = [r for r in read_jsonl(record)[0] if r.phase == "train"]
-    with_modules = [r.step for r in train if r.modules]
-    # watch attaches inside step 1, so its first full step is step 2.
-    assert with_modules[0] == 2  # not a whole period later (step 27)
-    assert all((s - with_modules[0]) % every == 0 for s in with_modules)
-    assert len(with_modules) >= (len(train) - 1) // every
+    return [r for r in read_jsonl(record)[0] if r.phase == "train"]
+
+
+def test_sampled_detail_follows_the_watch_budget_schedule(tmp_path: Path) -> None:
+    train = _train_records(tmp_path, "--detail", "sampled")
+    detail = [r for r in train if r.signals.get("detail")]
+    # watch attaches inside step 1 (no forward seen: no module statistics), so its first
+    # full detail step is step 2, not a whole period later.
+    assert [r.step for r in detail[:2]] == [1, 2] and detail[1].modules
+    for a, b in zip(detail, detail[1:]):
+        assert b.step - a.step == a.signals["detail_every"]  # the gap the schedule announced
+    assert all(bool(r.modules) == bool(r.signals.get("detail")) for r in train[1:])
+    assert all(r.loss is not None and r.grad_norm is not None for r in train[1:])
+
+
+def test_full_detail_has_module_statistics_on_every_step(tmp_path: Path) -> None:
+    train = _train_records(tmp_path, "--detail", "full")
+    assert all(r.modules for r in train[1:]) and len(train) > 5
 
 
 def test_functional_loss_is_read_from_the_scripts_loss_variable(tmp_path: Path) -> None:

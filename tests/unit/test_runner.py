@@ -80,3 +80,42 @@ def test_attached_watch_skips_memory_and_the_step_keeps_the_runners_reading(tmp_
     steps = [e for e in events if e["type"] == "step"]
     assert len(steps) == 3 and steps[0]["memory"]["kind"] == "cpu-rss"
     assert all(e["modules"] for e in steps[1:])  # watch attaches at the first step; merged after
+
+
+def test_one_host_fetch_per_step_with_the_watch_attached(tmp_path, monkeypatch) -> None:
+    """Under run the watch's fetch is the step's only one: the runner reads its record."""
+    import importlib
+
+    import tensorscope.hooks as hooks_mod
+
+    # The module itself: the package attribute `tensorscope.watch` may be the function.
+    watch_mod = importlib.import_module("tensorscope.watch")
+
+    calls = {"watch": 0, "runner": 0}
+    real_fetch, real_runner_fetch = hooks_mod.fetch, Instrumentation._fetch
+
+    def counting_fetch(tensors):
+        calls["watch"] += 1
+        return real_fetch(tensors)
+
+    def counting_runner_fetch(self, *args, **kwargs):
+        calls["runner"] += 1
+        return real_runner_fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(watch_mod, "fetch", counting_fetch)
+    monkeypatch.setattr(Instrumentation, "_fetch", counting_runner_fetch)
+    expected = _train(6)
+    events = []
+    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="sampled")
+    instr.install()
+    try:
+        losses = _train(6)
+    finally:
+        instr.finish()
+    steps = [e for e in events if e["type"] == "step"]
+    assert len(steps) == 6 and instr.watch_status == "attached"
+    # Step 1 is the runner's own (the watch attaches inside it); then one fetch a step.
+    assert calls["runner"] == 1 and calls["watch"] == 6
+    assert losses == expected  # numerics untouched
+    assert [e["loss"] for e in steps] == losses
+    assert all(e["grad_norm"] is not None and e["grad_norm"] > 0 for e in steps)

@@ -209,7 +209,7 @@ def test_loss_from_criterion_outside_model_and_log_loss() -> None:
 def test_optimizer_adopted_when_not_given_and_sink_called() -> None:
     ex = zoo.get("sequential_mlp")
     got = []
-    with tensorscope.watch(ex.model, sink=got.append, every=2) as session:
+    with tensorscope.watch(ex.model, sink=got.append, every=2, max_overhead=None) as session:
         for _ in range(3):
             ex.step()
     assert [r.step for r in got] == [1, 2, 3]
@@ -435,3 +435,79 @@ def test_a_session_attached_mid_step_gets_detail_on_its_first_full_step() -> Non
             opt.step()
     with_modules = [r.step for r in session.records if r.modules]
     assert with_modules == [2], with_modules  # the first full step; the next would be 27
+
+
+def test_detail_schedule_keeps_the_measured_overhead_within_the_share() -> None:
+    from tensorscope.watch import MAX_DETAIL_GAP, UNSEEN_COST, WatchSession
+
+    s = WatchSession(nn.Linear(2, 2), max_overhead=0.03 * UNSEEN_COST)  # 3 % measured
+    s.min_budget_s = 0.0
+    # 10 ms of detail on a 100 ms step, no plain step measured yet: 10 / 3 -> every 4th.
+    s._step = 1
+    s._schedule_detail(True, cost=0.010, step_time=0.110, seen=True)
+    assert (s.detail_every, s._next_detail) == (4, 5)
+    for step in (2, 3, 4):
+        s._step = step
+        s._schedule_detail(False, cost=0.001, step_time=0.101, seen=True)
+    # Plain steps cost 1 ms: 9 ms of extra detail into the 2 ms left -> every 5th step,
+    # averaging 1 + 9/5 = 2.8 ms <= 3 ms.
+    s._step = 5
+    s._schedule_detail(True, cost=0.010, step_time=0.110, seen=True)
+    assert s.detail_every == 5 and s._next_detail == 10
+    # When plain steps alone use the share, the gap grows (at most twofold) to the cap.
+    gaps = []
+    for step in range(10, 200):
+        s._step = step
+        s._schedule_detail(False, cost=0.004, step_time=0.104, seen=True)
+        s._schedule_detail(True, cost=0.010, step_time=0.110, seen=True)
+        gaps.append(s.detail_every)
+    assert gaps[-1] == MAX_DETAIL_GAP and all(b <= max(2 * a, 4) for a, b in zip(gaps, gaps[1:]))
+    # A session attached mid-step saw no forward: the next step gets detail at once.
+    s._step = 300
+    s._schedule_detail(True, cost=0.010, step_time=0.110, seen=False)
+    assert s._next_detail == 301
+
+
+def test_without_a_budget_detail_comes_every_kth_step_whatever_it_costs() -> None:
+    from tensorscope.watch import WatchSession
+
+    s = WatchSession(nn.Linear(2, 2), every=3, max_overhead=None)
+    s._step = 1
+    s._schedule_detail(True, cost=1.0, step_time=1.01, seen=True)
+    assert (s.detail_every, s._next_detail) == (3, 4)
+
+
+def test_default_watch_spaces_detail_but_measures_every_step() -> None:
+    ex = zoo.get("sequential_mlp")
+    with tensorscope.watch(ex.model, ex.optimizer, max_overhead=0.001) as session:
+        session.min_budget_s = 0.0  # a toy model: make detail "expensive" for the share
+        losses = [ex.step() for _ in range(30)]
+        hooked = session.hooks.hook_count
+    records = session.records
+    assert [r.loss for r in records] == pytest.approx(losses, rel=1e-6)
+    assert all(r.grad_norm is not None for r in records)
+    detail = [r for r in records if r.signals["detail"]]
+    assert detail[0].step == 1 and len(detail) < len(records)
+    assert all(bool(r.modules) == bool(r.signals["detail"]) for r in records)
+    for a, b in zip(detail, detail[1:]):
+        assert b.step - a.step == a.signals["detail_every"]
+    assert hooked >= 0 and session.hook_count == 0
+
+
+def test_module_hooks_are_removed_between_detail_steps() -> None:
+    from tensorscope.hooks import HookSet
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    hooks = HookSet(model).attach()
+    try:
+        assert [len(m._forward_hooks) for m in model] == [1, 1]
+        hooks.recording = False
+        assert [len(m._forward_hooks) for m in model] == [0, 0] and hooks.names == ["0", "1"]
+        model(torch.randn(2, 4))
+        assert not hooks.take().pending
+        hooks.recording = True
+        model(torch.randn(2, 4))
+        assert set(hooks.take().pending) == {"0", "1"}
+    finally:
+        hooks.detach()
+    assert [len(m._forward_hooks) for m in model] == [0, 0]
