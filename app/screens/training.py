@@ -382,12 +382,17 @@ class TrainingScreen(Screen):
             if self._modules_shown is None:
                 table.clear(columns=True)
                 table.add_column("per-module statistics")
-                table.add_row("none yet: they come on detail steps (run --detail: sampled = every 25th, full = every step)")
+                table.add_row("none yet: they come on detail steps (run --detail: sampled = as often "
+                              "as 2% of step time allows, full = every step)")
                 self._modules_shown = "none"
             return
         if self._modules_shown is last:
             return
         self._modules_shown = last
+        every = last.signals.get("detail_every")
+        self.query_one("#tr-modules-box").border_title = (
+            f"per-module output (step {last.step}; detail every {every} steps)"
+            if isinstance(every, int) and every > 1 else f"per-module output (step {last.step})")
         present = {k for stats in last.modules.values() for k, v in stats.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         keys = [k for k in _MODULE_COLUMNS if k in present]
