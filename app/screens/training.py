@@ -104,7 +104,7 @@ class TrainingScreen(Screen):
         self._state = ""
         self._series = {
             "loss": Series("train", "cyan"), "eval": Series("eval", "yellow"),
-            "grad": Series("grad norm", "magenta"), "sps": Series("samples/s", "green"),
+            "grad": Series("grad norm", "magenta"), "clipped": Series("after clipping", "yellow"), "sps": Series("samples/s", "green"),
             "data": Series("data wait", "yellow"), "compute": Series("compute", "cyan"),
             "alloc": Series("allocated", "cyan"), "reserved": Series("reserved", "yellow"),
             "peak": Series("peak", "red"), "rss": Series("process RSS", "cyan"),
@@ -135,7 +135,7 @@ class TrainingScreen(Screen):
         with Grid(id="tr-grid"):
             yield LineChart("loss", id="ch-loss")
             yield LineChart("learning rate", id="ch-lr")
-            yield LineChart("gradient norm (as the optimizer saw it)", id="ch-grad")
+            yield LineChart("gradient norm (before / after clipping)", id="ch-grad")
             yield LineChart("throughput", id="ch-sps")
             yield LineChart("step time: data wait vs compute", unit="s", id="ch-time")
             yield LineChart("memory", unit="B", id="ch-mem")
@@ -232,6 +232,8 @@ class TrainingScreen(Screen):
                     self._lr.append(Series(f"group {len(self._lr)}", palette[len(self._lr) % 5]))
                 self._lr[i].append(r.step, lr)
             s["grad"].append(r.step, r.grad_norm)
+            if r.grad_norm_clipped is not None or s["clipped"].ys:
+                s["clipped"].append(r.step, r.grad_norm_clipped)
             s["sps"].append(r.step, r.samples_per_s)
             s["data"].append(r.step, r.data_time_s)
             s["compute"].append(r.step, r.compute_time_s)
@@ -254,7 +256,7 @@ class TrainingScreen(Screen):
         elif chart_id == "ch-lr":
             chart.set_data(self._lr)
         elif chart_id == "ch-grad":
-            chart.set_data([s["grad"]])
+            chart.set_data([s["grad"], s["clipped"]] if s["clipped"].ys else [s["grad"]])
         elif chart_id == "ch-sps":
             chart.set_data([s["sps"]])
         elif chart_id == "ch-time":
