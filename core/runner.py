@@ -266,7 +266,11 @@ class Instrumentation:
         record = self._record(now, loss, grad_norm)
         if checksum is not None and values[4] is not None:
             record.signals["param_checksum"] = values[4]
-        if self.scaler is not None:
+        self._end_step(record, now, scale, tracker)
+
+    def _end_step(self, record: StepRecord, now: float, scale: Any, tracker: Any) -> None:
+        """Attach the AMP state to this step's record and make it the pending one."""
+        if self.scaler is not None and scale is not None:
             record.amp = {"scale": scale, "growth_tracker": None if tracker is None else int(tracker),
                           "skipped": False, "autocast_dtype": self._autocast}
         elif self._autocast is not None:
@@ -295,22 +299,14 @@ class Instrumentation:
         extra = self._watched.last_extra if self._watched is not None else None
         if extra is not None:
             record.signals["param_checksum"] = extra
-        amp = detail.amp
-        if self.scaler is not None and amp is not None and amp.get("scale") is not None:
+        amp = detail.amp or {}
+        scale, tracker = amp.get("scale"), amp.get("growth_tracker")
+        if self.scaler is not None and scale is not None:
             # The watch read the scaler inside scaler.step(), before update(): predict what
             # update() will make of a clean step, so a later drop can only mean a skip.
-            scale, tracker = _after_clean_update(self.scaler, amp["scale"], amp.get("growth_tracker"))
+            scale, tracker = _after_clean_update(self.scaler, scale, tracker)
             self._last_scale = scale
-            record.amp = {"scale": scale, "growth_tracker": None if tracker is None else int(tracker),
-                          "skipped": False, "autocast_dtype": self._autocast}
-        elif self._autocast is not None:
-            record.amp = {"scale": None, "growth_tracker": None, "skipped": False,
-                          "autocast_dtype": self._autocast}
-        self._pending = record
-        self._loss = None
-        self._grad_norm = None
-        self._t_forward = None
-        self._t_step_end = now
+        self._end_step(record, now, scale, tracker)
 
     def _record(self, now: float, loss: float | None, grad_norm: float | None) -> StepRecord:
         step_time = None if self._t_step_end is None else now - self._t_step_end
