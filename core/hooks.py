@@ -407,6 +407,13 @@ def fetch(tensors: list[torch.Tensor]) -> list[list[float]]:
     """
     if not tensors:
         return []
+    first = tensors[0]
+    device, dtype = first.device, first.dtype
+    if dtype in (torch.float32, torch.float64) and all(
+            t.dim() == 0 and t.device == device and t.dtype == dtype for t in tensors):
+        # The common plain step: loss and per-parameter norms, all 0-dim on one device.
+        stacked = torch.stack(tensors)
+        return [[v] for v in (stacked if device.type == "cpu" else stacked.cpu()).tolist()]
     groups: dict[torch.device, list[int]] = {}
     for i, t in enumerate(tensors):
         groups.setdefault(t.device, []).append(i)

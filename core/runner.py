@@ -33,6 +33,7 @@ Every hook body is wrapped: an error is counted in ``hook_errors`` and never rea
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -284,18 +285,24 @@ class Instrumentation:
 
     def _from_watch(self, now: float, detail: StepRecord) -> None:
         """This step's record from the watch's (already fetched): no second host sync."""
-        loss = detail.loss
-        if loss is None and self._loss is not None:
-            loss = self._fetch(self._loss, None)[0]  # the script's own watch() had no loss
-        record = self._record(now, loss, detail.grad_norm)
-        record.grad_norm_clipped = detail.grad_norm_clipped
-        record.modules = detail.modules
-        record.params = detail.params
-        record.signals = {**detail.signals, **record.signals,
-                          "hook_errors": self.hook_errors + int(detail.signals.get("hook_errors") or 0)}
+        # The watch's record is completed in place (not copied into a new one): its timing,
+        # loss, norms, lr and detail are this step's; the runner adds what it alone knows.
+        record = detail
+        if self._watched is None:  # the script's own session: its records stay as they are
+            record = dataclasses.replace(detail, signals=dict(detail.signals))
+        if record.loss is None and self._loss is not None:
+            record.loss = self._fetch(self._loss, None)[0]  # the script's own watch() had no loss
         if record.loss is not None and self._loss_source is None:
             self._loss_source = "a loss module"
-            record.signals["loss_source"] = self._loss_source
+        record.step = self.step
+        record.epoch = self._script_epoch()
+        record.memory = self._memory_now()
+        record.rank = self._rank()
+        if self._batch and not record.batch_size:
+            record.batch_size = self._batch
+        signals = record.signals
+        signals["hook_errors"] = self.hook_errors + int(signals.get("hook_errors") or 0)
+        signals["loss_source"] = self._loss_source
         extra = self._watched.last_extra if self._watched is not None else None
         if extra is not None:
             record.signals["param_checksum"] = extra
@@ -508,6 +515,7 @@ class Instrumentation:
             watched.record_memory = False  # _flush keeps this side's rate-limited reading
             watched.min_budget_s = 0.0  # the share alone: short steps are the common case here
             watched.extra_fetch = lambda: self._param_checksum(optimizer)
+            watched.max_records = 0  # records go to the sink only; the runner keeps none
             self._watch_session = session
             self._watched = watched
             self._watch_attached = True

@@ -173,6 +173,8 @@ class WatchSession:
         self._update_sampled = False
         self._callback_queued = False
         self._norm_marks: list[tuple[int, int]] = []
+        self.max_records = MAX_RECORDS
+        """How many recent records ``records`` keeps (0: none, the sink gets them all)."""
         self.record_memory = True
         """Read memory into each record. ``tensorscope run`` turns it off: it reads memory
         itself (rate-limited) and keeps its own field when merging this session's records."""
@@ -533,9 +535,10 @@ class WatchSession:
             if self._attached:
                 self._syncs.begin(self._step + 1)  # host syncs: count the next step if sampled
         if record is not None:
-            self.records.append(record)
-            if len(self.records) > 2 * MAX_RECORDS:
-                del self.records[:-MAX_RECORDS]
+            if self.max_records > 0:
+                self.records.append(record)
+                if len(self.records) > 2 * self.max_records:
+                    del self.records[:-self.max_records]
             for consumer in ([self.sink] if self.sink is not None else []) + self._observers:
                 try:
                     consumer(record)
@@ -614,10 +617,12 @@ class WatchSession:
         grad_named, grad_tensors = self._grad_norms
         groups: list[tuple[str, list[torch.Tensor]]] = [
             ("loss", _mean_loss(losses)),
-            ("grad", _stacked(grad_tensors)),
-            ("clipped", _stacked(self._clipped or [])),
-            ("weights", _stacked(list(weights or []))),
-            ("update", _stacked(list(update or []))),
+            # foreach_norm gives 0-dim tensors: passed as they are, fetch stacks them all
+            # with the loss in one op (a plain step's whole fetch is two torch calls on CPU).
+            ("grad", list(grad_tensors)),
+            ("clipped", list(self._clipped or [])),
+            ("weights", list(weights or [])),
+            ("update", list(update or [])),
             ("modules", pending.tensors),
             ("scale", self._scaler_tensors()),
             ("extra", self._extra_tensors()),
@@ -748,7 +753,8 @@ def _mean_loss(losses: list[torch.Tensor]) -> list[torch.Tensor]:
     if not losses:
         return []
     if len(losses) == 1:
-        return [losses[0].float().mean().reshape(1)]
+        loss = losses[0]
+        return [loss if loss.dim() == 0 and loss.dtype == torch.float32 else loss.float().mean()]
     device = losses[0].device
     return [torch.stack([t.double().mean().to(device) for t in losses]).mean().reshape(1)]
 
@@ -771,16 +777,6 @@ def _grad_outputs(value: Any) -> list[torch.Tensor]:
         elif isinstance(item, dict):
             queue.extend(item.values())
     return found
-
-
-def _stacked(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """One stacked tensor when all are on one device (one fetch part), else as they are."""
-    if not tensors:
-        return []
-    device = tensors[0].device
-    if all(t.device == device for t in tensors):
-        return [torch.stack(tensors).reshape(-1)]
-    return [t.reshape(-1) for t in tensors]
 
 
 @contextmanager
