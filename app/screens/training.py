@@ -393,8 +393,8 @@ class TrainingScreen(Screen):
         self._modules_shown = last
         every = last.signals.get("detail_every")
         self.query_one("#tr-modules-box").border_title = (
-            f"per-module output (step {last.step}; detail every {every} steps)"
-            if isinstance(every, int) and every > 1 else f"per-module output (step {last.step})")
+            f"per-module output · step {last.step} · 1 step in {every}"
+            if isinstance(every, int) and every > 1 else f"per-module output · step {last.step}")
         present = {k for stats in last.modules.values() for k, v in stats.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         keys = [k for k in _MODULE_COLUMNS if k in present]
