@@ -21,7 +21,7 @@ device until the step ends and are fetched with one copy per device (see
 What it costs: loss, timing, gradient norms and the doctor's signals are measured every step
 (a few hook calls and one norm pass over the gradients). Per-module and per-weight *detail*
 costs more — a few passes over every watched output — so by default it is spaced out to keep
-tensorscope's own measured CPU time under ``max_overhead`` (3 %) of the step
+tensorscope's own measured time under ``max_overhead`` (3 %) of the step
 (``signals["detail_every"]`` is the spacing in use); ``max_overhead=None`` gives detail on
 every ``every``-th step whatever it costs.
 
@@ -192,7 +192,7 @@ class WatchSession:
 
     @property
     def overhead(self) -> dict[str, float]:
-        """CPU time of the calling threads spent in tensorscope's hooks and step bookkeeping."""
+        """Time the training thread spent in tensorscope's hooks and step bookkeeping (hook_clock)."""
         total = self._overhead_s + self.hooks.overhead_s
         steps = max(1, self._step)
         return {"total_s": total, "per_step_s": total / steps, "steps": self._step}

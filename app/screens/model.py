@@ -468,11 +468,11 @@ class ModelScreen(Screen):
         text.append(str(count), style="bold green" if count else "bold")
         text.append("\n")
         if self.session is not None:
-            text.append(f"{module_hooks} on modules, the rest on parameters, optimizer, global hooks",
-                        style="dim")
+            text.append(f"{module_hooks} on the hooked modules; the rest: the model's forward and "
+                        "outputs, layer device checks, loss and optimizer hooks", style="dim")
             last = self._latest.signals.get("overhead_s") if self._latest is not None else None
             if last is not None:
-                text.append(f" · last step {last * 1e3:.1f} ms CPU in hooks", style="dim")
+                text.append(f" · last step {last * 1e3:.1f} ms in hooks", style="dim")
         else:
             text.append(f"detached: nothing hooked; {len(self.hooked)} modules get hooks when it runs "
                         "(r or n)", style="dim")
