@@ -204,7 +204,7 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -
               f"{wall / base_wall:6.3f}x {fmt_ms(hooks):>9s} {detail:>7s} {goal:>8s}")
     print("Goals (CPU ratio, the steadier figure on a shared machine): default watch <= 1.03x, "
           "every module every step <= 1.10x.")
-    print("'in hooks': watch()'s own account of its CPU time per timed step (session.overhead); "
+    print("'in hooks': watch()'s own account of the time spent in its hooks per timed step (session.overhead); "
           "'detail': fraction of timed steps with per-module detail.")
     sampled = {LABELS[v]: sum(r.get("sync_sampled", 0) for r in rs)
                for v, rs in results.items() if any(r.get("sync_sampled") for r in rs)}
