@@ -99,6 +99,8 @@ class Instrumentation:
         self._device: Any = None
         self._scaler_scans = 0
         self._env_rank = _env_rank()
+        self._skip_since_step = False
+        self._adopted: Any = None
         self._multi_rank = _env_world_size() > 1
 
     # --- install / remove -------------------------------------------------------------
@@ -237,6 +239,9 @@ class Instrumentation:
             if isinstance(value, torch.Tensor) and value.numel() == 1:
                 self._loss = value.detach()
                 self._loss_source = "the script's `loss` variable"
+        if self._watch_attached and self._adopted is not None and not self._adopted._attached:
+            self._watch_attached = False  # the script's own watch() ended: measure here again
+            self._adopted = None
         if self._watch_attached:
             if self._watched is not None and self._loss_source == "the script's `loss` variable":
                 self._watched.log_loss(self._loss)  # fetched in the watch's one sync
@@ -256,7 +261,7 @@ class Instrumentation:
         if detail is not None:
             self._from_watch(now, detail)
             return
-        checksum = self._param_checksum(optimizer)
+        checksum = self._param_checksum(optimizer, self.step)
         values = self._fetch(self._loss, self._grad_norm, checksum)
         loss, grad_norm, scale, tracker = values[:4]
         if scale is not None:
@@ -290,6 +295,21 @@ class Instrumentation:
         record = detail
         if self._watched is None:  # the script's own session: its records stay as they are
             record = dataclasses.replace(detail, signals=dict(detail.signals))
+        if self._t_step_end is None:
+            # The first step: the watch was built inside it, so its clock started mid-step.
+            record.step_time_s = record.samples_per_s = record.data_time_s = None
+            record.compute_time_s = None if self._t_forward is None else now - self._t_forward
+        if self._skip_since_step:
+            # GradScaler skipped the previous iteration: it never reached the optimizer, so
+            # the watch's record spans two iterations (loss averaged, batches added). This
+            # iteration's own loss, batch and timing are the runner's (one extra fetch, on
+            # the step after a skip only).
+            self._skip_since_step = False
+            own = self._record(now, self._fetch(self._loss, None)[0] if self._loss is not None else None,
+                               detail.grad_norm)
+            record.loss, record.batch_size = own.loss, own.batch_size
+            record.samples_per_s, record.step_time_s = own.samples_per_s, own.step_time_s
+            record.data_time_s, record.compute_time_s = own.data_time_s, own.compute_time_s
         if record.loss is None and self._loss is not None:
             record.loss = self._fetch(self._loss, None)[0]  # the script's own watch() had no loss
         if record.loss is not None and self._loss_source is None:
@@ -336,7 +356,7 @@ class Instrumentation:
             signals={"hook_errors": self.hook_errors, "loss_source": self._loss_source},
         )
 
-    def _param_checksum(self, optimizer: Any) -> Any:
+    def _param_checksum(self, optimizer: Any, step: int) -> Any:
         """Under a multi-rank launch: [sum, sum of squares] of the parameters, on device.
 
         Compared across ranks (tensorscope.rank_stats.compare_checksums) to see that they
@@ -347,7 +367,7 @@ class Instrumentation:
         """
         if not self._multi_rank:
             return None
-        if self.step > SYNC_CHECK_EVERY and self.step % SYNC_CHECK_EVERY:
+        if step > SYNC_CHECK_EVERY and step % SYNC_CHECK_EVERY:
             return None
         from tensorscope.rank_stats import param_checksum
 
@@ -418,6 +438,7 @@ class Instrumentation:
         self._last_scale = scale
         self._flush()
         self._pending = record
+        self._skip_since_step = True  # the watch folds the skipped iteration into its next record
         self._loss = None
         self._grad_norm = None
         self._t_forward = None
@@ -504,6 +525,7 @@ class Instrumentation:
             # The script watches this model itself: stream its records, with the detail the
             # script asked for, instead of paying for a second set of hooks.
             own.add_observer(self._on_watch_record)
+            self._adopted = own
             self._watch_attached = True
             self.watch_status = "the script's own watch()"
             return
@@ -514,7 +536,8 @@ class Instrumentation:
             watched = session.__enter__()
             watched.record_memory = False  # _flush keeps this side's rate-limited reading
             watched.min_budget_s = 0.0  # the share alone: short steps are the common case here
-            watched.extra_fetch = lambda: self._param_checksum(optimizer)
+            # Called in the watch's post-hook, before _opt_post counts this step.
+            watched.extra_fetch = lambda: self._param_checksum(optimizer, self.step + 1)
             watched.max_records = 0  # records go to the sink only; the runner keeps none
             self._watch_session = session
             self._watched = watched

@@ -153,7 +153,11 @@ class WatchSession:
         self._param_owners = [m for m in model.modules()
                               if any(p is not None for p in m._parameters.values())]
         self._mode_sensitive = [m for m in model.modules() if isinstance(m, (_DropoutNd, _BatchNorm))]
-        self._loss_hooks: dict[int, Any] = {}
+        self._loss_hooks: "weakref.WeakKeyDictionary[nn.Module, Any]" = weakref.WeakKeyDictionary()
+        """Criterion module -> its hook handle (weak: criteria built per step die freely)."""
+        self._loss_seen = False
+        self._keep_discovery = False
+        self._device_wait = 0.0
         self._discovery: Any = None
         self._output_handles: list[Any] = []
         self._device_handles: list[Any] = []
@@ -172,7 +176,6 @@ class WatchSession:
         self._update_buffers: list[torch.Tensor] | None = None
         self._update_sampled = False
         self._callback_queued = False
-        self._norm_marks: list[tuple[int, int]] = []
         self.max_records = MAX_RECORDS
         """How many recent records ``records`` keeps (0: none, the sink gets them all)."""
         self.record_memory = True
@@ -252,7 +255,7 @@ class WatchSession:
         handles += list(self._loss_hooks.values()) + self._output_handles + self._device_handles
         if self._discovery is not None:
             handles.append(self._discovery)
-        self._loss_hooks, self._output_handles, self._discovery = {}, [], None
+        self._loss_hooks, self._output_handles, self._discovery = weakref.WeakKeyDictionary(), [], None
         self._device_handles = []
         for handle in handles:
             handle.remove()
@@ -282,6 +285,8 @@ class WatchSession:
         self._grad_norms: tuple[list[str], list[torch.Tensor]] = ([], [])
         self._clipped: list[torch.Tensor] | None = None
         self._backwards = 0
+        self._norms_at_step = False
+        self._callback_queued = False  # a backward that raised never ran its callback
         self._carried: list[str] = []
         self._eval_graph = 0
         self._train_no_grad = 0
@@ -297,7 +302,9 @@ class WatchSession:
             self._set_device_checks(detail)
 
     def _is_detail(self, step: int) -> bool:
-        return step == self._next_detail
+        # >=, not ==: a step whose record failed to build must not leave the next detail
+        # step in the past for ever.
+        return step >= self._next_detail
 
     def _has_pending(self) -> bool:
         return bool(self._backwards or self._losses or self._logged_losses or self._mismatch
@@ -339,9 +346,14 @@ class WatchSession:
             if any(m.training for m in self._mode_sensitive):
                 self._train_no_grad += 1
             return
-        if self._first_forward is None and torch.is_grad_enabled() and module.training:
+        # Grad-enabled forwards are training forwards, in train or eval mode (fine-tuning
+        # with frozen BatchNorm runs the model in eval mode and still steps).
+        # A new forward means any earlier backward is over: a backward that raised never
+        # ran the callback that clears this flag.
+        self._callback_queued = False
+        if self._first_forward is None:
             self._first_forward = time.perf_counter()
-        if module.training and torch.is_grad_enabled():
+        if True:
             first = next((a for a in args if isinstance(a, torch.Tensor)), None)
             if first is not None and first.dim() > 0:
                 self._batch += int(first.shape[0])
@@ -358,7 +370,6 @@ class WatchSession:
             out = first_float_tensor(output)
             if out is not None and out.requires_grad:
                 self._eval_graph += 1
-            return
         # A gradient hook on the model's outputs fires when a backward pass reaches them,
         # before any parameter gradient of that pass is accumulated: one hook call per
         # backward instead of one per parameter.
@@ -391,11 +402,11 @@ class WatchSession:
         self._callback_queued = True
 
     def _hook_loss(self, module: nn.Module) -> None:
-        if id(module) not in self._loss_hooks:
-            self._loss_hooks[id(module)] = module.register_forward_hook(self._guard(self._on_loss_forward))
+        if module not in self._loss_hooks:
+            self._loss_hooks[module] = module.register_forward_hook(self._guard(self._on_loss_forward))
 
     def _discover_loss(self, module: nn.Module, args: Any, output: Any) -> None:
-        if isinstance(module, _Loss) and id(module) not in self._loss_hooks:
+        if isinstance(module, _Loss) and module not in self._loss_hooks:
             self._hook_loss(module)  # fires from the next call on
             self._on_loss_forward(module, args, output)
 
@@ -426,7 +437,8 @@ class WatchSession:
         # Only losses that will be back-propagated count as the training loss; a validation
         # loss computed under no_grad is left out.
         if isinstance(output, torch.Tensor) and output.requires_grad and output.is_floating_point():
-            self._losses.append(output.detach())  # reduced in _mean_loss, at the step's end
+            # A copy (mean() makes one): `loss /= accum_steps` later must not change it.
+            self._losses.append(output.detach().float().mean())
 
     def _on_backward_end(self) -> None:
         # Runs once at the end of each backward pass (queued when it began): the gradients
@@ -442,7 +454,6 @@ class WatchSession:
                 with torch.no_grad():  # grads made with create_graph=True need no graph here
                     norms = torch._foreach_norm(grads)
                 self._grad_norms = ([n for n, _ in named], list(norms))
-                self._norm_marks = [(id(g), g._version) for g in grads]
         except Exception as exc:
             self._count_error(exc)
         finally:
@@ -466,16 +477,17 @@ class WatchSession:
         with torch.no_grad():
             grads = [p.grad for _, p in self._trainable if p.grad is not None]
             if not self._grad_norms[1]:
-                # No backward pass was seen through the model's outputs (the loss did not
-                # use them, or a backward ran outside this session): measure here.
+                # No backward pass was seen through the model's outputs (the loss was built
+                # from a submodule, or a backward ran outside this session): measure here,
+                # as the optimizer sees them — already unscaled and clipped.
                 names = [n for n, p in self._trainable if p.grad is not None]
                 self._grad_norms = (names, list(torch._foreach_norm(grads)) if grads else [])
+                self._norms_at_step = True
                 self._clipped = None
-            elif [(id(g), g._version) for g in grads] != self._norm_marks:
-                # Norm as the optimizer sees it: the script clipped or unscaled in between.
-                self._clipped = list(torch._foreach_norm(grads)) if grads else []
             else:
-                self._clipped = None  # unchanged since the backward pass: same norm
+                # Norm as the optimizer sees it, always measured again: clipping through
+                # `.data` (p.grad.data.clamp_) changes values without bumping versions.
+                self._clipped = list(torch._foreach_norm(grads)) if grads else []
             if self.hooks.recording and self._trainable:
                 views = self._update_views()
                 if self._update_buffers is None:
@@ -514,12 +526,13 @@ class WatchSession:
             record = None
         finally:
             self._drop_output_hooks()
-            if self._discovery is not None and self._step >= LOSS_DISCOVERY_STEPS:
-                self._discovery.remove()
-                self._discovery = None
+            self._update_discovery(bool(self._losses or self._logged_losses))
             self._mark_grads()
-            seen = self._first_forward is not None
-            self._overhead_s += hook_clock() - start
+            seen = self._first_forward is not None or self._backwards > 0
+            # On an accelerator the fetch waits for the step's queued kernels: that wait is
+            # the user's compute, not tensorscope's (UNTESTED here: no GPU on the build box).
+            self._overhead_s += hook_clock() - start - self._device_wait
+            self._device_wait = 0.0
             # This step's cost includes this very call (building the record, the fetch):
             # measured here, not in _build_record, so a detail step is charged its own
             # decoding rather than the plain step after it.
@@ -545,6 +558,25 @@ class WatchSession:
                 except Exception as exc:
                     self._count_error(exc)
         return record
+
+    def _update_discovery(self, had_loss: bool) -> None:
+        """Keep the global criterion-finding hook only as long as it is needed.
+
+        It goes after LOSS_DISCOVERY_STEPS; it comes back for good when criteria were seen
+        before but none fired this step — a loop that builds its criterion each step
+        (``nn.CrossEntropyLoss()(out, y)``) gets a new module every time.
+        """
+        if had_loss:
+            self._loss_seen = True
+        if self._discovery is not None:
+            if self._step >= LOSS_DISCOVERY_STEPS and not self._keep_discovery:
+                self._discovery.remove()
+                self._discovery = None
+        elif (not had_loss and self._loss_seen and self._loss_module is None and self._attached
+              and not self._keep_discovery):
+            self._keep_discovery = True
+            self._discovery = _module_globals.register_module_forward_hook(
+                self._guard(self._discover_loss))
 
     def _drop_output_hooks(self) -> None:
         handles, self._output_handles = self._output_handles, []
@@ -628,7 +660,10 @@ class WatchSession:
             ("extra", self._extra_tensors()),
         ]
         flat = [t for _, ts in groups for t in ts]
+        fetch_start = hook_clock()
         values = fetch(flat)  # the one host sync of this step
+        if flat and flat[0].device.type != "cpu":
+            self._device_wait = hook_clock() - fetch_start
         it = iter(values)
         got = {key: [next(it) for _ in ts] for key, ts in groups}
         for key in ("grad", "clipped", "weights", "update"):
@@ -639,7 +674,7 @@ class WatchSession:
         gnorm = dict(zip(grad_named, got["grad"]))
         scale_vals = got["scale"]
         scale = scale_vals[0][0] if scale_vals else None
-        if scale:
+        if scale and not self._norms_at_step:
             gnorm = {n: v / scale for n, v in gnorm.items()}  # backward-time grads are scaled
         total = sum(v * v for v in gnorm.values()) ** 0.5 if gnorm else None
         clipped_vals = got["clipped"]
