@@ -119,3 +119,27 @@ def test_one_host_fetch_per_step_with_the_watch_attached(tmp_path, monkeypatch) 
     assert losses == expected  # numerics untouched
     assert [e["loss"] for e in steps] == losses
     assert all(e["grad_norm"] is not None and e["grad_norm"] > 0 for e in steps)
+
+
+def test_norms_come_back_when_the_scripts_own_watch_ends(tmp_path) -> None:
+    import tensorscope
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    crit = nn.MSELoss()
+    events = []
+    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="sampled")
+    instr.install()
+    try:
+        for _ in range(2):  # the script watches each epoch itself, then stops
+            with tensorscope.watch(model, opt):
+                for _ in range(3):
+                    opt.zero_grad()
+                    crit(model(torch.randn(8, 4)), torch.randn(8, 1)).backward()
+                    opt.step()
+        model(torch.randn(8, 4))
+    finally:
+        instr.finish()
+    steps = [e for e in events if e["type"] == "step"]
+    assert len(steps) == 6 and all(e["grad_norm"] is not None for e in steps)

@@ -511,3 +511,89 @@ def test_module_hooks_are_removed_between_detail_steps() -> None:
     finally:
         hooks.detach()
     assert [len(m._forward_hooks) for m in model] == [0, 0]
+
+
+def _true_norm(model: nn.Module) -> float:
+    return float(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in model.parameters())))
+
+
+def test_eval_mode_training_with_a_scaler_reports_the_unscaled_norm() -> None:
+    # Fine-tuning with frozen BatchNorm runs the model in eval mode and still steps.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 1)).eval()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    with tensorscope.watch(model, opt, scaler, loss=nn.MSELoss()) as session:
+        crit = session._loss_module
+        for _ in range(3):
+            opt.zero_grad()
+            scaler.scale(crit(model(torch.randn(16, 4)), torch.randn(16, 1))).backward()
+            scaler.unscale_(opt)
+            true = _true_norm(model)
+            scaler.step(opt)
+            scaler.update()
+            rec = session.records[-1]
+            assert rec.grad_norm == pytest.approx(true, rel=1e-4)
+            assert rec.signals["backward_passes"] == 1
+
+
+def test_loss_is_the_criterion_value_even_if_changed_in_place_later() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    crit = nn.MSELoss()
+    with tensorscope.watch(model, opt) as session:
+        opt.zero_grad()
+        loss = crit(model(torch.randn(8, 4)), torch.randn(8, 1))
+        value = loss.item()
+        loss /= 4  # gradient accumulation style
+        loss.backward()
+        opt.step()
+    assert session.records[-1].loss == pytest.approx(value, rel=1e-6)
+
+
+def test_clipping_through_data_is_seen_after_clipping() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with tensorscope.watch(model, opt) as session:
+        opt.zero_grad()
+        model(torch.randn(8, 4)).pow(2).mean().backward()
+        for p in model.parameters():
+            p.grad.data.clamp_(-0.01, 0.01)  # no version bump: must still be measured
+        after = _true_norm(model)
+        opt.step()
+    assert session.records[-1].grad_norm_clipped == pytest.approx(after, rel=1e-4)
+
+
+def test_a_failed_record_does_not_stop_detail() -> None:
+    ex = zoo.get("sequential_mlp")
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("checksum failed")
+        return None
+
+    with tensorscope.watch(ex.model, ex.optimizer, max_overhead=None) as session:
+        session.extra_fetch = flaky
+        for _ in range(5):
+            ex.step()
+    assert session.errors == 1
+    assert [r.step for r in session.records if r.signals["detail"]] == [1, 3, 4, 5]
+
+
+def test_a_criterion_built_each_step_is_found_again() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with tensorscope.watch(model, opt) as session:
+        for _ in range(6):
+            opt.zero_grad()
+            nn.MSELoss()(model(torch.randn(8, 4)), torch.randn(8, 1)).backward()
+            opt.step()
+    losses = [r.loss for r in session.records]
+    assert losses[:2] == [pytest.approx(v) for v in losses[:2]] and None not in losses[:2]
+    assert losses.count(None) <= 1 and losses[-1] is not None  # one step to notice, then found
+    assert session.hook_count == 0
