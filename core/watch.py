@@ -80,6 +80,12 @@ budgets for a little more."""
 MAX_DETAIL_GAP = 50
 """Detail comes at least this often, however expensive: the charts never go stale for long."""
 
+PRE_CLIP_PROBE_STEPS = 3
+"""The norm "before clipping" needs a pass over the gradients at the end of backward as well
+as the one at the optimizer step. It is taken on the first steps and on every detail step;
+only a script seen to change its gradients in between (clipping, ``.data`` edits — a
+GradScaler's unscaling is divided out) keeps it on every step. Others pay one pass a step."""
+
 LOSS_DISCOVERY_STEPS = 2
 """Criterion modules outside the model are found by a global forward hook during this many
 steps, then hooked directly; the global hook would put every module call in the process on
@@ -176,6 +182,7 @@ class WatchSession:
         self._update_buffers: list[torch.Tensor] | None = None
         self._update_sampled = False
         self._callback_queued = False
+        self._pre_clip_needed = False
         self.max_records = MAX_RECORDS
         """How many recent records ``records`` keeps (0: none, the sink gets them all)."""
         self.record_memory = True
@@ -398,8 +405,9 @@ class WatchSession:
                 if grad is not None and marks.get(name) == (id(grad), grad._version):
                     self._carried.append(name)
         self._backwards += 1
-        Variable._execution_engine.queue_callback(self._on_backward_end)
-        self._callback_queued = True
+        self._callback_queued = True  # also: "this backward pass is counted"
+        if self._pre_clip_needed or self._step < PRE_CLIP_PROBE_STEPS or self.hooks.recording:
+            Variable._execution_engine.queue_callback(self._on_backward_end)
 
     def _hook_loss(self, module: nn.Module) -> None:
         if module not in self._loss_hooks:
@@ -681,6 +689,8 @@ class WatchSession:
         clipped = sum(v * v for v in clipped_vals) ** 0.5 if clipped_vals else None
         grad_norm_clipped = clipped if (clipped is not None and total is not None
                                         and abs(clipped - total) > 1e-6 * max(1.0, total)) else None
+        if grad_norm_clipped is not None:
+            self._pre_clip_needed = True  # the script changes gradients before the step
 
         params: dict[str, dict[str, Any]] = {}
         for n in names:
