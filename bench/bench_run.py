@@ -4,7 +4,7 @@ Same script (bench/train_throughput.py), runs alternated plain / tensorscope so 
 load hits both alike; each run reports its own samples/s over its timed steps (start-up
 excluded). Prints each pair and the median ratio (goal: >= 0.97).
 
-    .venv/bin/python bench/bench_run.py [--pairs 5] [--steps 300] [--width 512]
+    .venv/bin/python bench/bench_run.py [--pairs 5] [--steps 300] [--width 512] [--detail steps]
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--detail", default=None, help="passed to tensorscope run (default: its own default)")
     opts = parser.parse_args()
+    opts.run_args = ["--detail", opts.detail] if opts.detail else []
     script_args = [str(SCRIPT), "--steps", str(opts.steps), "--width", str(opts.width)]
     plain_cmd = [sys.executable, *script_args]
-    run_cmd = [sys.executable, "-m", "tensorscope", "run", "--headless", *script_args]
+    run_cmd = [sys.executable, "-m", "tensorscope", "run", "--headless", *opts.run_args, *script_args]
     ratios = []
     print(f"{'pair':>4} {'plain samples/s':>16} {'run samples/s':>14} {'ratio':>6}")
     for i in range(opts.pairs):
