@@ -122,3 +122,25 @@ async def test_module_row_shows_its_activation_histogram() -> None:
                 if r.modules][-1]
         assert hist.counts == tuple(last.modules["1"]["hist"])
         assert hist.caption.startswith("1: output values")
+
+
+async def test_clipped_norms_get_their_own_line_and_detail_spacing_is_named(tmp_path: Path) -> None:
+    import json
+
+    lines = []
+    for line in (RECORDS / "amp_run.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event.get("type") == "step" and event.get("grad_norm") is not None:
+            event["grad_norm_clipped"] = event["grad_norm"] / 2  # the script clipped
+            event["signals"]["detail_every"] = 5
+        lines.append(json.dumps(event))
+    path = tmp_path / "clipped.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        grad = app.screen.query_one("#ch-grad", LineChart)
+        assert [s.name for s in grad.series] == ["grad norm", "after clipping"]
+        assert grad.series[1].ys == [y / 2 for y in grad.series[0].ys]
+        title = str(app.screen.query_one("#tr-modules-box").border_title)
+        assert "1 step in 5" in title
