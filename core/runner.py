@@ -98,10 +98,13 @@ class Instrumentation:
         self._last_scale: float | None = None
         self._device: Any = None
         self._scaler_scans = 0
-        self._env_rank = _env_rank()
+        from tensorscope.distributed import rank_from_env
+
+        launched = rank_from_env()  # read once: the environment does not change
+        self._env_rank = launched.rank if launched is not None else None
+        self._multi_rank = launched is not None and launched.world_size > 1
         self._skip_since_step = False
         self._adopted: Any = None
-        self._multi_rank = _env_world_size() > 1
 
     # --- install / remove -------------------------------------------------------------
 
@@ -297,19 +300,15 @@ class Instrumentation:
             record = dataclasses.replace(detail, signals=dict(detail.signals))
         if self._t_step_end is None:
             # The first step: the watch was built inside it, so its clock started mid-step.
-            record.step_time_s = record.samples_per_s = record.data_time_s = None
-            record.compute_time_s = None if self._t_forward is None else now - self._t_forward
+            self._timing(record, now)
         if self._skip_since_step:
             # GradScaler skipped the previous iteration: it never reached the optimizer, so
             # the watch's record spans two iterations (loss averaged, batches added). This
             # iteration's own loss, batch and timing are the runner's (one extra fetch, on
             # the step after a skip only).
             self._skip_since_step = False
-            own = self._record(now, self._fetch(self._loss, None)[0] if self._loss is not None else None,
-                               detail.grad_norm)
-            record.loss, record.batch_size = own.loss, own.batch_size
-            record.samples_per_s, record.step_time_s = own.samples_per_s, own.step_time_s
-            record.data_time_s, record.compute_time_s = own.data_time_s, own.compute_time_s
+            record.loss = self._fetch(self._loss, None)[0] if self._loss is not None else None
+            self._timing(record, now)
         if record.loss is None and self._loss is not None:
             record.loss = self._fetch(self._loss, None)[0]  # the script's own watch() had no loss
         if record.loss is not None and self._loss_source is None:
@@ -335,26 +334,33 @@ class Instrumentation:
             self._last_scale = scale
         self._end_step(record, now, scale, tracker)
 
-    def _record(self, now: float, loss: float | None, grad_norm: float | None) -> StepRecord:
+    def _timing(self, record: StepRecord, now: float) -> None:
+        """Step time, data wait, compute and samples/s of the step ending ``now``, by the
+        runner's own clock (forward start, previous step end)."""
         step_time = None if self._t_step_end is None else now - self._t_step_end
-        compute = None if self._t_forward is None else now - self._t_forward
-        data = None
+        record.step_time_s = step_time
+        record.compute_time_s = None if self._t_forward is None else now - self._t_forward
+        record.data_time_s = None
         if self._t_step_end is not None and self._t_forward is not None:
-            data = max(0.0, self._t_forward - self._t_step_end)
+            record.data_time_s = max(0.0, self._t_forward - self._t_step_end)
+        record.batch_size = self._batch
+        record.samples_per_s = (self._batch / step_time) if self._batch and step_time else None
+
+    def _record(self, now: float, loss: float | None, grad_norm: float | None) -> StepRecord:
         lr = []
         for group in self.optimizer.param_groups:
             try:
                 lr.append(float(group["lr"]))
             except (KeyError, TypeError, ValueError):
                 lr.append(float("nan"))
-        return StepRecord(
+        record = StepRecord(
             step=self.step, loss=loss, epoch=self._script_epoch(), phase="train",
-            wall_time=time.time(), lr=lr, grad_norm=grad_norm, batch_size=self._batch,
-            samples_per_s=(self._batch / step_time) if self._batch and step_time else None,
-            step_time_s=step_time, data_time_s=data, compute_time_s=compute,
+            wall_time=time.time(), lr=lr, grad_norm=grad_norm,
             memory=self._memory_now(), rank=self._rank(),
             signals={"hook_errors": self.hook_errors, "loss_source": self._loss_source},
         )
+        self._timing(record, now)
+        return record
 
     def _param_checksum(self, optimizer: Any, step: int) -> Any:
         """Under a multi-rank launch: [sum, sum of squares] of the parameters, on device.
@@ -400,17 +406,14 @@ class Instrumentation:
             out.append(None)
         if not present and extra is None:
             return tuple(out)  # type: ignore[return-value]
+        from tensorscope.hooks import fetch
+
         try:
-            device = present[0][1].device if present else extra.device
-            pieces = [p.detach().reshape(1).to(device=device, dtype=torch.float64)
-                      for _, p in present]
+            values = fetch([p for _, p in present] + ([extra] if extra is not None else []))
+            for (i, _), value in zip(present, values):
+                out[i] = value[0]
             if extra is not None:
-                pieces.append(extra.detach().reshape(-1).to(device=device, dtype=torch.float64))
-            flat = torch.cat(pieces).tolist()
-            for (i, _), value in zip(present, flat):
-                out[i] = value
-            if extra is not None:
-                out[4] = flat[len(present):]
+                out[4] = values[-1]
         except Exception:
             for i, p in present:
                 out[i] = float(p.detach().reshape(()).item())
@@ -638,21 +641,6 @@ def _after_clean_update(scaler: Any, scale: float, tracker: Any) -> tuple[float,
     except Exception:
         pass
     return scale, tracker
-
-
-def _env_world_size() -> int:
-    from tensorscope.distributed import rank_from_env
-
-    info = rank_from_env()
-    return info.world_size if info is not None else 1
-
-
-def _env_rank() -> int | None:
-    """The rank a launcher gave this process (read once: the environment does not change)."""
-    from tensorscope.distributed import rank_from_env
-
-    info = rank_from_env()
-    return info.rank if info is not None else None
 
 
 def format_script_traceback(exc: BaseException, script_path: str) -> str:

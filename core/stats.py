@@ -177,24 +177,33 @@ def _finite(v: float) -> bool:
     return v == v and v not in (float("inf"), float("-inf"))
 
 
-def first_float_tensor(value: Any) -> torch.Tensor | None:
-    """The first floating-point tensor in a module output (tensor, tuple/list, dict), or None.
+def float_tensors(value: Any, limit: int, *, requires_grad: bool = False) -> list[torch.Tensor]:
+    """Up to ``limit`` floating-point tensors in a module output (tensor, tuple/list, dict).
 
-    Iterative and bounded: nested containers are searched breadth-first, at most 64 items.
+    With ``requires_grad``, only those that take part in autograd. Iterative and bounded:
+    nested containers are searched breadth-first, at most 64 items looked at.
     """
+    found: list[torch.Tensor] = []
     queue = [value]
     seen = 0
-    while queue and seen < 64:
+    while queue and seen < 64 and len(found) < limit:
         item = queue.pop(0)
         seen += 1
         if isinstance(item, torch.Tensor):
-            if item.is_floating_point() and item.device.type != "meta":
-                return item
+            if (item.is_floating_point() and item.device.type != "meta"
+                    and (item.requires_grad or not requires_grad)):
+                found.append(item)
         elif isinstance(item, (tuple, list)):
             queue.extend(item)
         elif isinstance(item, dict):
             queue.extend(item.values())
-    return None
+    return found
+
+
+def first_float_tensor(value: Any) -> torch.Tensor | None:
+    """The first floating-point tensor in a module output, or None (see float_tensors)."""
+    found = float_tensors(value, 1)
+    return found[0] if found else None
 
 
 def describe_output(value: Any) -> str:

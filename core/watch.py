@@ -51,6 +51,7 @@ from torch.optim import optimizer as _optim_globals
 
 from tensorscope.errors import UserError, one_line
 from tensorscope.hooks import HookSet, fetch, hook_clock
+from tensorscope.stats import first_float_tensor, float_tensors
 from tensorscope.syncs import StepSyncs
 from tensorscope.telemetry import StepRecord, memory_snapshot
 
@@ -360,27 +361,24 @@ class WatchSession:
         self._callback_queued = False
         if self._first_forward is None:
             self._first_forward = time.perf_counter()
-        if True:
-            first = next((a for a in args if isinstance(a, torch.Tensor)), None)
-            if first is not None and first.dim() > 0:
-                self._batch += int(first.shape[0])
-            kind = first.device.type if first is not None else "cpu"
-            if kind in ("cpu", "cuda", "mps", "xpu") and torch.is_autocast_enabled(kind):
-                self._autocast = str(torch.get_autocast_dtype(kind)).replace("torch.", "")
+        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        if first is not None and first.dim() > 0:
+            self._batch += int(first.shape[0])
+        kind = first.device.type if first is not None else "cpu"
+        if kind in ("cpu", "cuda", "mps", "xpu") and torch.is_autocast_enabled(kind):
+            self._autocast = str(torch.get_autocast_dtype(kind)).replace("torch.", "")
 
     def _on_root_forward(self, module: nn.Module, args: Any, output: Any) -> None:
         if not torch.is_grad_enabled():
             return
         if not module.training:
-            from tensorscope.stats import first_float_tensor
-
             out = first_float_tensor(output)
             if out is not None and out.requires_grad:
                 self._eval_graph += 1
         # A gradient hook on the model's outputs fires when a backward pass reaches them,
         # before any parameter gradient of that pass is accumulated: one hook call per
         # backward instead of one per parameter.
-        for tensor in _grad_outputs(output):
+        for tensor in float_tensors(output, _MAX_OUTPUT_HOOKS, requires_grad=True):
             self._output_handles.append(tensor.register_hook(self._output_grad_hook))
 
     def _output_grad_hook(self, grad: torch.Tensor) -> None:
@@ -802,26 +800,6 @@ def _mean_loss(losses: list[torch.Tensor]) -> list[torch.Tensor]:
         return [loss if loss.dim() == 0 and loss.dtype == torch.float32 else loss.float().mean()]
     device = losses[0].device
     return [torch.stack([t.double().mean().to(device) for t in losses]).mean().reshape(1)]
-
-
-def _grad_outputs(value: Any) -> list[torch.Tensor]:
-    """Float tensors that take part in autograd in a model's output (tensor, tuple/list, dict).
-
-    Breadth-first, bounded (64 items looked at, _MAX_OUTPUT_HOOKS kept)."""
-    found: list[torch.Tensor] = []
-    queue = [value]
-    seen = 0
-    while queue and seen < 64 and len(found) < _MAX_OUTPUT_HOOKS:
-        item = queue.pop(0)
-        seen += 1
-        if isinstance(item, torch.Tensor):
-            if item.requires_grad and item.is_floating_point():
-                found.append(item)
-        elif isinstance(item, (tuple, list)):
-            queue.extend(item)
-        elif isinstance(item, dict):
-            queue.extend(item.values())
-    return found
 
 
 @contextmanager
