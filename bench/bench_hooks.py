@@ -19,8 +19,6 @@ One child by hand (what the parent runs): ``bench/bench_hooks.py --child default
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import json
 import os
 import statistics
@@ -33,14 +31,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-# The function, not the package attribute: `tensorscope.watch` is the function or the
-# callable submodule depending on which import ran first, and only the function has the
-# signature we inspect below.
-watch = importlib.import_module("tensorscope.watch").watch
-
-HAS_MAX_OVERHEAD = "max_overhead" in inspect.signature(watch).parameters
-"""watch() spaces per-module detail to a cost budget once it takes max_overhead=; before
-that, "every module, every step" is simply the defaults."""
+from tensorscope.watch import watch
 
 GOALS = {"defaults": 1.03, "every_step": 1.10}
 """CPU ratio to the bare loop that each variant should stay under (from the issue)."""
@@ -48,8 +39,7 @@ GOALS = {"defaults": 1.03, "every_step": 1.10}
 LABELS = {
     "bare": "bare loop",
     "defaults": "watch(model, opt) defaults",
-    "every_step": ("every module, every step" if HAS_MAX_OVERHEAD
-                   else "every module, every step (no max_overhead= yet: same as defaults)"),
+    "every_step": "every module, every step (max_overhead=None)",
     "step_level": "watch(modules=None): step-level only",
     "every10": "watch(every=10)",
     "item_hooks": "seed-style .item() forward hooks",
@@ -99,7 +89,7 @@ def watch_kwargs(variant: str) -> dict[str, Any] | None:
     """Keyword arguments for watch() in a watched variant; None for the unwatched ones."""
     return {
         "defaults": {},
-        "every_step": {"max_overhead": None} if HAS_MAX_OVERHEAD else {},
+        "every_step": {"max_overhead": None},
         "step_level": {"modules": None},
         "every10": {"every": 10},
     }.get(variant)

@@ -23,8 +23,8 @@ import statistics
 import time
 
 import torch
-from torch import nn
 
+from bench_hooks import build  # the same model, optimizer and step (run as a script: bench/ is on sys.path)
 from tensorscope.watch import watch
 
 VARIANTS = {
@@ -35,22 +35,6 @@ VARIANTS = {
 }
 GOALS = {"watch(model, opt) defaults": "<= 1.03x",
          "every module, every step (max_overhead=None)": "<= 1.10x"}
-
-
-def build():
-    torch.manual_seed(0)
-    layer = nn.TransformerEncoderLayer(128, 4, 512, dropout=0.1, batch_first=True)
-    model = nn.TransformerEncoder(layer, 4, enable_nested_tensor=False)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x, target = torch.randn(32, 32, 128), torch.randn(32, 32, 128)
-    crit = nn.MSELoss()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        crit(model(x), target).backward()
-        opt.step()
-
-    return model, opt, step
 
 
 def main() -> None:
