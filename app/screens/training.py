@@ -19,7 +19,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.reactive import Reactive
 from textual.widget import Widget
-from textual.widgets import Button, DataTable, Footer, Header, Label, ProgressBar, RichLog, Static
+from textual.widgets import Button, DataTable, Header, Label, ProgressBar, RichLog, Static
 
 from tensorscope.app.widgets.chart import LineChart, Series, fmt
 from tensorscope.app.widgets.histogram import Histogram
@@ -232,8 +232,7 @@ class TrainingScreen(Screen):
                     self._lr.append(Series(f"group {len(self._lr)}", palette[len(self._lr) % 5]))
                 self._lr[i].append(r.step, lr)
             s["grad"].append(r.step, r.grad_norm)
-            if r.grad_norm_clipped is not None or s["clipped"].ys:
-                s["clipped"].append(r.step, r.grad_norm_clipped)
+            s["clipped"].append(r.step, r.grad_norm_clipped)  # None (no clipping) is skipped
             s["sps"].append(r.step, r.samples_per_s)
             s["data"].append(r.step, r.data_time_s)
             s["compute"].append(r.step, r.compute_time_s)

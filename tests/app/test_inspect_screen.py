@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 from textual.widgets import Input, Static, TabbedContent, Tree
 
 from tensorscope.app.app import make_app
@@ -21,6 +23,16 @@ def _text(widget: Static) -> str:
     console = Console(width=200, record=True, file=open("/dev/null", "w"))
     console.print(content)
     return console.export_text()
+
+
+@asynccontextmanager
+async def _opened(paths: list):
+    """The Inspect screen on these files, once their loading workers are done."""
+    app = make_app(AppContext(checkpoints=[str(p) for p in paths]), screen="inspect")
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        yield app, pilot
 
 
 def _find(tree: Tree, key: str):
@@ -71,10 +83,7 @@ async def test_typed_path_opens_and_bad_path_shows_error_in_place(tmp_path) -> N
 
 async def test_selected_tensor_names_the_keys_sharing_its_storage(tmp_path) -> None:
     path = make.adam_checkpoint(tmp_path / "a.pt")
-    app = make_app(AppContext(checkpoints=[str(path)]), screen="inspect")
-    async with app.run_test(size=SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+    async with _opened([path]) as (app, pilot):
         tree = app.screen.query_one("#inspect-tree", Tree)
         tree.move_cursor(_find(tree, "model.head.weight"))
         await pilot.pause()
@@ -92,10 +101,7 @@ async def test_selected_tensor_names_the_keys_sharing_its_storage(tmp_path) -> N
 
 async def test_cuda_file_says_saved_from_cuda(tmp_path) -> None:
     path = make.cuda_saved(tmp_path / "c.pt")
-    app = make_app(AppContext(checkpoints=[str(path)]), screen="inspect")
-    async with app.run_test(size=SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+    async with _opened([path]) as (app, pilot):
         tree = app.screen.query_one("#inspect-tree", Tree)
         tree.move_cursor(_find(tree, "model.fc1.weight"))
         await pilot.pause()
@@ -105,10 +111,7 @@ async def test_cuda_file_says_saved_from_cuda(tmp_path) -> None:
 async def test_two_files_open_the_diff(tmp_path) -> None:
     a = make.adam_checkpoint(tmp_path / "a.pt", steps=1)
     b = make.adam_checkpoint(tmp_path / "b.pt", steps=2)
-    app = make_app(AppContext(checkpoints=[str(a), str(b)]), screen="inspect")
-    async with app.run_test(size=SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+    async with _opened([a, b]) as (app, pilot):
         assert app.screen.query_one(TabbedContent).active == "tab-diff"
         diff = _text(app.screen.query_one("#inspect-diff", Static))
         assert "values moved" in diff and "model.fc1.weight" in diff
@@ -118,10 +121,7 @@ async def test_two_files_open_the_diff(tmp_path) -> None:
 
 async def test_torchscript_code_tab(tmp_path) -> None:
     path = make.torchscript(tmp_path / "ts.pt")
-    app = make_app(AppContext(checkpoints=[str(path)]), screen="inspect")
-    async with app.run_test(size=SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+    async with _opened([path]) as (app, pilot):
         tabs = app.screen.query_one(TabbedContent)
         tabs.active = "tab-code"
         await pilot.pause()
@@ -131,10 +131,7 @@ async def test_torchscript_code_tab(tmp_path) -> None:
 async def test_malicious_file_refused_in_place_and_not_run(tmp_path) -> None:
     marker = tmp_path / "pwned"
     path = make.malicious(tmp_path / "evil.pt", marker)
-    app = make_app(AppContext(checkpoints=[str(path)]), screen="inspect")
-    async with app.run_test(size=SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+    async with _opened([path]) as (app, pilot):
         assert "--trust" in _text(app.screen.query_one("#inspect-error", Static))
         assert not marker.exists()
         assert app.screen.query_one("#inspect-path", Input)  # still usable: type another path
@@ -144,10 +141,7 @@ async def test_big_file_branches_fill_when_opened(tmp_path) -> None:
     import torch
 
     torch.save({"model": {f"layer{i}.weight": torch.zeros(1) for i in range(400)}}, tmp_path / "big.pt")
-    app = make_app(AppContext(checkpoints=[str(tmp_path / "big.pt")]), screen="inspect")
-    async with app.run_test(size=SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+    async with _opened([tmp_path / "big.pt"]) as (app, pilot):
         tree = app.screen.query_one("#inspect-tree", Tree)
         layer = _find(tree, "model.layer7")
         assert not layer.is_expanded and not layer.children  # not built until opened
@@ -161,10 +155,7 @@ async def test_storage_map_marks_every_key_of_a_tied_storage(tmp_path) -> None:
     from tensorscope.app.widgets.storage_strip import StorageStrip
 
     path = make.adam_checkpoint(tmp_path / "a.pt")
-    app = make_app(AppContext(checkpoints=[str(path)]), screen="inspect")
-    async with app.run_test(size=SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+    async with _opened([path]) as (app, pilot):
         tree = app.screen.query_one("#inspect-tree", Tree)
         tree.move_cursor(_find(tree, "model.head.weight"))
         app.screen.query_one(TabbedContent).active = "tab-strip"
