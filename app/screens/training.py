@@ -232,7 +232,10 @@ class TrainingScreen(Screen):
                     self._lr.append(Series(f"group {len(self._lr)}", palette[len(self._lr) % 5]))
                 self._lr[i].append(r.step, lr)
             s["grad"].append(r.step, r.grad_norm)
-            s["clipped"].append(r.step, r.grad_norm_clipped)  # None (no clipping) is skipped
+            clipped = r.grad_norm_clipped
+            if clipped is None and s["clipped"].ys:
+                clipped = r.grad_norm  # a script that clips, on a step where nothing was clipped
+            s["clipped"].append(r.step, clipped)
             s["sps"].append(r.step, r.samples_per_s)
             s["data"].append(r.step, r.data_time_s)
             s["compute"].append(r.step, r.compute_time_s)

@@ -144,3 +144,23 @@ async def test_clipped_norms_get_their_own_line_and_detail_spacing_is_named(tmp_
         assert grad.series[1].ys == [y / 2 for y in grad.series[0].ys]
         title = str(app.screen.query_one("#tr-modules-box").border_title)
         assert "1 step in 5" in title
+
+
+async def test_after_clipping_line_follows_the_norm_on_steps_that_clipped_nothing(tmp_path: Path) -> None:
+    import json
+
+    lines, clipped = [], 0
+    for line in (RECORDS / "amp_run.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event.get("type") == "step" and event.get("grad_norm") is not None and clipped < 3:
+            event["grad_norm_clipped"] = event["grad_norm"] / 2  # only the first steps clip
+            clipped += 1
+        lines.append(json.dumps(event))
+    path = tmp_path / "early.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        before, after = app.screen.query_one("#ch-grad", LineChart).series
+        assert after.ys[:3] == [y / 2 for y in before.ys[:3]]
+        assert after.ys[3:] == before.ys[3:] and after.last == before.last  # not a stale 1/2
