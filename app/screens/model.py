@@ -468,8 +468,8 @@ class ModelScreen(Screen):
         text.append(str(count), style="bold green" if count else "bold")
         text.append("\n")
         if self.session is not None:
-            text.append(f"{module_hooks} on the hooked modules; the rest: the model's forward and "
-                        "outputs, layer device checks, loss and optimizer hooks", style="dim")
+            text.append(f"{module_hooks} on modules, the rest on the model, its outputs, loss, optimizer",
+                        style="dim")
             last = self._latest.signals.get("overhead_s") if self._latest is not None else None
             if last is not None:
                 text.append(f" · last step {last * 1e3:.1f} ms in hooks", style="dim")
