@@ -299,8 +299,9 @@ def _grad_norm_trend(records: Sequence[StepRecord]) -> Iterable[Finding]:
                 "model",
             )
             return
-    # Per-weight: some layers get gradients far smaller than the largest one.
-    last = train[-1]
+    # Per-weight: some layers get gradients far smaller than the largest one. Per-weight
+    # norms come with detail steps only (watch() spaces them out): the latest such step.
+    last = next((r for r in reversed(train) if r.params), train[-1])
     weights = {n: s.get("grad_norm") for n, s in last.params.items()
                if n.endswith("weight") and _finite(s.get("grad_norm"))}
     if len(weights) >= 2 and len(train) >= MIN_STEPS_FOR_TREND:

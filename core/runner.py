@@ -52,6 +52,9 @@ statistics at every step whatever they cost."""
 RUN_MAX_OVERHEAD = 0.02
 """The watch's share of step time under ``run``: below watch()'s own 3 %, because the
 runner's bookkeeping and the sender thread's JSON encoding come on top."""
+EVAL_PROBE_PHASES = 2
+"""A criterion first used in evaluation, after the first optimizer step, is looked for
+during this many evaluation phases (a global module hook while they run)."""
 MEMORY_EVERY_S = 0.1
 """Memory is a system call on CPU: read it at most ten times a second, not every step."""
 
@@ -79,6 +82,9 @@ class Instrumentation:
         self._watched: Any = None
         """The WatchSession this runner attached (None when adopting the script's own)."""
         self._watch_attached = False
+        self._listening = False
+        """The runner's own watch carries its callbacks (see _attach_watch): no model, loss or
+        optimizer hooks of the runner's own stay installed."""
         self._watch_record: StepRecord | None = None
         self._global_handles: list[Any] = []
         self._handles: list[Any] = []
@@ -89,6 +95,8 @@ class Instrumentation:
         self._loss_source: str | None = None
         self._eval_losses: list[Any] = []
         self._eval_forwards = 0
+        self._eval_probe: Any = None
+        self._eval_phases_probed = 0
         self._grad_norm: Any = None
         self._batch: int | None = None
         self._autocast: str | None = None
@@ -131,6 +139,7 @@ class Instrumentation:
         except Exception:
             self.hook_errors += 1
         self._remove_global()
+        self._end_eval_probe()
         for handle in self._handles:
             handle.remove()
         self._handles = []
@@ -181,7 +190,6 @@ class Instrumentation:
 
     def _switch_to_model_hooks(self) -> None:
         """After discovery: hooks on the model and the loss modules only (fast path elsewhere)."""
-        self._remove_global()
         self._depth = 0
         if self.model is not None:
             self._handles.append(
@@ -201,7 +209,17 @@ class Instrumentation:
         evaluating = (not module.training) or (not torch.is_grad_enabled())
         if evaluating:
             self._eval_forwards += 1
+            if (self._eval_forwards == 1 and self.optimizer is not None and self._eval_probe is None
+                    and self._eval_phases_probed < EVAL_PROBE_PHASES):
+                # A validation criterion of its own is first called now, after discovery:
+                # look for it while this evaluation runs (no cost on training steps).
+                from torch.nn.modules import module as nn_module
+
+                self._eval_phases_probed += 1
+                self._eval_probe = nn_module.register_module_forward_hook(
+                    self._guard(self._probe_eval_loss))
             return
+        self._end_eval_probe()
         # A training forward: what the previous iteration left is now complete.
         self._check_skipped()
         self._flush_eval()
@@ -224,16 +242,43 @@ class Instrumentation:
                                     or not torch.is_grad_enabled()):
             self._eval_losses.append(output.detach())
             return
-        self._loss = output.detach()
+        # Kept as it is (read, detached, at the step's one fetch): a tensor op here would be
+        # the first after the forward's kernels, the dearest kind.
+        self._loss = output
         self._loss_source = "a loss module"
+
+    def _probe_eval_loss(self, module: Any, args: Any, output: Any) -> None:
+        if not self._is_loss(module) or id(module) in self._loss_modules:
+            return
+        self._loss_modules[id(module)] = weakref.ref(module)
+        if self._listening and self._watched is not None:
+            self._watched._hook_loss(module)
+        else:
+            self._handles.append(module.register_forward_hook(
+                self._guard(lambda m, a, out: self._on_loss(out))))
+        self._on_loss(output)  # this call's value: the hook just added fires from the next
+        self._end_eval_probe()
+
+    def _end_eval_probe(self) -> None:
+        probe, self._eval_probe = self._eval_probe, None
+        if probe is not None:
+            probe.remove()
 
     def _opt_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         import torch
 
         if self.optimizer is None:
             self._discover(optimizer)
+            if self._listening:
+                return  # the watch's pre-hook, added just now, runs next and calls _before_step
         if optimizer is not self.optimizer:
             return  # a second optimizer (GAN, ...): only the first is charted
+        self._before_step(optimizer)
+
+    def _before_step(self, optimizer: Any) -> None:
+        """The optimizer is about to step: the loss fallback, and the norm without a watch."""
+        import torch
+
         self._flush_eval()
         if self._loss is None:
             # No loss module ran (a functional loss such as F.cross_entropy): fall back on
@@ -252,8 +297,9 @@ class Instrumentation:
         grads = [p.grad for group in optimizer.param_groups for p in group["params"]
                  if p.grad is not None]
         if grads:
-            with torch.no_grad():
-                self._grad_norm = torch.nn.utils.get_total_norm(grads)  # stays on device
+            from tensorscope.stats import total_norm
+
+            self._grad_norm = total_norm(grads)  # stays on device
 
     def _opt_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if optimizer is not self.optimizer:
@@ -409,7 +455,7 @@ class Instrumentation:
         from tensorscope.hooks import fetch
 
         try:
-            values = fetch([p for _, p in present] + ([extra] if extra is not None else []))
+            values = fetch([p.detach() for _, p in present] + ([extra] if extra is not None else []))
             for (i, _), value in zip(present, values):
                 out[i] = value[0]
             if extra is not None:
@@ -499,7 +545,12 @@ class Instrumentation:
         self._device = getattr(first, "device", None)
         self.scaler = _find_scaler(sys._getframe(1))
         length = _script_length(sys._getframe(1), self.script_path)
-        self._switch_to_model_hooks()
+        self._remove_global()
+        if self.attach_watch and best is not None:
+            self._attach_watch(best, optimizer)
+        if not self._listening:
+            self._switch_to_model_hooks()
+        # Announced last: a sink that fails here must not leave the run without hooks.
         self.emit({
             "type": "model",
             "model": type(best).__name__ if best is not None else None,
@@ -512,8 +563,6 @@ class Instrumentation:
             "device": str(self._device),
             **length,
         })
-        if self.attach_watch and best is not None:
-            self._attach_watch(best, optimizer)
 
     def _attach_watch(self, model: Any, optimizer: Any) -> None:
         try:
@@ -539,19 +588,47 @@ class Instrumentation:
             watched = session.__enter__()
             watched.record_memory = False  # _flush keeps this side's rate-limited reading
             watched.min_budget_s = 0.0  # the share alone: short steps are the common case here
-            # Called in the watch's post-hook, before _opt_post counts this step.
-            watched.extra_fetch = lambda: self._param_checksum(optimizer, self.step + 1)
+            if self._multi_rank:
+                # Called in the watch's post-hook, before this step is counted here.
+                watched.extra_fetch = lambda: self._param_checksum(optimizer, self.step + 1)
             watched.max_records = 0  # records go to the sink only; the runner keeps none
+            # One set of hooks for both: the watch's own model, criterion and optimizer hooks
+            # call the runner, and each step ends in the sink. The runner's global optimizer
+            # hooks go once the first record arrives (removing them now, while PyTorch
+            # iterates over them, would break the script's step).
+            watched.forward_listener = self._guard(self._on_root_forward)
+            watched.loss_listener = self._guard(self._on_loss)
+            watched.step_listener = self._guard(self._before_step)
+            for ref in self._loss_modules.values():
+                loss_module = ref()
+                if loss_module is not None:
+                    watched._hook_loss(loss_module)  # eval-only criteria the watch never saw
             self._watch_session = session
             self._watched = watched
             self._watch_attached = True
+            self._listening = True
             self.watch_status = "attached"
         except Exception as exc:
             self.hook_errors += 1
             self.watch_status = f"failed ({type(exc).__name__}: {exc})"
 
     def _on_watch_record(self, record: StepRecord) -> None:
-        self._watch_record = record
+        if not self._listening:
+            self._watch_record = record  # merged by _opt_post, which runs next
+            return
+        try:
+            if record.signals.get("partial"):
+                return  # the watch closing mid-iteration at the script's end: not a step
+            now = time.perf_counter()
+            if self._handles:  # the first record: the watch carries everything from now on
+                for handle in self._handles:
+                    handle.remove()
+                self._handles = []
+            self.step += 1
+            self._from_watch(now, record)
+            self._flush()  # nothing can change it any more: send it now
+        except Exception:
+            self.hook_errors += 1
 
     def _rank(self) -> int | None:
         """This process's rank: the process group's once it is up, else the launcher's."""

@@ -135,6 +135,21 @@ def grad_stats(g: torch.Tensor) -> torch.Tensor:
     return torch.dot(flat, flat).reshape(1)
 
 
+def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The global 2-norm of ``grads``, left on their device (0-dim).
+
+    One foreach kernel and one stack when all share a device and dtype (the usual case);
+    ``torch.nn.utils.get_total_norm`` otherwise. Same value as get_total_norm, which on
+    the usual case costs several more Python-level torch calls (it groups the tensors and
+    takes a norm of every 0-dim norm again).
+    """
+    with torch.no_grad():
+        first = grads[0]
+        if all(g.device == first.device and g.dtype == first.dtype for g in grads):
+            return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        return torch.nn.utils.get_total_norm(grads)
+
+
 def decode_activation(values: list[float], numel: int, sample: int = HIST_SAMPLE) -> dict[str, Any]:
     """The dict form of one :func:`activation_stats` vector for an ``numel``-element tensor."""
     head = dict(zip(_HEAD + _SAMPLE_HEAD, values[: HEAD_LEN + SAMPLE_HEAD_LEN]))

@@ -7,17 +7,17 @@ every payload is a JSON object sent with ``send_bytes`` — nothing is ever unpi
 peer can at worst send a frame that is dropped and counted.
 
 The sender never blocks or fails the training: events go into a bounded queue that a
-background thread drains; when the queue is full or the UI is gone, events are dropped and
-counted.
+background thread drains in batches; when the queue is full or the UI is gone, events are
+dropped and counted.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import queue
 import secrets
 import threading
+from collections import deque
 from multiprocessing import AuthenticationError, connection
 from typing import Any, Callable
 
@@ -25,6 +25,9 @@ ENV_ADDRESS = "TENSORSCOPE_ADDRESS"
 """Environment variable naming the UI's listening address (set by ``tensorscope run``)."""
 ENV_AUTHKEY = "TENSORSCOPE_AUTHKEY"
 """Environment variable holding the run's key, hex encoded."""
+
+BATCH_S = 0.05
+"""How long a step record may wait on the training side before it is sent (see EventSender)."""
 
 MAX_FRAME = 16 * 1024 * 1024
 """Frames larger than this are refused (a record with a huge per-module table, or garbage)."""
@@ -119,14 +122,24 @@ class EventSender:
     A background thread connects lazily and sends; ``dropped`` counts events lost to a full
     queue, a missing UI, or a value that would not serialise. ``close(timeout)`` flushes what
     it can in that time.
+
+    Step records are sent in batches: the thread wakes every :data:`BATCH_S` and sends what
+    has queued up. Waking it for each record (a lock, a futex, and the thread then taking the
+    GIL from the training loop to encode) measured 2.5 % of an 7 ms CPU step; the UI redraws
+    at most 20 times a second, so it loses nothing. Other events (run, model, error, end)
+    wake it at once. A process killed outright (SIGKILL, a segfault) loses at most the
+    records of the last BATCH_S; an exception in the script is reported and flushed.
     """
 
     def __init__(self, address: str, authkey: bytes, capacity: int = 4096) -> None:
         self.address = address
         self.authkey = authkey
+        self.capacity = capacity
         self.dropped = 0
         self.sent = 0
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=capacity)
+        self._pending: deque[dict[str, Any]] = deque()
+        self._wake = threading.Event()
+        self._closing = False
         self._dead = False
         self._thread = threading.Thread(target=self._run, name="tensorscope-sender", daemon=True)
         self._thread.start()
@@ -135,13 +148,12 @@ class EventSender:
         # The event is queued as it is and encoded on the sender thread: JSON encoding of a
         # step with module detail is a visible share of a short training step. Callers hand
         # over fresh dicts and do not change them afterwards.
-        if self._dead:
+        if self._dead or self._closing or len(self._pending) >= self.capacity:
             self.dropped += 1
             return
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
-            self.dropped += 1
+        self._pending.append(event)  # deque.append is atomic: no lock on the training thread
+        if event.get("type") != "step":
+            self._wake.set()
 
     __call__ = send
 
@@ -153,41 +165,43 @@ class EventSender:
             return
         try:
             while True:
-                event = self._queue.get()
-                if event is None:
-                    return
-                try:
-                    frame = json.dumps(event, default=_json_default).encode("utf-8")
-                except (TypeError, ValueError, RecursionError):
-                    self.dropped += 1  # a value that would not serialise: this event only
-                    continue
-                try:
-                    conn.send_bytes(frame)
-                    self.sent += 1
-                except Exception:
-                    self.dropped += 1
-                    self._fail()
+                self._wake.wait(BATCH_S)
+                self._wake.clear()
+                closing = self._closing  # send() queues nothing once it is set
+                while self._pending:
+                    event = self._pending.popleft()
+                    try:
+                        frame = json.dumps(event, default=_json_default).encode("utf-8")
+                    except (TypeError, ValueError, RecursionError):
+                        self.dropped += 1  # a value that would not serialise: this event only
+                        continue
+                    try:
+                        conn.send_bytes(frame)
+                        self.sent += 1
+                    except Exception:
+                        self.dropped += 1
+                        self._fail()
+                        return
+                if closing:
                     return
         finally:
             conn.close()
 
     def _fail(self) -> None:
         self._dead = True
-        while True:  # what was queued will never go anywhere
+        while self._pending:  # what was queued will never go anywhere
             try:
-                if self._queue.get_nowait() is not None:
-                    self.dropped += 1
-            except queue.Empty:
+                self._pending.popleft()
+            except IndexError:
                 return
+            self.dropped += 1
 
     def close(self, timeout: float = 2.0) -> None:
         """Flush for up to ``timeout`` seconds, then stop the thread."""
         if self._dead:
             return
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            pass
+        self._closing = True
+        self._wake.set()
         self._thread.join(timeout)
 
 

@@ -211,3 +211,13 @@ def _watched_loop(zero_grad: bool) -> list:
 def test_watch_records_missing_zero_grad_and_its_fix() -> None:
     assert "missing-zero-grad" in codes(diagnose(_watched_loop(zero_grad=False)))
     assert diagnose(_watched_loop(zero_grad=True)) == []
+
+
+def test_per_weight_and_frozen_checks_read_the_steps_that_measured_them() -> None:
+    # Under a budget only detail steps carry per-weight norms and the unchanged list; the
+    # plain steps between them (params {}, params_unchanged None) must not hide either.
+    layers = {"a.weight": {"grad_norm": 1.0}, "b.weight": {"grad_norm": 1e-8}}
+    recs = [rec(i, grad_norm=1.0, loss=1.0, params=layers if i % 3 == 0 else {},
+                signals={"params_unchanged": ["b.weight"] if i % 3 == 0 else None})
+            for i in range(10)]
+    assert codes(diagnose(recs)) == {"vanishing-gradients", "params-not-updating"}

@@ -3,6 +3,7 @@ failures (a sink that raises) counted, never raised into the training loop."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 from torch.nn.modules import module as nn_module
@@ -143,3 +144,91 @@ def test_norms_come_back_when_the_scripts_own_watch_ends(tmp_path) -> None:
         instr.finish()
     steps = [e for e in events if e["type"] == "step"]
     assert len(steps) == 6 and all(e["grad_norm"] is not None for e in steps)
+
+
+def test_with_its_watch_the_runner_keeps_no_hooks_of_its_own(tmp_path) -> None:
+    """Default detail: after the first step only the watch's hooks run, and they call the
+    runner; every step is still recorded with the script's own loss, the validation loss
+    of an eval-only criterion too, and the watch closing at the end adds no step."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_loss, val_loss = nn.CrossEntropyLoss(), nn.CrossEntropyLoss()
+    before = _global_hook_counts()
+    events, losses, counts = [], [], []
+    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="sampled")
+    instr.install()
+    try:
+        for step in range(6):
+            opt.zero_grad()
+            loss = train_loss(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            counts.append(_global_hook_counts())
+            if step == 3:
+                model.eval()
+                with torch.no_grad():
+                    val = val_loss(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
+                model.train()
+        # the script ends mid-iteration: a forward with no optimizer step after it
+        train_loss(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
+    finally:
+        instr.finish()
+    assert _global_hook_counts() == before
+    assert instr.watch_status == "attached" and instr.hook_errors == 0
+    # No global hook of the runner's after step 1; the watch's criterion search (a global
+    # module hook) goes after step 2.
+    assert counts[0][2:] == before[2:] and all(c == before for c in counts[2:])
+    runner_hooks = [len(model._forward_pre_hooks), len(train_loss._forward_hooks)]
+    assert runner_hooks == [0, 0]  # all removed at the end, and the watch's went with it
+    steps = [e for e in events if e["type"] == "step" and e["phase"] == "train"]
+    assert [e["step"] for e in steps] == [1, 2, 3, 4, 5, 6]
+    assert [e["loss"] for e in steps] == losses
+    evals = [e for e in events if e["type"] == "step" and e["phase"] == "eval"]
+    assert len(evals) == 1 and evals[0]["loss"] == val.item() and evals[0]["step"] == 4
+
+
+def test_steps_detail_norm_equals_torchs_total_norm(tmp_path) -> None:
+    events = []
+    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="steps")
+    instr.install()
+    torch.manual_seed(0)
+    model = nn.Linear(5, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    norms = []
+    try:
+        for _ in range(3):
+            opt.zero_grad()
+            nn.MSELoss()(model(torch.randn(4, 5)), torch.randn(4, 3)).backward()
+            norms.append(float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])))
+            opt.step()
+    finally:
+        instr.finish()
+    steps = [e for e in events if e["type"] == "step"]
+    assert [e["grad_norm"] for e in steps] == [pytest.approx(n, rel=1e-6) for n in norms]
+
+
+@pytest.mark.parametrize("detail", ["steps", "sampled"])
+def test_a_validation_criterion_first_used_after_step_one_is_found(tmp_path, detail) -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_loss, val_loss = nn.CrossEntropyLoss(), nn.NLLLoss()
+    events, vals = [], []
+    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail=detail)
+    instr.install()
+    try:
+        for _ in range(3):
+            for _ in range(2):
+                opt.zero_grad()
+                train_loss(model(torch.randn(8, 4)), torch.randint(0, 2, (8,))).backward()
+                opt.step()
+            with torch.no_grad():
+                vals.append(val_loss(model(torch.randn(8, 4)).log_softmax(1),
+                                     torch.randint(0, 2, (8,))).item())
+    finally:
+        instr.finish()
+    evals = [e for e in events if e["type"] == "step" and e["phase"] == "eval"]
+    assert [e["loss"] for e in evals] == [pytest.approx(v, rel=1e-6) for v in vals]
+    assert instr.hook_errors == 0 and instr._eval_probe is None

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tensorscope.hooks import fetch
-from tensorscope.stats import HIST_BINS, activation_stats, decode_activation, sample_stats
+from tensorscope.stats import HIST_BINS, activation_stats, decode_activation, sample_stats, total_norm
 
 
 def _stats(x: torch.Tensor, sample: int = 4096) -> dict:
@@ -80,3 +80,16 @@ def test_several_samples_batched_like_one_each() -> None:
     for i, p in enumerate(parts):
         alone = fetch([sample_stats([p])])[0]
         assert batched[i * width:(i + 1) * width] == alone
+
+
+@settings(max_examples=40, deadline=None)
+@given(shapes=st.lists(st.lists(st.integers(0, 6), min_size=0, max_size=3), min_size=1, max_size=6),
+       mixed=st.booleans(), seed=st.integers(0, 1000))
+def test_total_norm_is_torchs_total_norm(shapes: list[list[int]], mixed: bool, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    grads = [torch.randn(tuple(shape), generator=g) * 10 ** (i % 3) for i, shape in enumerate(shapes)]
+    if mixed:  # another dtype among them takes torch's own grouping path
+        grads[0] = grads[0].double()
+    ours = total_norm(grads)
+    theirs = torch.nn.utils.get_total_norm(grads)
+    assert ours.dim() == 0 and float(ours) == pytest.approx(float(theirs), rel=1e-6, abs=1e-12)

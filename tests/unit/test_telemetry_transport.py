@@ -77,7 +77,7 @@ def test_sender_without_a_ui_drops_and_counts_without_blocking(tmp_path) -> None
         sender.send({"type": "step", "step": i})
     sender.close(timeout=1.0)
     assert sender.sent == 0
-    assert _wait(lambda: sender.dropped + sender._queue.qsize() >= 1000 - 8)
+    assert _wait(lambda: sender.dropped + len(sender._pending) >= 1000 - 8)
 
 
 def test_sender_delivers_to_server_in_order() -> None:
@@ -109,5 +109,24 @@ def test_sender_encodes_off_thread_and_drops_only_an_unserialisable_event() -> N
         sender.close(timeout=5)
         assert _wait(lambda: len(events) == 2)
         assert [e["step"] for e in events] == [0, 2] and sender.dropped == 1
+    finally:
+        server.close()
+
+
+def test_step_records_are_sent_in_batches_without_waking_the_sender() -> None:
+    events = []
+    server = EventServer(events.append)
+    try:
+        sender = EventSender(server.address, server.authkey)
+        sender.send({"type": "run"})  # other events wake the sender thread at once
+        assert sender._wake.is_set() or _wait(lambda: len(events) == 1)
+        assert _wait(lambda: len(events) == 1)
+        for i in range(20):
+            sender.send({"type": "step", "step": i})
+        assert not sender._wake.is_set()  # steps wait for the thread's next round
+        assert _wait(lambda: len(events) == 21)  # which comes without close()
+        assert [e.get("step") for e in events[1:]] == list(range(20))
+        sender.close(timeout=5)
+        assert sender.dropped == 0 and sender.sent == 21
     finally:
         server.close()

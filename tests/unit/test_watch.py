@@ -152,7 +152,8 @@ def test_missing_zero_grad_is_carried_over_but_accumulation_is_not() -> None:
     model = nn.Linear(3, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x = torch.randn(4, 3)
-    with tensorscope.watch(model, opt) as session:
+    # Every step watched closely (a budget checks only full steps: see the test below).
+    with tensorscope.watch(model, opt, max_overhead=None) as session:
         for _ in range(3):  # the bug: no zero_grad
             model(x).sum().backward()
             opt.step()
@@ -597,3 +598,75 @@ def test_a_criterion_built_each_step_is_found_again() -> None:
     assert losses[:2] == [pytest.approx(v) for v in losses[:2]] and None not in losses[:2]
     assert losses.count(None) <= 1 and losses[-1] is not None  # one step to notice, then found
     assert session.hook_count == 0
+
+
+def _true_total_norm(model: nn.Module) -> float:
+    return float(torch.linalg.vector_norm(torch.stack(
+        [p.grad.norm() for p in model.parameters() if p.grad is not None])))
+
+
+def test_plain_steps_leave_backward_alone_and_still_record_exact_loss_and_norm() -> None:
+    # every=5 without a budget: detail on steps 1 and 6; steps 2-3 are full (the first
+    # steps watch backward), steps 4-5 plain.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    crit = nn.MSELoss()
+    losses, norms, output_hooks = [], [], []
+    with tensorscope.watch(model, opt, every=5, max_overhead=None) as session:
+        for _ in range(6):
+            opt.zero_grad()
+            loss = crit(model(torch.randn(8, 3)), torch.randn(8, 2))
+            output_hooks.append(len(session._output_handles))
+            losses.append(loss.item())
+            loss.backward()
+            norms.append(_true_total_norm(model))
+            opt.step()
+    recs = session.records
+    assert output_hooks == [1, 1, 1, 0, 0, 1]
+    assert [r.loss for r in recs] == pytest.approx(losses, rel=1e-6)
+    assert [r.grad_norm for r in recs] == pytest.approx(norms, rel=1e-5)
+    for r in recs[3:5]:  # plain: nothing measured that needs backward hooks or weights
+        assert r.signals["grad_carried_over"] is None and r.signals["backward_passes"] is None
+        assert r.params == {} and r.signals["params_unchanged"] is None
+    for r in recs[1:3]:  # full, no detail
+        assert r.signals["grad_carried_over"] == [] and r.signals["backward_passes"] == 1
+    assert set(recs[0].params) == set(recs[5].params) == {n for n, _ in model.named_parameters()}
+    assert recs[5].signals["params_unchanged"] == []
+
+
+def test_a_loss_changed_in_place_on_a_plain_step_is_dropped_then_copied() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    crit = nn.MSELoss()
+    values = []
+    with tensorscope.watch(model, opt, every=10, max_overhead=None) as session:
+        for i in range(7):
+            opt.zero_grad()
+            loss = crit(model(torch.randn(8, 4)), torch.randn(8, 1))
+            values.append(loss.item())
+            if i >= 4:
+                loss /= 4  # from step 5 on: the value the criterion gave is overwritten
+            loss.backward()
+            opt.step()
+    recs = session.records
+    assert [r.loss for r in recs[:4]] == pytest.approx(values[:4], rel=1e-6)
+    assert recs[4].loss is None  # first seen on a plain step: that value is gone
+    assert [r.loss for r in recs[5:]] == pytest.approx(values[5:], rel=1e-6)  # copied since
+
+
+def test_a_plain_step_reports_a_weight_whose_gradient_is_not_finite() -> None:
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with tensorscope.watch(model, opt, every=10, max_overhead=None) as session:
+        for i in range(5):
+            opt.zero_grad()
+            model(torch.randn(4, 2)).sum().backward()
+            if i == 4:
+                model[1].bias.grad.fill_(float("nan"))
+            opt.step()
+    last = session.records[-1]
+    assert last.signals["detail"] is False
+    assert last.params == {"1.bias": {"grad_norm": pytest.approx(float("nan"), nan_ok=True),
+                                      "nonfinite_grad": True}}
