@@ -300,8 +300,10 @@ def _grad_norm_trend(records: Sequence[StepRecord]) -> Iterable[Finding]:
             )
             return
     # Per-weight: some layers get gradients far smaller than the largest one. Per-weight
-    # norms come with detail steps only (watch() spaces them out): the latest such step.
-    last = next((r for r in reversed(train) if r.params), train[-1])
+    # norms come with detail steps only (watch() spaces them out): the latest such step. A
+    # plain step lists only weights whose gradient was not finite: not a comparison.
+    last = next((r for r in reversed(train)
+                 if r.params and r.signals.get("detail", True) is not False), train[-1])
     weights = {n: s.get("grad_norm") for n, s in last.params.items()
                if n.endswith("weight") and _finite(s.get("grad_norm"))}
     if len(weights) >= 2 and len(train) >= MIN_STEPS_FOR_TREND:

@@ -9,21 +9,25 @@ registration APIs only (nothing is patched):
 
 At the first optimizer step the root model is the one whose parameters the optimizer holds;
 from then on the global module hooks are removed (they would put every submodule call on
-PyTorch's slow path) and replaced by one forward pre-hook on that model and one forward hook
-per loss module. ``tensorscope.watch(model, optimizer, scaler)`` is then attached for the
-per-module detail, and its records are merged into the step records built here.
+PyTorch's slow path). ``tensorscope.watch(model, optimizer, scaler)`` is then attached for
+the per-module detail, and it carries the runner too: the watch's own forward pre-hook,
+criterion hooks and optimizer pre-hook call the runner (``forward_listener``,
+``loss_listener``, ``step_listener``), each step ends in the watch's sink, and the runner's
+global optimizer hooks go at the first record. One set of hooks runs per step, not two.
+Without the watch (``--detail steps``, or a watch that failed to attach) the runner hooks the
+model and the loss modules itself.
 
 The loss is the output of a top-level loss module; a script with a functional loss
 (``F.cross_entropy``) gets its own variable named ``loss`` read at the optimizer step instead
-(``signals["loss_source"]`` says which).
+(``signals["loss_source"]`` says which). A criterion used only for validation and first
+called after the first optimizer step is looked for during the first evaluation phases.
 
 Facts per step, all read with one host sync: the loss, the global gradient norm (before
 and, when the script clips, after clipping), the GradScaler's scale and growth tracker.
-With the watch attached (the default) that sync is the watch's own: its record arrives in
-its optimizer post-hook, which PyTorch runs before this global one, and carries everything
-this side needs — the runner adds timing, lr, memory, epoch and rank, and hands its extra
-tensors (the script's own ``loss`` variable, parameter checksums) to the watch's fetch.
-Without the watch (``--detail steps``) the runner does the one fetch itself.
+With the watch attached (the default) that sync is the watch's own, and its record carries
+everything this side needs — the runner adds epoch, memory, rank and the loss source, and
+hands its extra tensors (multi-rank parameter checksums) to the watch's fetch. Without the
+watch the runner does the one fetch itself.
 A GradScaler is found by looking at the frames that called the optimizer step (``scaler.step``
 is on the stack); a step it skipped never reaches the optimizer, so a skip is seen as a scale
 that went down between two forwards with no optimizer step in between.
@@ -113,6 +117,11 @@ class Instrumentation:
         self._multi_rank = launched is not None and launched.world_size > 1
         self._skip_since_step = False
         self._adopted: Any = None
+        self._dist: Any = None
+        self._group_rank: int | None = None
+        self._inner: set[int] = set()
+        """ids of the model's own modules: a criterion among them is part of the model's
+        forward (an auxiliary term), not the script's loss."""
 
     # --- install / remove -------------------------------------------------------------
 
@@ -226,6 +235,8 @@ class Instrumentation:
         self._flush()
         if self._t_forward is None:
             self._t_forward = now
+            if self._listening:
+                return  # autocast and batch come with the watch's record
             self._autocast = autocast_dtype()
             for value in args if isinstance(args, tuple) else (args,):
                 shape = getattr(value, "shape", None)
@@ -242,13 +253,21 @@ class Instrumentation:
                                     or not torch.is_grad_enabled()):
             self._eval_losses.append(output.detach())
             return
-        # Kept as it is (read, detached, at the step's one fetch): a tensor op here would be
-        # the first after the forward's kernels, the dearest kind.
-        self._loss = output
+        self._loss = output.detach()
         self._loss_source = "a loss module"
 
+    def _on_watch_loss(self, module: Any, output: Any) -> None:
+        """A criterion the watch hooks ran: the script's loss if it is not the model's own."""
+        if id(module) in self._inner:
+            return
+        self._loss_modules.setdefault(id(module), weakref.ref(module))
+        self._on_loss(output)
+
     def _probe_eval_loss(self, module: Any, args: Any, output: Any) -> None:
-        if not self._is_loss(module) or id(module) in self._loss_modules:
+        if not self._is_loss(module) or id(module) in self._inner:
+            return
+        if id(module) in self._loss_modules:
+            self._end_eval_probe()  # this evaluation uses a criterion already hooked
             return
         self._loss_modules[id(module)] = weakref.ref(module)
         if self._listening and self._watched is not None:
@@ -279,6 +298,7 @@ class Instrumentation:
         """The optimizer is about to step: the loss fallback, and the norm without a watch."""
         import torch
 
+        self._end_eval_probe()  # forwards that looked like evaluation were training ones
         self._flush_eval()
         if self._loss is None:
             # No loss module ran (a functional loss such as F.cross_entropy): fall back on
@@ -344,7 +364,8 @@ class Instrumentation:
         record = detail
         if self._watched is None:  # the script's own session: its records stay as they are
             record = dataclasses.replace(detail, signals=dict(detail.signals))
-        if self._t_step_end is None:
+        first = self._t_step_end is None
+        if first:
             # The first step: the watch was built inside it, so its clock started mid-step.
             self._timing(record, now)
         if self._skip_since_step:
@@ -373,6 +394,9 @@ class Instrumentation:
             record.signals["param_checksum"] = extra
         amp = detail.amp or {}
         scale, tracker = amp.get("scale"), amp.get("growth_tracker")
+        if self._listening and not first:  # the first step's forward ran before the watch
+            self._autocast = amp.get("autocast_dtype")
+            self._batch = record.batch_size or self._batch
         if self.scaler is not None and scale is not None:
             # The watch read the scaler inside scaler.step(), before update(): predict what
             # update() will make of a clean step, so a later drop can only mean a skip.
@@ -541,6 +565,7 @@ class Instrumentation:
             if count > best_count:
                 best, best_count = module, count
         self.model = best
+        self._inner = {id(m) for m in best.modules()} if best is not None else set()
         first = next((p for group in optimizer.param_groups for p in group["params"]), None)
         self._device = getattr(first, "device", None)
         self.scaler = _find_scaler(sys._getframe(1))
@@ -597,8 +622,9 @@ class Instrumentation:
             # hooks go once the first record arrives (removing them now, while PyTorch
             # iterates over them, would break the script's step).
             watched.forward_listener = self._guard(self._on_root_forward)
-            watched.loss_listener = self._guard(self._on_loss)
+            watched.loss_listener = self._guard(self._on_watch_loss)
             watched.step_listener = self._guard(self._before_step)
+            watched.failed_step_listener = self._guard(self._on_failed_watch_step)
             for ref in self._loss_modules.values():
                 loss_module = ref()
                 if loss_module is not None:
@@ -611,6 +637,21 @@ class Instrumentation:
         except Exception as exc:
             self.hook_errors += 1
             self.watch_status = f"failed ({type(exc).__name__}: {exc})"
+
+    def _on_failed_watch_step(self) -> None:
+        """The watch could not build this step's record: count the step with the runner's
+        own figures (loss, timing, AMP; no gradient norm) rather than lose it."""
+        if not self._listening:
+            return  # _opt_post runs next and fetches for itself
+        self.hook_errors += 1
+        now = time.perf_counter()
+        self.step += 1
+        loss, _, scale, tracker = self._fetch(self._loss, None)
+        if scale is not None:
+            scale, tracker = _after_clean_update(self.scaler, scale, tracker)
+            self._last_scale = scale
+        self._end_step(self._record(now, loss, None), now, scale, tracker)
+        self._flush()
 
     def _on_watch_record(self, record: StepRecord) -> None:
         if not self._listening:
@@ -632,11 +673,17 @@ class Instrumentation:
 
     def _rank(self) -> int | None:
         """This process's rank: the process group's once it is up, else the launcher's."""
+        if self._group_rank is not None:
+            return self._group_rank  # a process keeps its rank for as long as its group lives
         try:
-            import torch.distributed as dist
+            dist = self._dist
+            if dist is None:
+                import torch.distributed as dist
 
+                self._dist = dist
             if dist.is_available() and dist.is_initialized():
-                return int(dist.get_rank())
+                self._group_rank = int(dist.get_rank())
+                return self._group_rank
         except Exception:
             return None
         return self._env_rank

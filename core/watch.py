@@ -18,8 +18,11 @@ and every handle is removed on exit, on error and on ``detach()``. Statistics st
 device until the step ends and are fetched with one copy per device (see
 :func:`tensorscope.hooks.fetch`).
 
-What it costs: loss, timing, gradient norms and the doctor's signals are measured every step
-(a few hook calls and one norm pass over the gradients). Per-module and per-weight *detail*
+What it costs: loss, timing, the gradient norm and most of the doctor's signals are measured
+every step (a few hook calls, one norm pass over the gradients, one fetch). What needs a hook
+inside backward — gradients carried over from the last step, backward passes per step, the
+norm before clipping — is measured on *full* steps: detail steps, the first three, and every
+step of a script seen to clip (see ``_reset_step``). Per-module and per-weight *detail*
 costs more — a few passes over every watched output — so by default it is spaced out to keep
 tensorscope's own measured time under ``max_overhead`` (3 %) of the step
 (``signals["detail_every"]`` is the spacing in use); ``max_overhead=None`` gives detail on
@@ -190,12 +193,15 @@ class WatchSession:
         """Read memory into each record. ``tensorscope run`` turns it off: it reads memory
         itself (rate-limited) and keeps its own field when merging this session's records."""
         self.forward_listener: Callable[[nn.Module, Any], Any] | None = None
-        self.loss_listener: Callable[[Any], Any] | None = None
+        self.loss_listener: Callable[[nn.Module, Any], Any] | None = None
+        self.failed_step_listener: Callable[[], Any] | None = None
+        """Called when a step's record could not be built (the step still happened)."""
         self.step_listener: Callable[[Any], Any] | None = None
         """Called from this session's own hooks (the model's forward pre-hook, each criterion
         call, the optimizer pre-hook) so that ``tensorscope run`` needs no hooks of its own
         on those paths: every hook call costs more than its body right after the step's
         kernels."""
+        self._closure = False
         self._early: dict[str, list[Any]] | None = None
         """A plain CPU step's numbers, fetched in the optimizer pre-hook (see _on_opt_pre)."""
         self._copy_losses = False
@@ -463,13 +469,16 @@ class WatchSession:
 
     def _on_loss_forward(self, module: nn.Module, args: Any, output: Any) -> None:
         if self.loss_listener is not None:
-            self.loss_listener(output)
+            self.loss_listener(module, output)
         # Only losses that will be back-propagated count as the training loss; a validation
         # loss computed under no_grad is left out.
         if isinstance(output, torch.Tensor) and output.requires_grad and output.is_floating_point():
-            # Kept by reference with its version; no tensor op here on plain steps (the first
-            # one after the forward's kernels is the dearest kind), read at the step's end.
-            self._loss_refs.append((output, output._version))
+            # Kept by reference with its version, read at the step's end; on plain steps no
+            # copy (the first tensor ops after the forward's kernels are the dearest kind).
+            # Detached (it shares the version counter): a reference to the output itself
+            # would keep its whole graph alive until the step ends (validation batches run
+            # with grad enabled would pile up).
+            self._loss_refs.append((output.detach(), output._version))
             if self._full or self._copy_losses:
                 # Also a copy (mean() makes one): `loss /= accum_steps` must not change it.
                 self._losses.append(output.detach().float().mean())
@@ -486,7 +495,7 @@ class WatchSession:
         if any(t._version != version for t, version in refs):
             self._copy_losses = True
             return self._losses
-        return self._losses or [t.detach() for t, _ in refs]
+        return self._losses or [t for t, _ in refs]
 
     def _on_backward_end(self) -> None:
         # Runs once at the end of each backward pass (queued when it began): the gradients
@@ -525,6 +534,28 @@ class WatchSession:
         if self.step_listener is not None:
             self.step_listener(optimizer)
         self._syncs.end()  # host syncs: the counted window ends where the optimizer begins
+        # PyTorch hands the hooks step()'s own args, the optimizer first: (opt, closure?).
+        self._closure = (len(args) > 1 and args[1] is not None) or kwargs.get("closure") is not None
+        if self._closure:
+            # step(closure) (LBFGS, ...): the forward and backward run inside the step, so
+            # the gradients and loss are known only after it (see _on_opt_post).
+            self._grad_norms = ([], [])
+            self._clipped = None
+            if self.hooks.recording and self._trainable:
+                self._take_pre_weights()
+            return
+        self._measure_at_step()
+
+    def _take_pre_weights(self) -> None:
+        with torch.no_grad():
+            views = self._update_views()
+            if self._update_buffers is None:
+                self._update_buffers = [torch.empty_like(v) for v in views]
+            torch._foreach_copy_(self._update_buffers, views)
+            self._pre_weights_taken = True
+
+    def _measure_at_step(self) -> None:
+        """Gradient norms as the optimizer sees them (and, on a plain CPU step, the fetch)."""
         with torch.no_grad():
             grads = [p.grad for _, p in self._trainable if p.grad is not None]
             if not self._grad_norms[1]:
@@ -539,13 +570,9 @@ class WatchSession:
                 # Norm as the optimizer sees it, always measured again: clipping through
                 # `.data` (p.grad.data.clamp_) changes values without bumping versions.
                 self._clipped = list(torch._foreach_norm(grads)) if grads else []
-            if self.hooks.recording and self._trainable:
-                views = self._update_views()
-                if self._update_buffers is None:
-                    self._update_buffers = [torch.empty_like(v) for v in views]
-                torch._foreach_copy_(self._update_buffers, views)
-                self._pre_weights_taken = True
-        if (not self.hooks.recording and self.extra_fetch is None and grads
+            if self.hooks.recording and self._trainable and not self._closure:
+                self._take_pre_weights()
+        if (not self._closure and not self.hooks.recording and self.extra_fetch is None and grads
                 and grads[0].device.type == "cpu"):
             # A plain step on the CPU: everything it records is known now, so fetch while
             # the norms just computed are warm, rather than in a second entry after the
@@ -572,6 +599,11 @@ class WatchSession:
     def _on_opt_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if optimizer is not self.optimizer:
             return
+        if self._closure:
+            try:
+                self._measure_at_step()  # the last closure call's gradients
+            except Exception as exc:
+                self._count_error(exc)
         self._end_step()
 
     # -- the end of a step -------------------------------------------------------------
@@ -584,6 +616,11 @@ class WatchSession:
         except Exception as exc:
             self._count_error(exc)
             record = None
+            if not partial and self.failed_step_listener is not None:
+                try:
+                    self.failed_step_listener()
+                except Exception as exc2:
+                    self._count_error(exc2)
         finally:
             self._drop_output_hooks()
             self._update_discovery(had_loss)
