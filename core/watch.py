@@ -194,13 +194,13 @@ class WatchSession:
         itself (rate-limited) and keeps its own field when merging this session's records."""
         self.forward_listener: Callable[[nn.Module, Any], Any] | None = None
         self.loss_listener: Callable[[nn.Module, Any], Any] | None = None
-        self.failed_step_listener: Callable[[], Any] | None = None
-        """Called when a step's record could not be built (the step still happened)."""
         self.step_listener: Callable[[Any], Any] | None = None
         """Called from this session's own hooks (the model's forward pre-hook, each criterion
         call, the optimizer pre-hook) so that ``tensorscope run`` needs no hooks of its own
         on those paths: every hook call costs more than its body right after the step's
         kernels."""
+        self.failed_step_listener: Callable[[], Any] | None = None
+        """Called when a step's record could not be built (the step still happened)."""
         self._closure = False
         self._early: dict[str, list[Any]] | None = None
         """A plain CPU step's numbers, fetched in the optimizer pre-hook (see _on_opt_pre)."""
