@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import weakref
 
@@ -19,6 +20,22 @@ from tensorscope.runner import Instrumentation
 def _global_hook_counts() -> tuple[int, ...]:
     return (len(nn_module._global_forward_pre_hooks), len(nn_module._global_forward_hooks),
             len(optim._global_optimizer_pre_hooks), len(optim._global_optimizer_post_hooks))
+
+
+@contextlib.contextmanager
+def _instrumented(tmp_path, detail: str = "sampled"):
+    """run's instrumentation around the block; yields (instrumentation, events)."""
+    events: list[dict] = []
+    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail=detail)
+    instr.install()
+    try:
+        yield instr, events
+    finally:
+        instr.finish()
+
+
+def _phase(events: list[dict], phase: str) -> list[dict]:
+    return [e for e in events if e["type"] == "step" and e["phase"] == phase]
 
 
 # --- eval-mode fine-tuning: the evaluation probe (a global module hook) does not stay ---
@@ -100,68 +117,48 @@ def test_validation_with_graph_does_not_keep_every_batch_graph_alive() -> None:
 
 # --- closures: the step's numbers are read after the closure has run ------------------
 
-def test_closure_loss_is_recorded_on_plain_steps() -> None:
+def _closure_run(make_opt, steps: int, before=None):
+    """Train a Linear(4, 1) with opt.step(closure) under watch(); each closure call records
+    the loss and the gradient norm it produced."""
     torch.manual_seed(0)
     model = nn.Linear(4, 1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    opt = make_opt(model.parameters())
     crit = nn.MSELoss()
     x, y = torch.randn(8, 4), torch.randn(8, 1)
-    values = []
+    calls = []
 
     def closure():
         opt.zero_grad()
         loss = crit(model(x), y)
         loss.backward()
-        values.append(loss.item())
+        calls.append((loss.item(), float(torch.nn.utils.get_total_norm(
+            [p.grad for p in model.parameters()]))))
         return loss
 
     with tensorscope.watch(model, opt, every=50, max_overhead=None) as session:
-        for _ in range(6):
+        if before is not None:
+            before(model, x)
+        for _ in range(steps):
             opt.step(closure)
-    assert [r.loss for r in session.records] == pytest.approx(values, rel=1e-6)
+    return session.records, calls
+
+
+def test_closure_loss_is_recorded_on_plain_steps() -> None:
+    records, calls = _closure_run(lambda p: torch.optim.SGD(p, lr=0.01), 6)
+    assert [r.loss for r in records] == pytest.approx([c[0] for c in calls], rel=1e-6)
 
 
 def test_closure_grad_norm_on_full_steps_is_this_steps() -> None:
     # Steps 1-3 watch backward (full steps): the norm at the end of the closure's backward
-    # is this step's. Fetched in the pre-hook, before the closure ran, it is the last step's.
-    torch.manual_seed(0)
-    model = nn.Linear(4, 1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    crit = nn.MSELoss()
-    x, y = torch.randn(8, 4), torch.randn(8, 1)
-    norms = []
-
-    def closure():
-        opt.zero_grad()
-        loss = crit(model(x), y)
-        loss.backward()
-        norms.append(float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])))
-        return loss
-
-    with tensorscope.watch(model, opt, every=50, max_overhead=None) as session:
-        model(x)
-        for _ in range(3):
-            opt.step(closure)
-    assert [r.grad_norm for r in session.records[1:3]] == pytest.approx(norms[1:3], rel=1e-5)
+    # is this step's, not the one left by the step before.
+    records, calls = _closure_run(lambda p: torch.optim.SGD(p, lr=0.1), 3,
+                                  before=lambda model, x: model(x))
+    assert [r.grad_norm for r in records[1:3]] == pytest.approx([c[1] for c in calls[1:3]], rel=1e-5)
 
 
 def test_lbfgs_loss_is_recorded_on_plain_steps() -> None:
-    torch.manual_seed(0)
-    model = nn.Linear(4, 1)
-    opt = torch.optim.LBFGS(model.parameters(), lr=0.1, max_iter=3)
-    crit = nn.MSELoss()
-    x, y = torch.randn(8, 4), torch.randn(8, 1)
-
-    def closure():
-        opt.zero_grad()
-        loss = crit(model(x), y)
-        loss.backward()
-        return loss
-
-    with tensorscope.watch(model, opt, every=50, max_overhead=None) as session:
-        for _ in range(6):
-            opt.step(closure)
-    assert all(r.loss is not None for r in session.records), [r.loss for r in session.records]
+    records, _ = _closure_run(lambda p: torch.optim.LBFGS(p, lr=0.1, max_iter=3), 6)
+    assert all(r.loss is not None for r in records), [r.loss for r in records]
 
 
 # --- a functional training loss with a criterion module inside the model --------------
@@ -218,10 +215,8 @@ def test_validation_after_the_first_step_counts_each_batch_once(tmp_path) -> Non
     model = nn.Linear(4, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     train_loss, val_loss = nn.CrossEntropyLoss(), nn.NLLLoss()
-    events, vals = [], []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="sampled")
-    instr.install()
-    try:
+    vals = []
+    with _instrumented(tmp_path) as (_, events):
         for _ in range(3):
             opt.zero_grad()
             train_loss(model(torch.randn(8, 4)), torch.randint(0, 2, (8,))).backward()
@@ -232,9 +227,7 @@ def test_validation_after_the_first_step_counts_each_batch_once(tmp_path) -> Non
                                   torch.randint(0, 2, (8,))).item() for _ in range(3)]
             model.train()
             vals.append(sum(batch) / len(batch))
-    finally:
-        instr.finish()
-    evals = [e for e in events if e["type"] == "step" and e["phase"] == "eval"]
+    evals = _phase(events, "eval")
     assert [e["signals"]["eval_forwards"] for e in evals] == [3, 3, 3]
     assert [e["loss"] for e in evals] == [pytest.approx(v, rel=1e-6) for v in vals]
 
@@ -246,24 +239,18 @@ def test_eval_loss_is_the_scripts_criterion_not_one_inside_the_model(tmp_path) -
     model = _WithAux()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     crit = nn.CrossEntropyLoss()
-    events, vals = [], []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="sampled")
-    instr.install()
-    try:
+    vals = []
+    with _instrumented(tmp_path) as (_, events):
         for _ in range(4):
-            opt.zero_grad()
-            crit(model(torch.randn(8, 4)), torch.randint(0, 2, (8,))).backward()
-            opt.step()
-            opt.zero_grad()
-            crit(model(torch.randn(8, 4)), torch.randint(0, 2, (8,))).backward()
-            opt.step()
+            for _ in range(2):
+                opt.zero_grad()
+                crit(model(torch.randn(8, 4)), torch.randint(0, 2, (8,))).backward()
+                opt.step()
             model.eval()
             with torch.no_grad():
                 vals.append(crit(model(torch.randn(8, 4)), torch.randint(0, 2, (8,))).item())
             model.train()
-    finally:
-        instr.finish()
-    evals = [e for e in events if e["type"] == "step" and e["phase"] == "eval"]
+    evals = _phase(events, "eval")
     assert [e["loss"] for e in evals] == [pytest.approx(v, rel=1e-6) for v in vals]
 
 
@@ -283,19 +270,19 @@ def _amp_script(model, opt, scaler, crit, n, skip_at):
     return losses
 
 
-def test_gradscaler_skip_on_a_plain_step_is_one_skipped_record(tmp_path) -> None:
+def _amp_run(tmp_path, n: int, skip_at: set[int]):
+    """_amp_script under run's instrumentation: (instrumentation, train records, losses)."""
     torch.manual_seed(0)
     model = nn.Linear(4, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
-    events = []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="sampled")
-    instr.install()
-    try:
-        losses = _amp_script(model, opt, scaler, nn.MSELoss(), 12, {6, 9})
-    finally:
-        instr.finish()
-    steps = [e for e in events if e["type"] == "step" and e["phase"] == "train"]
+    with _instrumented(tmp_path) as (instr, events):
+        losses = _amp_script(model, opt, scaler, nn.MSELoss(), n, skip_at)
+    return instr, _phase(events, "train"), losses
+
+
+def test_gradscaler_skip_on_a_plain_step_is_one_skipped_record(tmp_path) -> None:
+    instr, steps, losses = _amp_run(tmp_path, 12, {6, 9})
     assert instr.hook_errors == 0
     assert [e["step"] for e in steps] == list(range(1, 13))
     assert [bool((e["amp"] or {}).get("skipped")) for e in steps] == [i in {6, 9} for i in range(12)]
@@ -304,18 +291,7 @@ def test_gradscaler_skip_on_a_plain_step_is_one_skipped_record(tmp_path) -> None
 
 @pytest.mark.parametrize("skip_at", [{1}, {1, 2}, {3, 4, 5}, {0}])
 def test_gradscaler_skips_in_a_row_and_early(tmp_path, skip_at) -> None:
-    torch.manual_seed(0)
-    model = nn.Linear(4, 1)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
-    events = []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="sampled")
-    instr.install()
-    try:
-        losses = _amp_script(model, opt, scaler, nn.MSELoss(), 10, skip_at)
-    finally:
-        instr.finish()
-    steps = [e for e in events if e["type"] == "step" and e["phase"] == "train"]
+    _, steps, losses = _amp_run(tmp_path, 10, skip_at)
     first = 1 if 0 in skip_at else 0  # skips before the first optimizer step are not seen
     assert [e["step"] for e in steps] == list(range(1, 11 - first))
     assert [bool((e["amp"] or {}).get("skipped")) for e in steps] == [i in skip_at for i in range(first, 10)]
