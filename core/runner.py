@@ -644,6 +644,7 @@ class Instrumentation:
         if not self._listening:
             return  # _opt_post runs next and fetches for itself
         self.hook_errors += 1
+        self._retire_own_hooks()
         now = time.perf_counter()
         self.step += 1
         loss, _, scale, tracker = self._fetch(self._loss, None)
@@ -653,6 +654,14 @@ class Instrumentation:
         self._end_step(self._record(now, loss, None), now, scale, tracker)
         self._flush()
 
+    def _retire_own_hooks(self) -> None:
+        """At the first step the watch ends: it carries everything from now on. Called from
+        the watch's own optimizer post-hook, which PyTorch runs before the global ones, so
+        removing those now cannot disturb its iteration over them."""
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+
     def _on_watch_record(self, record: StepRecord) -> None:
         if not self._listening:
             self._watch_record = record  # merged by _opt_post, which runs next
@@ -661,10 +670,7 @@ class Instrumentation:
             if record.signals.get("partial"):
                 return  # the watch closing mid-iteration at the script's end: not a step
             now = time.perf_counter()
-            if self._handles:  # the first record: the watch carries everything from now on
-                for handle in self._handles:
-                    handle.remove()
-                self._handles = []
+            self._retire_own_hooks()
             self.step += 1
             self._from_watch(now, record)
             self._flush()  # nothing can change it any more: send it now

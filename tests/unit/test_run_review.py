@@ -300,14 +300,15 @@ def test_gradscaler_skips_in_a_row_and_early(tmp_path, skip_at) -> None:
 
 # --- a watch record that fails to build: the step is still counted under run ----------
 
-def test_a_watch_record_that_fails_to_build_still_counts_the_step(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("failing", [0, 4])  # the first record (runner hooks still on), the 5th
+def test_a_watch_record_that_fails_to_build_still_counts_the_step(tmp_path, monkeypatch, failing) -> None:
     import importlib
 
     watch_mod = importlib.import_module("tensorscope.watch")
     real = watch_mod.WatchSession._build_record
 
     def flaky(self, partial):
-        if self._step == 4:  # the 5th record
+        if self._step == failing:
             self._step += 1
             raise RuntimeError("decode failed")
         return real(self, partial)
