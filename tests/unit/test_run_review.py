@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import weakref
 
@@ -10,32 +9,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.modules import module as nn_module
-from torch.optim import optimizer as optim
 
 import tensorscope
 from tensorscope.runner import Instrumentation
-
-
-def _global_hook_counts() -> tuple[int, ...]:
-    return (len(nn_module._global_forward_pre_hooks), len(nn_module._global_forward_hooks),
-            len(optim._global_optimizer_pre_hooks), len(optim._global_optimizer_post_hooks))
-
-
-@contextlib.contextmanager
-def _instrumented(tmp_path, detail: str = "sampled"):
-    """run's instrumentation around the block; yields (instrumentation, events)."""
-    events: list[dict] = []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail=detail)
-    instr.install()
-    try:
-        yield instr, events
-    finally:
-        instr.finish()
-
-
-def _phase(events: list[dict], phase: str) -> list[dict]:
-    return [e for e in events if e["type"] == "step" and e["phase"] == phase]
+from tests.run_helpers import global_hook_counts, instrumented, phase
 
 
 # --- eval-mode fine-tuning: the evaluation probe (a global module hook) does not stay ---
@@ -45,20 +22,16 @@ def test_eval_mode_finetuning_leaves_no_global_module_hook(tmp_path) -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     crit = nn.CrossEntropyLoss()
-    before = _global_hook_counts()
-    events, counts = [], []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="sampled")
-    instr.install()
-    try:
+    before = global_hook_counts()
+    counts = []
+    with instrumented(tmp_path) as (instr, events):
         model.eval()  # fine-tuning with frozen BatchNorm statistics: grad on, eval mode
         for _ in range(8):
             opt.zero_grad()
             crit(model(torch.randn(16, 4)), torch.randint(0, 2, (16,))).backward()
             opt.step()
-            counts.append(_global_hook_counts())
-    finally:
-        instr.finish()
-    assert _global_hook_counts() == before
+            counts.append(global_hook_counts())
+    assert global_hook_counts() == before
     # after the watch's own criterion search (2 steps) nothing global may stay
     assert [c[:2] for c in counts[3:]] == [before[:2]] * 5, counts
 
@@ -195,14 +168,14 @@ def test_functional_loss_wins_over_a_criterion_inside_the_model() -> None:
     torch.manual_seed(0)
     model = _WithAux()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    events = []
+    events = []  # the script is this file (its frame holds the functional `loss`)
     instr = Instrumentation(__file__, events.append, detail="sampled")
     instr.install()
     try:
         losses = _script_with_functional_loss(model, opt, 6)
     finally:
         instr.finish()
-    steps = [e for e in events if e["type"] == "step" and e["phase"] == "train"]
+    steps = phase(events, "train")
     assert instr.watch_status == "attached"
     assert [e["loss"] for e in steps] == pytest.approx(losses, rel=1e-6)
     assert {e["signals"]["loss_source"] for e in steps} == {"the script's `loss` variable"}
@@ -216,7 +189,7 @@ def test_validation_after_the_first_step_counts_each_batch_once(tmp_path) -> Non
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     train_loss, val_loss = nn.CrossEntropyLoss(), nn.NLLLoss()
     vals = []
-    with _instrumented(tmp_path) as (_, events):
+    with instrumented(tmp_path) as (_, events):
         for _ in range(3):
             opt.zero_grad()
             train_loss(model(torch.randn(8, 4)), torch.randint(0, 2, (8,))).backward()
@@ -227,7 +200,7 @@ def test_validation_after_the_first_step_counts_each_batch_once(tmp_path) -> Non
                                   torch.randint(0, 2, (8,))).item() for _ in range(3)]
             model.train()
             vals.append(sum(batch) / len(batch))
-    evals = _phase(events, "eval")
+    evals = phase(events, "eval")
     assert [e["signals"]["eval_forwards"] for e in evals] == [3, 3, 3]
     assert [e["loss"] for e in evals] == [pytest.approx(v, rel=1e-6) for v in vals]
 
@@ -240,7 +213,7 @@ def test_eval_loss_is_the_scripts_criterion_not_one_inside_the_model(tmp_path) -
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     crit = nn.CrossEntropyLoss()
     vals = []
-    with _instrumented(tmp_path) as (_, events):
+    with instrumented(tmp_path) as (_, events):
         for _ in range(4):
             for _ in range(2):
                 opt.zero_grad()
@@ -250,7 +223,7 @@ def test_eval_loss_is_the_scripts_criterion_not_one_inside_the_model(tmp_path) -
             with torch.no_grad():
                 vals.append(crit(model(torch.randn(8, 4)), torch.randint(0, 2, (8,))).item())
             model.train()
-    evals = _phase(events, "eval")
+    evals = phase(events, "eval")
     assert [e["loss"] for e in evals] == [pytest.approx(v, rel=1e-6) for v in vals]
 
 
@@ -276,9 +249,9 @@ def _amp_run(tmp_path, n: int, skip_at: set[int]):
     model = nn.Linear(4, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
-    with _instrumented(tmp_path) as (instr, events):
+    with instrumented(tmp_path) as (instr, events):
         losses = _amp_script(model, opt, scaler, nn.MSELoss(), n, skip_at)
-    return instr, _phase(events, "train"), losses
+    return instr, phase(events, "train"), losses
 
 
 def test_gradscaler_skip_on_a_plain_step_is_one_skipped_record(tmp_path) -> None:
@@ -318,19 +291,15 @@ def test_a_watch_record_that_fails_to_build_still_counts_the_step(tmp_path, monk
     model = nn.Linear(4, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     crit = nn.MSELoss()
-    events, losses = [], []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="sampled")
-    instr.install()
-    try:
+    losses = []
+    with instrumented(tmp_path) as (instr, events):
         for _ in range(8):
             opt.zero_grad()
             loss = crit(model(torch.randn(8, 4)), torch.randn(8, 1))
             loss.backward()
             opt.step()
             losses.append(loss.item())
-    finally:
-        instr.finish()
-    steps = [e for e in events if e["type"] == "step" and e["phase"] == "train"]
+    steps = phase(events, "train")
     assert [e["step"] for e in steps] == list(range(1, 9))
 
 

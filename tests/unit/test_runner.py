@@ -6,15 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
-from torch.nn.modules import module as nn_module
-from torch.optim import optimizer as optim
 
 from tensorscope.runner import Instrumentation
-
-
-def _global_hook_counts() -> tuple[int, ...]:
-    return (len(nn_module._global_forward_pre_hooks), len(nn_module._global_forward_hooks),
-            len(optim._global_optimizer_pre_hooks), len(optim._global_optimizer_post_hooks))
+from tests.run_helpers import global_hook_counts, instrumented, phase
 
 
 def _train(steps: int) -> list[float]:
@@ -33,15 +27,10 @@ def _train(steps: int) -> list[float]:
 
 
 def test_hooks_removed_and_records_match_the_loop(tmp_path) -> None:
-    before = _global_hook_counts()
-    events = []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="steps")
-    instr.install()
-    try:
+    before = global_hook_counts()
+    with instrumented(tmp_path, "steps") as (instr, events):
         losses = _train(5)
-    finally:
-        instr.finish()
-    assert _global_hook_counts() == before
+    assert global_hook_counts() == before
     steps = [e for e in events if e["type"] == "step"]
     assert [e["loss"] for e in steps] == losses and instr.hook_errors == 0
     assert [e for e in events if e["type"] == "model"][0]["optimizer"] == "SGD"
@@ -66,18 +55,13 @@ def test_a_failing_sink_is_counted_and_the_loop_is_untouched(tmp_path) -> None:
 def test_attached_watch_skips_memory_and_the_step_keeps_the_runners_reading(tmp_path) -> None:
     # Under `run`, watch() does not read memory itself: the runner's own (rate-limited)
     # reading is the one the merged step record carries.
-    events = []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="full")
-    instr.install()
-    try:
+    with instrumented(tmp_path, "full") as (instr, events):
         _train(3)
         from tensorscope.watch import live_session_for
 
         session = live_session_for(instr.model)
         assert session is not None and session.record_memory is False
         assert session.records == []  # the runner's own session streams, keeps nothing
-    finally:
-        instr.finish()
     steps = [e for e in events if e["type"] == "step"]
     assert len(steps) == 3 and steps[0]["memory"]["kind"] == "cpu-rss"
     assert all(e["modules"] for e in steps[1:])  # watch attaches at the first step; merged after
@@ -106,13 +90,8 @@ def test_one_host_fetch_per_step_with_the_watch_attached(tmp_path, monkeypatch) 
     monkeypatch.setattr(watch_mod, "fetch", counting_fetch)
     monkeypatch.setattr(Instrumentation, "_fetch", counting_runner_fetch)
     expected = _train(6)
-    events = []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="sampled")
-    instr.install()
-    try:
+    with instrumented(tmp_path) as (instr, events):
         losses = _train(6)
-    finally:
-        instr.finish()
     steps = [e for e in events if e["type"] == "step"]
     assert len(steps) == 6 and instr.watch_status == "attached"
     # Step 1 is the runner's own (the watch attaches inside it); then one fetch a step.
@@ -129,10 +108,7 @@ def test_norms_come_back_when_the_scripts_own_watch_ends(tmp_path) -> None:
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     crit = nn.MSELoss()
-    events = []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="sampled")
-    instr.install()
-    try:
+    with instrumented(tmp_path) as (instr, events):
         for _ in range(2):  # the script watches each epoch itself, then stops
             with tensorscope.watch(model, opt):
                 for _ in range(3):
@@ -140,8 +116,6 @@ def test_norms_come_back_when_the_scripts_own_watch_ends(tmp_path) -> None:
                     crit(model(torch.randn(8, 4)), torch.randn(8, 1)).backward()
                     opt.step()
         model(torch.randn(8, 4))
-    finally:
-        instr.finish()
     steps = [e for e in events if e["type"] == "step"]
     assert len(steps) == 6 and all(e["grad_norm"] is not None for e in steps)
 
@@ -154,18 +128,16 @@ def test_with_its_watch_the_runner_keeps_no_hooks_of_its_own(tmp_path) -> None:
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     train_loss, val_loss = nn.CrossEntropyLoss(), nn.CrossEntropyLoss()
-    before = _global_hook_counts()
-    events, losses, counts = [], [], []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="sampled")
-    instr.install()
-    try:
+    before = global_hook_counts()
+    losses, counts = [], []
+    with instrumented(tmp_path) as (instr, events):
         for step in range(6):
             opt.zero_grad()
             loss = train_loss(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
             loss.backward()
             opt.step()
             losses.append(loss.item())
-            counts.append(_global_hook_counts())
+            counts.append(global_hook_counts())
             if step == 3:
                 model.eval()
                 with torch.no_grad():
@@ -173,38 +145,31 @@ def test_with_its_watch_the_runner_keeps_no_hooks_of_its_own(tmp_path) -> None:
                 model.train()
         # the script ends mid-iteration: a forward with no optimizer step after it
         train_loss(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
-    finally:
-        instr.finish()
-    assert _global_hook_counts() == before
+    assert global_hook_counts() == before
     assert instr.watch_status == "attached" and instr.hook_errors == 0
     # No global hook of the runner's after step 1; the watch's criterion search (a global
     # module hook) goes after step 2.
     assert counts[0][2:] == before[2:] and all(c == before for c in counts[2:])
     runner_hooks = [len(model._forward_pre_hooks), len(train_loss._forward_hooks)]
     assert runner_hooks == [0, 0]  # all removed at the end, and the watch's went with it
-    steps = [e for e in events if e["type"] == "step" and e["phase"] == "train"]
+    steps = phase(events, "train")
     assert [e["step"] for e in steps] == [1, 2, 3, 4, 5, 6]
     assert [e["loss"] for e in steps] == losses
-    evals = [e for e in events if e["type"] == "step" and e["phase"] == "eval"]
+    evals = phase(events, "eval")
     assert len(evals) == 1 and evals[0]["loss"] == val.item() and evals[0]["step"] == 4
 
 
 def test_steps_detail_norm_equals_torchs_total_norm(tmp_path) -> None:
-    events = []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail="steps")
-    instr.install()
     torch.manual_seed(0)
     model = nn.Linear(5, 3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     norms = []
-    try:
+    with instrumented(tmp_path, "steps") as (_, events):
         for _ in range(3):
             opt.zero_grad()
             nn.MSELoss()(model(torch.randn(4, 5)), torch.randn(4, 3)).backward()
             norms.append(float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])))
             opt.step()
-    finally:
-        instr.finish()
     steps = [e for e in events if e["type"] == "step"]
     assert [e["grad_norm"] for e in steps] == [pytest.approx(n, rel=1e-6) for n in norms]
 
@@ -215,10 +180,8 @@ def test_a_validation_criterion_first_used_after_step_one_is_found(tmp_path, det
     model = nn.Linear(4, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     train_loss, val_loss = nn.CrossEntropyLoss(), nn.NLLLoss()
-    events, vals = [], []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail=detail)
-    instr.install()
-    try:
+    vals = []
+    with instrumented(tmp_path, detail) as (instr, events):
         for _ in range(3):
             for _ in range(2):
                 opt.zero_grad()
@@ -227,8 +190,6 @@ def test_a_validation_criterion_first_used_after_step_one_is_found(tmp_path, det
             with torch.no_grad():
                 vals.append(val_loss(model(torch.randn(8, 4)).log_softmax(1),
                                      torch.randint(0, 2, (8,))).item())
-    finally:
-        instr.finish()
-    evals = [e for e in events if e["type"] == "step" and e["phase"] == "eval"]
+    evals = phase(events, "eval")
     assert [e["loss"] for e in evals] == [pytest.approx(v, rel=1e-6) for v in vals]
     assert instr.hook_errors == 0 and instr._eval_probe is None
