@@ -124,19 +124,29 @@ async def test_module_row_shows_its_activation_histogram() -> None:
         assert hist.caption.startswith("1: output values")
 
 
-async def test_clipped_norms_get_their_own_line_and_detail_spacing_is_named(tmp_path: Path) -> None:
+def _edited_replay(tmp_path: Path, edit):
+    """The Training screen on amp_run.jsonl with ``edit(event, index)`` applied to each step
+    record that has a gradient norm (index counts those records)."""
     import json
 
-    lines = []
+    lines, index = [], 0
     for line in (RECORDS / "amp_run.jsonl").read_text().splitlines():
         event = json.loads(line)
         if event.get("type") == "step" and event.get("grad_norm") is not None:
-            event["grad_norm_clipped"] = event["grad_norm"] / 2  # the script clipped
-            event["signals"]["detail_every"] = 5
+            edit(event, index)
+            index += 1
         lines.append(json.dumps(event))
-    path = tmp_path / "clipped.jsonl"
+    path = tmp_path / "edited.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+    return make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+
+
+async def test_clipped_norms_get_their_own_line_and_detail_spacing_is_named(tmp_path: Path) -> None:
+    def clipped(event: dict, _: int) -> None:
+        event["grad_norm_clipped"] = event["grad_norm"] / 2  # the script clipped
+        event["signals"]["detail_every"] = 5
+
+    app = _edited_replay(tmp_path, clipped)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
         grad = app.screen.query_one("#ch-grad", LineChart)
@@ -147,18 +157,11 @@ async def test_clipped_norms_get_their_own_line_and_detail_spacing_is_named(tmp_
 
 
 async def test_after_clipping_line_follows_the_norm_on_steps_that_clipped_nothing(tmp_path: Path) -> None:
-    import json
+    def clipped_early(event: dict, index: int) -> None:
+        if index < 3:  # only the first steps clip
+            event["grad_norm_clipped"] = event["grad_norm"] / 2
 
-    lines, clipped = [], 0
-    for line in (RECORDS / "amp_run.jsonl").read_text().splitlines():
-        event = json.loads(line)
-        if event.get("type") == "step" and event.get("grad_norm") is not None and clipped < 3:
-            event["grad_norm_clipped"] = event["grad_norm"] / 2  # only the first steps clip
-            clipped += 1
-        lines.append(json.dumps(event))
-    path = tmp_path / "early.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+    app = _edited_replay(tmp_path, clipped_early)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
         before, after = app.screen.query_one("#ch-grad", LineChart).series
