@@ -86,9 +86,6 @@ class Instrumentation:
         self._watched: Any = None
         """The WatchSession this runner attached (None when adopting the script's own)."""
         self._watch_attached = False
-        self._listening = False
-        """The runner's own watch carries its callbacks (see _attach_watch): no model, loss or
-        optimizer hooks of the runner's own stay installed."""
         self._watch_record: StepRecord | None = None
         self._global_handles: list[Any] = []
         self._handles: list[Any] = []
@@ -117,11 +114,16 @@ class Instrumentation:
         self._multi_rank = launched is not None and launched.world_size > 1
         self._skip_since_step = False
         self._adopted: Any = None
-        self._dist: Any = None
         self._group_rank: int | None = None
         self._inner: set[int] = set()
         """ids of the model's own modules: a criterion among them is part of the model's
         forward (an auxiliary term), not the script's loss."""
+
+    @property
+    def _listening(self) -> bool:
+        """The runner's own watch carries its callbacks (see _attach_watch): no model, loss or
+        optimizer hooks of the runner's own stay installed."""
+        return self._watched is not None
 
     # --- install / remove -------------------------------------------------------------
 
@@ -270,7 +272,7 @@ class Instrumentation:
             self._end_eval_probe()  # this evaluation uses a criterion already hooked
             return
         self._loss_modules[id(module)] = weakref.ref(module)
-        if self._listening and self._watched is not None:
+        if self._listening:
             self._watched._hook_loss(module)
         else:
             self._handles.append(module.register_forward_hook(
@@ -330,22 +332,26 @@ class Instrumentation:
         if detail is not None:
             self._from_watch(now, detail)
             return
-        checksum = self._param_checksum(optimizer, self.step)
+        self._own_step(now, self._param_checksum(optimizer, self.step))
+
+    def _own_step(self, now: float, checksum: Any = None) -> None:
+        """This step's record from the runner's own fetch (no watch record to complete)."""
         values = self._fetch(self._loss, self._grad_norm, checksum)
         loss, grad_norm, scale, tracker = values[:4]
-        if scale is not None:
-            # The hook runs inside scaler.step(), before update(): predict what update() will
-            # make of a clean step, so a later drop below it can only mean a skip.
-            scale, tracker = _after_clean_update(self.scaler, scale, tracker)
-            self._last_scale = scale
         record = self._record(now, loss, grad_norm)
         if checksum is not None and values[4] is not None:
             record.signals["param_checksum"] = values[4]
         self._end_step(record, now, scale, tracker)
 
     def _end_step(self, record: StepRecord, now: float, scale: Any, tracker: Any) -> None:
-        """Attach the AMP state to this step's record and make it the pending one."""
+        """Attach the AMP state to this step's record and make it the pending one.
+
+        ``scale`` and ``tracker`` were read inside scaler.step(), before update(): they are
+        replaced by what update() will make of a clean step, so that a later drop below that
+        can only mean a skip (see _check_skipped)."""
         if self.scaler is not None and scale is not None:
+            scale, tracker = _after_clean_update(self.scaler, scale, tracker)
+            self._last_scale = scale
             record.amp = {"scale": scale, "growth_tracker": None if tracker is None else int(tracker),
                           "skipped": False, "autocast_dtype": self._autocast}
         elif self._autocast is not None:
@@ -397,11 +403,6 @@ class Instrumentation:
         if self._listening and not first:  # the first step's forward ran before the watch
             self._autocast = amp.get("autocast_dtype")
             self._batch = record.batch_size or self._batch
-        if self.scaler is not None and scale is not None:
-            # The watch read the scaler inside scaler.step(), before update(): predict what
-            # update() will make of a clean step, so a later drop can only mean a skip.
-            scale, tracker = _after_clean_update(self.scaler, scale, tracker)
-            self._last_scale = scale
         self._end_step(record, now, scale, tracker)
 
     def _timing(self, record: StepRecord, now: float) -> None:
@@ -632,7 +633,6 @@ class Instrumentation:
             self._watch_session = session
             self._watched = watched
             self._watch_attached = True
-            self._listening = True
             self.watch_status = "attached"
         except Exception as exc:
             self.hook_errors += 1
@@ -645,13 +645,8 @@ class Instrumentation:
             return  # _opt_post runs next and fetches for itself
         self.hook_errors += 1
         self._retire_own_hooks()
-        now = time.perf_counter()
         self.step += 1
-        loss, _, scale, tracker = self._fetch(self._loss, None)
-        if scale is not None:
-            scale, tracker = _after_clean_update(self.scaler, scale, tracker)
-            self._last_scale = scale
-        self._end_step(self._record(now, loss, None), now, scale, tracker)
+        self._own_step(time.perf_counter())  # no gradient norm: the watch takes that one
         self._flush()
 
     def _retire_own_hooks(self) -> None:
@@ -682,11 +677,8 @@ class Instrumentation:
         if self._group_rank is not None:
             return self._group_rank  # a process keeps its rank for as long as its group lives
         try:
-            dist = self._dist
-            if dist is None:
-                import torch.distributed as dist
+            import torch.distributed as dist
 
-                self._dist = dist
             if dist.is_available() and dist.is_initialized():
                 self._group_rank = int(dist.get_rank())
                 return self._group_rank

@@ -201,6 +201,8 @@ class WatchSession:
         kernels."""
         self.failed_step_listener: Callable[[], Any] | None = None
         """Called when a step's record could not be built (the step still happened)."""
+        self._held_key: tuple[int, int] | None = None
+        self._not_held: list[str] = []
         self._closure = False
         self._early: dict[str, list[Any]] | None = None
         """A plain CPU step's numbers, fetched in the optimizer pre-hook (see _on_opt_pre)."""
@@ -536,13 +538,13 @@ class WatchSession:
         self._syncs.end()  # host syncs: the counted window ends where the optimizer begins
         # PyTorch hands the hooks step()'s own args, the optimizer first: (opt, closure?).
         self._closure = (len(args) > 1 and args[1] is not None) or kwargs.get("closure") is not None
+        if self.hooks.recording and self._trainable:
+            self._take_pre_weights()  # the weights before the step, for the update ratio
         if self._closure:
             # step(closure) (LBFGS, ...): the forward and backward run inside the step, so
             # the gradients and loss are known only after it (see _on_opt_post).
             self._grad_norms = ([], [])
             self._clipped = None
-            if self.hooks.recording and self._trainable:
-                self._take_pre_weights()
             return
         self._measure_at_step()
 
@@ -570,9 +572,7 @@ class WatchSession:
                 # Norm as the optimizer sees it, always measured again: clipping through
                 # `.data` (p.grad.data.clamp_) changes values without bumping versions.
                 self._clipped = list(torch._foreach_norm(grads)) if grads else []
-            if self.hooks.recording and self._trainable and not self._closure:
-                self._take_pre_weights()
-        if (not self._closure and not self.hooks.recording and self.extra_fetch is None and grads
+        if (not self.hooks.recording and self.extra_fetch is None and grads
                 and grads[0].device.type == "cpu"):
             # A plain step on the CPU: everything it records is known now, so fetch while
             # the norms just computed are warm, rather than in a second entry after the
@@ -891,7 +891,7 @@ class WatchSession:
             return []
         groups = self.optimizer.param_groups
         key = (len(groups), sum(len(g["params"]) for g in groups))
-        if getattr(self, "_held_key", None) != key:  # add_param_group changes this
+        if self._held_key != key:  # add_param_group changes this
             held = {id(p) for g in groups for p in g["params"]}
             self._held_key = key
             self._not_held = [n for n, p in self._trainable if id(p) not in held]
