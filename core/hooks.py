@@ -412,8 +412,11 @@ def fetch(tensors: list[torch.Tensor]) -> list[list[float]]:
     if dtype in (torch.float32, torch.float64) and all(
             t.dim() == 0 and t.device == device and t.dtype == dtype for t in tensors):
         # The common plain step: loss and per-parameter norms, all 0-dim on one device.
-        stacked = torch.stack(tensors)
-        return [[v] for v in (stacked if device.type == "cpu" else stacked.cpu()).tolist()]
+        if device.type == "cpu":
+            # No copy to make: item() each. Measured inside a training step, right after the
+            # optimizer's kernels: 7 values in ~10 µs this way, ~48 µs by stack + tolist.
+            return [[t.item()] for t in tensors]
+        return [[v] for v in torch.stack(tensors).cpu().tolist()]
     groups: dict[torch.device, list[int]] = {}
     for i, t in enumerate(tensors):
         groups.setdefault(t.device, []).append(i)

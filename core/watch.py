@@ -90,6 +90,25 @@ as the one at the optimizer step. It is taken on the first steps and on every de
 only a script seen to change its gradients in between (clipping, ``.data`` edits — a
 GradScaler's unscaling is divided out) keeps it on every step. Others pay one pass a step."""
 
+NORM_SHARE = 1 / 3
+"""Under a budget (``max_overhead``), the exact global gradient norm may use this share of it.
+
+The norm reads every gradient once: on a CPU that pass runs at memory speed and costs a
+fixed ~2 % of a small MLP's step (both grow with the parameter count; bench/README.md), more
+than the rest of a plain step's bookkeeping. When one pass costs more than this share of the
+step, plain steps take it every few steps (``signals["grad_norm_every"]``) and the others
+record ``grad_norm`` as None: never an estimate. Detail steps, the first steps and
+``max_overhead=None`` always take it. On an accelerator the pass is queued, costs its launch
+only, and so is taken every step."""
+
+NORM_ALWAYS_S = 0.00005
+"""A pass over the gradients cheaper than this is taken every step, whatever the share: it
+costs less than the rest of a plain step's bookkeeping, and small models (the syllabus's
+examples) keep a norm on every step."""
+
+MAX_NORM_GAP = 8
+"""However costly the pass, the gradient norm is taken at least once in this many steps."""
+
 LOSS_DISCOVERY_STEPS = 2
 """Criterion modules outside the model are found by a global forward hook during this many
 steps, then hooked directly; the global hook would put every module call in the process on
@@ -146,6 +165,13 @@ class WatchSession:
         self._cost_detail: deque[float] = deque(maxlen=7)
         self._cost_plain: deque[float] = deque(maxlen=15)
         self._work_s: deque[float] = deque(maxlen=15)
+        self._norm_costs: deque[float] = deque(maxlen=9)
+        self._norm_time = 0.0
+        self._next_norm = 1
+        self.norm_every = 1
+        """The spacing of steps that take the exact gradient norm (see NORM_SHARE)."""
+        self.norm_always_s = NORM_ALWAYS_S
+        """A pass over the gradients cheaper than this is taken every step (NORM_ALWAYS_S)."""
         self.extra_fetch: Callable[[], torch.Tensor | None] | None = None
         """Called at each step end; a 1-D tensor it returns is fetched in the step's one sync
         and its values left in :attr:`last_extra` (``tensorscope run``'s parameter checksums)."""
@@ -325,13 +351,19 @@ class WatchSession:
         self._autocast: str | None = None
         self._step_errors = self.errors
         self._pre_weights_taken = False
-        detail = self._is_detail(self._step + 1)
+        self._norm_time = 0.0
+        step = self._step + 1
+        detail = self._is_detail(step)
+        # Whether this step takes the gradient norm (see NORM_SHARE): >= for the same
+        # reason as _is_detail.
+        self._norm_due = detail or step <= PRE_CLIP_PROBE_STEPS or step >= self._next_norm
         # A *full* step also watches backward: a gradient hook on the model's outputs counts
         # backward passes, checks for gradients carried over from the last step, and takes
         # the norm before clipping. Detail steps, the first steps, and every step of a script
         # seen to change its gradients before the optimizer. On the others nothing runs
         # between the forward and the optimizer step.
-        self._full = detail or self._step < PRE_CLIP_PROBE_STEPS or self._pre_clip_needed
+        self._full = detail or step <= PRE_CLIP_PROBE_STEPS or (self._pre_clip_needed
+                                                                and self._norm_due)
         self.hooks.recording = detail
         if self._attached:
             self._set_device_checks(detail)
@@ -510,8 +542,10 @@ class WatchSession:
             named = [(n, p.grad) for n, p in self._trainable if p.grad is not None]
             if named:
                 grads = [g for _, g in named]
+                begin = hook_clock()
                 with torch.no_grad():  # grads made with create_graph=True need no graph here
                     norms = torch._foreach_norm(grads)
+                self._norm_time += hook_clock() - begin
                 self._grad_norms = ([n for n, _ in named], list(norms))
         except Exception as exc:
             self._count_error(exc)
@@ -558,12 +592,17 @@ class WatchSession:
 
     def _measure_at_step(self) -> None:
         """Gradient norms as the optimizer sees them (and, on a plain CPU step, the fetch)."""
+        grads = [p.grad for _, p in self._trainable if p.grad is not None]
+        begin = hook_clock()
         with torch.no_grad():
-            grads = [p.grad for _, p in self._trainable if p.grad is not None]
-            if not self._grad_norms[1]:
-                # No backward pass was seen through the model's outputs (the loss was built
-                # from a submodule, or a backward ran outside this session): measure here,
-                # as the optimizer sees them — already unscaled and clipped.
+            if not self._norm_due:
+                # Not this step's turn (see NORM_SHARE): no pass over the gradients.
+                self._grad_norms = ([], [])
+                self._clipped = None
+            elif not self._grad_norms[1]:
+                # No backward pass was seen through the model's outputs (a plain step; the
+                # loss built from a submodule; a backward outside this session): measure
+                # here, as the optimizer sees them — already unscaled and clipped.
                 names = [n for n, p in self._trainable if p.grad is not None]
                 self._grad_norms = (names, list(torch._foreach_norm(grads)) if grads else [])
                 self._norms_at_step = True
@@ -572,6 +611,7 @@ class WatchSession:
                 # Norm as the optimizer sees it, always measured again: clipping through
                 # `.data` (p.grad.data.clamp_) changes values without bumping versions.
                 self._clipped = list(torch._foreach_norm(grads)) if grads else []
+        self._norm_time += hook_clock() - begin
         if (not self.hooks.recording and self.extra_fetch is None and grads
                 and grads[0].device.type == "cpu"):
             # A plain step on the CPU: everything it records is known now, so fetch while
@@ -640,6 +680,7 @@ class WatchSession:
                     self._schedule_detail(bool(record.signals.get("detail")), cost,
                                           record.step_time_s or 0.0, seen)
                     record.signals["detail_every"] = self.detail_every
+                    record.signals["grad_norm_every"] = self.norm_every
             self._reset_step()
             if self._full:
                 self._mark_grads()  # what the next step's first backward compares against
@@ -694,6 +735,7 @@ class WatchSession:
         """
         self._work_s.append(max(step_time - cost, 1e-9))
         (self._cost_detail if detail else self._cost_plain).append(cost)
+        self._schedule_norm()
         if not detail:
             return
         if not seen:
@@ -719,6 +761,28 @@ class WatchSession:
                 gap = int(min(max(gap, wanted), ramp, max(self.every, MAX_DETAIL_GAP)))
         self.detail_every = gap
         self._next_detail = self._step + gap
+
+    def _schedule_norm(self) -> None:
+        """Place the next step that takes the gradient norm (see NORM_SHARE).
+
+        Runs once per step, after _schedule_detail has the step's work time: the cost of
+        this step's passes over the gradients (when it took any) against NORM_SHARE of the
+        budget, as a median over the last few measured steps.
+        """
+        if not self._norm_due:
+            return
+        if self._norm_time > 0.0 and self._step > PRE_CLIP_PROBE_STEPS:
+            # Not the first steps: they take two passes and pay PyTorch's first-call costs.
+            self._norm_costs.append(self._norm_time)
+        gap = 1
+        if self.max_overhead is not None and self._norm_costs and self._work_s:
+            budget = max(NORM_SHARE * max(self.max_overhead * statistics.median(self._work_s),
+                                          self.min_budget_s), self.norm_always_s)
+            cost = statistics.median(self._norm_costs)
+            if cost > budget:
+                gap = int(min(-(-cost // budget), MAX_NORM_GAP))
+        self.norm_every = gap
+        self._next_norm = self._step + gap
 
     def add_observer(self, observer: Callable[[StepRecord], Any]) -> None:
         """Also call ``observer`` with each finished record (after ``sink``; errors counted)."""
@@ -766,7 +830,7 @@ class WatchSession:
         # Per-weight entries on detail steps; on the others only for a weight whose gradient
         # is not finite (the step's total says so), so that a plain record stays small.
         params: dict[str, dict[str, Any]] = {}
-        if detail or not (total is not None and total < float("inf")):
+        if detail or (total is not None and not total < float("inf")):
             for n in names:
                 entry: dict[str, Any] = {}
                 if n in gnorm:
@@ -830,6 +894,7 @@ class WatchSession:
                 "overhead_s": None,  # set by _end_step once the step's own cost is known
                 "detail": detail,
                 "detail_every": self.detail_every,
+                "grad_norm_every": self.norm_every,
                 "partial": partial,
             },
         )

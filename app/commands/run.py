@@ -29,8 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="print a one-line JSON summary (steps, exit_code, findings) last")
     parser.add_argument("--detail", choices=("steps", "sampled", "full"), default="sampled",
                         help="steps: step-level facts only; sampled (default): plus per-module "
-                             "statistics as often as 2%% of step time allows; full: per-module "
-                             "statistics every step")
+                             "statistics as often as 2%% of step time allows (and, on a CPU model "
+                             "whose gradient pass is costly, the norm every few steps); full: "
+                             "everything every step")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -167,3 +167,18 @@ async def test_after_clipping_line_follows_the_norm_on_steps_that_clipped_nothin
         before, after = app.screen.query_one("#ch-grad", LineChart).series
         assert after.ys[:3] == [y / 2 for y in before.ys[:3]]
         assert after.ys[3:] == before.ys[3:] and after.last == before.last  # not a stale 1/2
+
+
+async def test_a_norm_taken_on_some_steps_is_charted_where_taken_and_named(tmp_path: Path) -> None:
+    def every_third(event: dict, index: int) -> None:
+        event["signals"]["grad_norm_every"] = 3
+        if index % 3:
+            event["grad_norm"] = None  # not this step's turn: no value, never an estimate
+
+    app = _edited_replay(tmp_path, every_third)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        grad = app.screen.query_one("#ch-grad", LineChart)
+        assert "taken 1 step in 3" in str(grad.border_title)
+        steps = grad.series[0].xs
+        assert steps and all(b - a >= 3 for a, b in zip(steps, steps[1:]))

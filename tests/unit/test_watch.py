@@ -478,21 +478,71 @@ def test_without_a_budget_detail_comes_every_kth_step_whatever_it_costs() -> Non
     assert (s.detail_every, s._next_detail) == (3, 4)
 
 
-def test_default_watch_spaces_detail_but_measures_every_step() -> None:
+def test_default_watch_spaces_detail_and_norms_but_records_every_loss() -> None:
+    from tensorscope.watch import MAX_NORM_GAP, PRE_CLIP_PROBE_STEPS
+
     ex = zoo.get("sequential_mlp")
     with tensorscope.watch(ex.model, ex.optimizer, max_overhead=0.001) as session:
         session.min_budget_s = 0.0  # a toy model: make detail "expensive" for the share
+        session.norm_always_s = 0.0  # and its pass over the gradients too
         losses = [ex.step() for _ in range(30)]
         hooked = session.hooks.hook_count
     records = session.records
     assert [r.loss for r in records] == pytest.approx(losses, rel=1e-6)
-    assert all(r.grad_norm is not None for r in records)
+    # The exact norm is taken on the first steps, on every detail step, and otherwise as
+    # often as its share of the budget allows: each measured step says when the next comes.
+    normed = [r for r in records if r.grad_norm is not None]
+    assert [r.step for r in normed[:PRE_CLIP_PROBE_STEPS]] == list(range(1, PRE_CLIP_PROBE_STEPS + 1))
+    assert all(r.grad_norm is not None for r in records if r.signals["detail"])
+    assert len(normed) < len(records)  # this budget cannot pay for a pass every step
+    for a, b in zip(normed, normed[1:]):
+        assert b.step - a.step <= a.signals["grad_norm_every"] <= MAX_NORM_GAP
     detail = [r for r in records if r.signals["detail"]]
     assert detail[0].step == 1 and len(detail) < len(records)
     assert all(bool(r.modules) == bool(r.signals["detail"]) for r in records)
     for a, b in zip(detail, detail[1:]):
         assert b.step - a.step == a.signals["detail_every"]
     assert hooked >= 0 and session.hook_count == 0
+
+
+def test_norm_schedule_spaces_the_pass_by_its_share_of_the_budget() -> None:
+    from tensorscope.watch import MAX_NORM_GAP, NORM_ALWAYS_S, NORM_SHARE, WatchSession
+
+    def gap_after(cost: float, work: float, max_overhead: float | None = 0.02) -> int:
+        s = WatchSession(nn.Linear(2, 2), max_overhead=max_overhead)
+        s.min_budget_s = 0.0
+        s._step = 10
+        s._work_s.append(work)
+        s._norm_due, s._norm_time = True, cost
+        s._schedule_norm()
+        assert s._next_norm == 10 + s.norm_every
+        return s.norm_every
+
+    # 2 % of a 7 ms step, a third of it for the norm: 46.7 µs, below the floor of 50 µs.
+    assert NORM_SHARE * 0.02 * 0.007 < NORM_ALWAYS_S
+    assert gap_after(0.000120, 0.007) == 3  # 120 µs against 50 µs
+    assert gap_after(0.000040, 0.007) == 1  # under the floor: every step
+    assert gap_after(0.000400, 0.100) == 1  # 400 µs fits a third of 2 % of 100 ms
+    assert gap_after(0.010, 0.007) == MAX_NORM_GAP
+    assert gap_after(0.010, 0.007, max_overhead=None) == 1  # no budget: every step
+    # A step that was not due changes nothing; the first steps' costs are not kept.
+    s = WatchSession(nn.Linear(2, 2), max_overhead=0.02)
+    s._step, s._norm_due, s._norm_time, s._next_norm = 7, False, 1.0, 9
+    s._schedule_norm()
+    assert s._next_norm == 9 and not s._norm_costs
+    s._step, s._norm_due = 2, True
+    s._schedule_norm()
+    assert not s._norm_costs
+
+
+def test_watch_without_a_budget_takes_the_norm_every_step() -> None:
+    ex = zoo.get("sequential_mlp")
+    with tensorscope.watch(ex.model, ex.optimizer, max_overhead=None) as session:
+        session.norm_always_s = 0.0
+        for _ in range(12):
+            ex.step()
+    assert all(r.grad_norm is not None and r.signals["grad_norm_every"] == 1
+               for r in session.records)
 
 
 def test_module_hooks_are_removed_between_detail_steps() -> None:
@@ -670,3 +720,26 @@ def test_a_plain_step_reports_a_weight_whose_gradient_is_not_finite() -> None:
     assert last.signals["detail"] is False
     assert last.params == {"1.bias": {"grad_norm": pytest.approx(float("nan"), nan_ok=True),
                                       "nonfinite_grad": True}}
+
+
+def test_a_scheduled_norm_is_exact_when_taken_and_none_otherwise() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    crit = nn.CrossEntropyLoss()
+    expected = []
+    with tensorscope.watch(model, opt, max_overhead=0.001) as session:
+        session.min_budget_s = session.norm_always_s = 0.0
+        for _ in range(40):
+            opt.zero_grad()
+            crit(model(torch.randn(4, 8)), torch.randint(0, 3, (4,))).backward()
+            expected.append(torch.linalg.vector_norm(
+                torch.stack([p.grad.norm() for p in model.parameters()])).item())
+            opt.step()
+    records = session.records
+    assert len(records) == 40
+    taken = [(r.step, r.grad_norm) for r in records if r.grad_norm is not None]
+    assert 40 // 8 <= len(taken) < 40  # at least one in MAX_NORM_GAP, not every one
+    for step, norm in taken:
+        assert norm == pytest.approx(expected[step - 1], rel=1e-5)
+    assert all(r.params == {} for r in records if r.grad_norm is None)
