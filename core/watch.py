@@ -82,7 +82,12 @@ bench_watch_interleaved.py measured 1.4-1.5x on the TransformerEncoder; the sche
 budgets for a little more."""
 
 MAX_DETAIL_GAP = 50
-"""Detail comes at least this often, however expensive: the charts never go stale for long."""
+"""Detail comes at least once in this many steps, however expensive (or once in
+MAX_DETAIL_WAIT_S, when that is more steps): the charts never go stale for long."""
+
+MAX_DETAIL_WAIT_S = 1.0
+"""Short steps may wait up to this long for detail: 50 steps of 7 ms would put a detail step
+(a third of a step's time on a small CPU model) in every third of a second."""
 
 PRE_CLIP_PROBE_STEPS = 3
 """The norm "before clipping" needs a pass over the gradients at the end of backward as well
@@ -754,11 +759,12 @@ class WatchSession:
             if detail_cost > budget:
                 room = budget - plain
                 extra = detail_cost - plain
-                wanted = MAX_DETAIL_GAP if room <= 0 else -(-extra // room)
+                cap = max(MAX_DETAIL_GAP, int(MAX_DETAIL_WAIT_S / max(statistics.median(self._work_s), 1e-6)))
+                wanted = cap if room <= 0 else -(-extra // room)
                 # Grow at most twofold per detail step: the first estimates come from few
                 # (and often unusual) steps, and a long gap would keep a wrong one for long.
                 ramp = max(2 * self.detail_every, 4)
-                gap = int(min(max(gap, wanted), ramp, max(self.every, MAX_DETAIL_GAP)))
+                gap = int(min(max(gap, wanted), ramp, max(self.every, cap)))
         self.detail_every = gap
         self._next_detail = self._step + gap
 
@@ -991,7 +997,8 @@ def watch(model: nn.Module, optimizer: Any = None, scaler: Any = None, *, module
       loss, timing and the doctor's signals are recorded every step.
     - ``max_overhead``: the share of step time tensorscope may spend on itself (default
       0.03; a step may always use 0.5 ms). When detail costs more, detail steps are spaced
-      out (``signals["detail_every"]``, at most MAX_DETAIL_GAP apart). None: detail on
+      out (``signals["detail_every"]``, at most MAX_DETAIL_GAP apart, or
+      MAX_DETAIL_WAIT_S for short steps). None: detail on
       every ``every``-th step whatever it costs.
     - ``loss``: a criterion module to read the loss from; None reads every criterion
       (subclass of ``nn.modules.loss._Loss``) called while the session is active, and

@@ -469,6 +469,20 @@ def test_detail_schedule_keeps_the_measured_overhead_within_the_share() -> None:
     assert s._next_detail == 301
 
 
+def test_short_steps_wait_up_to_a_second_for_detail_rather_than_fifty_steps() -> None:
+    from tensorscope.watch import MAX_DETAIL_WAIT_S, WatchSession
+
+    s = WatchSession(nn.Linear(2, 2), max_overhead=0.02)
+    s.min_budget_s = 0.0
+    gaps = []
+    for step in range(1, 400):  # 7 ms of the user's work a step, detail 2.5 ms: over budget
+        s._step = step
+        s._schedule_detail(False, cost=0.0004, step_time=0.0074, seen=True)
+        s._schedule_detail(True, cost=0.0025, step_time=0.0095, seen=True)
+        gaps.append(s.detail_every)
+    assert gaps[-1] == int(MAX_DETAIL_WAIT_S / 0.007) == 142
+
+
 def test_without_a_budget_detail_comes_every_kth_step_whatever_it_costs() -> None:
     from tensorscope.watch import WatchSession
 
