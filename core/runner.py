@@ -230,11 +230,17 @@ class Instrumentation:
                 self._eval_probe = nn_module.register_module_forward_hook(
                     self._guard(self._probe_eval_loss))
             return
-        self._end_eval_probe()
-        # A training forward: what the previous iteration left is now complete.
-        self._check_skipped()
-        self._flush_eval()
-        self._flush()
+        # A training forward: what the previous iteration left is now complete. (Each call
+        # guarded here: this runs on every step, and a Python call right after the step's
+        # kernels costs several times its warm price.)
+        if self._eval_probe is not None:
+            self._end_eval_probe()
+        if self._loss is not None:
+            self._check_skipped()
+        if self._eval_forwards:
+            self._flush_eval()
+        if self._pending is not None:
+            self._flush()
         if self._t_forward is None:
             self._t_forward = now
             if self._listening:
@@ -300,8 +306,10 @@ class Instrumentation:
         """The optimizer is about to step: the loss fallback, and the norm without a watch."""
         import torch
 
-        self._end_eval_probe()  # forwards that looked like evaluation were training ones
-        self._flush_eval()
+        if self._eval_probe is not None:
+            self._end_eval_probe()  # forwards that looked like evaluation were training ones
+        if self._eval_forwards:
+            self._flush_eval()
         if self._loss is None:
             # No loss module ran (a functional loss such as F.cross_entropy): fall back on
             # the script's own variable named `loss`, if it holds a one-element tensor.

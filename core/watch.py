@@ -41,6 +41,7 @@ from collections import deque
 import types
 import weakref
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any, Callable, Iterator
 
 import torch
@@ -118,6 +119,10 @@ LOSS_DISCOVERY_STEPS = 2
 """Criterion modules outside the model are found by a global forward hook during this many
 steps, then hooked directly; the global hook would put every module call in the process on
 PyTorch's slow path for the whole run."""
+
+_FETCH_GROUPS = ("loss", "grad", "clipped", "weights", "update", "modules", "scale", "extra")
+"""What _fetch_step reads, in order."""
+_FLAT_GROUPS = frozenset({"grad", "clipped", "weights", "update"})
 
 _MAX_OUTPUT_HOOKS = 4
 """Float outputs of the model that get a gradient hook (to see each backward pass begin)."""
@@ -370,7 +375,7 @@ class WatchSession:
         self._full = detail or step <= PRE_CLIP_PROBE_STEPS or (self._pre_clip_needed
                                                                 and self._norm_due)
         self.hooks.recording = detail
-        if self._attached:
+        if self._attached and detail != bool(self._device_handles):
             self._set_device_checks(detail)
 
     def _is_detail(self, step: int) -> bool:
@@ -531,10 +536,13 @@ class WatchSession:
         so a script that always does this is caught before any value is lost.
         """
         refs = self._loss_refs  # cleared with the step (_reset_step): it also says "a loss ran"
-        if any(t._version != version for t, version in refs):
-            self._copy_losses = True
-            return self._losses
-        return self._losses or [t for t, _ in refs]
+        kept = []
+        for t, version in refs:
+            if t._version != version:
+                self._copy_losses = True
+                return self._losses
+            kept.append(t)
+        return self._losses or kept
 
     def _on_backward_end(self) -> None:
         # Runs once at the end of each backward pass (queued when it began): the gradients
@@ -799,9 +807,9 @@ class WatchSession:
         self._step += 1
         detail = self._is_detail(self._step)
         names = [n for n, _ in self._trainable]
-        with torch.no_grad():
-            weights = update = None
-            if detail and self._pre_weights_taken and self._update_buffers is not None:
+        weights = update = None
+        if detail and self._pre_weights_taken and self._update_buffers is not None:
+            with torch.no_grad():
                 params = [p.detach() for _, p in self._trainable]
                 weights = torch._foreach_norm(params)
                 views = self._update_views()
@@ -909,27 +917,25 @@ class WatchSession:
                     extra: list[torch.Tensor]) -> dict[str, list[Any]]:
         """This step's numbers on the host, by group: the step's one host sync."""
         losses = self._logged_losses or self._step_losses()
-        groups: list[tuple[str, list[torch.Tensor]]] = [
-            ("loss", _mean_loss(losses)),
-            # foreach_norm gives 0-dim tensors: passed as they are, fetch stacks them all
-            # with the loss in one op (a plain step's whole fetch is two torch calls on CPU).
-            ("grad", list(self._grad_norms[1])),
-            ("clipped", list(self._clipped or [])),
-            ("weights", list(weights or [])),
-            ("update", list(update or [])),
-            ("modules", modules),
-            ("scale", self._scaler_tensors()),
-            ("extra", extra),
-        ]
-        flat = [t for _, ts in groups for t in ts]
+        # foreach_norm gives 0-dim tensors: passed as they are (on CPU, fetch reads each with
+        # item(); elsewhere it stacks them with the loss into one copy). Plain loops, not
+        # comprehensions: every Python call here runs cold, right after the step's kernels.
+        parts = (_mean_loss(losses), self._grad_norms[1], self._clipped or (), weights or (),
+                 update or (), modules, self._scaler_tensors(), extra)
+        flat: list[torch.Tensor] = []
+        for part in parts:
+            flat.extend(part)
         fetch_start = hook_clock()
         values = fetch(flat)
         if flat and flat[0].device.type != "cpu":
             self._device_wait += hook_clock() - fetch_start
-        it = iter(values)
-        got = {key: [next(it) for _ in ts] for key, ts in groups}
-        for key in ("grad", "clipped", "weights", "update"):
-            got[key] = [v for part in got[key] for v in part]  # one flat list per group
+        got: dict[str, list[Any]] = {}
+        pos = 0
+        for key, part in zip(_FETCH_GROUPS, parts):
+            chunk = values[pos:pos + len(part)]
+            pos += len(part)
+            # norms: one flat list of floats per group; the rest: one list per tensor
+            got[key] = list(chain.from_iterable(chunk)) if key in _FLAT_GROUPS else chunk
         return got
 
     def _memory(self, device: Any) -> dict[str, Any]:
