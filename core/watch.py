@@ -42,6 +42,7 @@ import types
 import weakref
 from contextlib import contextmanager
 from itertools import chain
+from operator import mul
 from typing import Any, Callable, Iterator
 
 import torch
@@ -432,7 +433,11 @@ class WatchSession:
         self._callback_queued = False
         if self._first_forward is None:
             self._first_forward = time.perf_counter()
-        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        first = None
+        for arg in args:
+            if isinstance(arg, torch.Tensor):
+                first = arg
+                break
         if first is not None and first.dim() > 0:
             self._batch += int(first.shape[0])
         kind = first.device.type if first is not None else "cpu"
@@ -833,9 +838,9 @@ class WatchSession:
         scale = scale_vals[0][0] if scale_vals else None
         if scale and not self._norms_at_step:
             gnorm = {n: v / scale for n, v in gnorm.items()}  # backward-time grads are scaled
-        total = sum(v * v for v in gnorm.values()) ** 0.5 if gnorm else None
+        total = _root_sum_sq(list(gnorm.values())) if gnorm else None
         clipped_vals = got["clipped"]
-        clipped = sum(v * v for v in clipped_vals) ** 0.5 if clipped_vals else None
+        clipped = _root_sum_sq(clipped_vals) if clipped_vals else None
         grad_norm_clipped = clipped if (clipped is not None and total is not None
                                         and abs(clipped - total) > 1e-6 * max(1.0, total)) else None
         if grad_norm_clipped is not None:
@@ -967,12 +972,20 @@ class WatchSession:
         if self.optimizer is None:
             return []
         groups = self.optimizer.param_groups
-        key = (len(groups), sum(len(g["params"]) for g in groups))
+        count = 0
+        for group in groups:
+            count += len(group["params"])
+        key = (len(groups), count)
         if self._held_key != key:  # add_param_group changes this
             held = {id(p) for g in groups for p in g["params"]}
             self._held_key = key
             self._not_held = [n for n, p in self._trainable if id(p) not in held]
         return list(self._not_held)
+
+
+def _root_sum_sq(values: list[float]) -> float:
+    """sqrt(sum of squares), in C (map over operator.mul): no Python frame per value."""
+    return sum(map(mul, values, values)) ** 0.5
 
 
 def _mean_loss(losses: list[torch.Tensor]) -> list[torch.Tensor]:
