@@ -265,8 +265,9 @@ class TrainingScreen(Screen):
         elif chart_id == "ch-grad":
             # Under a budget the run takes the exact norm on some steps only (never an
             # estimate on the others): say so where the line is drawn.
-            chart.border_title = GRAD_TITLE + (
-                f" · taken 1 step in {self._norm_every}" if self._norm_every > 1 else "")
+            # (The legend names the before / after lines; the panel has no room for both.)
+            chart.border_title = (f"gradient norm · taken 1 step in {self._norm_every}"
+                                  if self._norm_every > 1 else GRAD_TITLE)
             chart.set_data([s["grad"], s["clipped"]] if s["clipped"].ys else [s["grad"]])
         elif chart_id == "ch-sps":
             chart.set_data([s["sps"]])
