@@ -34,7 +34,6 @@ Exceptions inside tensorscope's hooks and in ``sink`` are caught and counted
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from collections import deque
@@ -763,16 +762,16 @@ class WatchSession:
             return
         gap = self.every
         if self.max_overhead is not None:
-            detail_cost = statistics.median(self._cost_detail)
-            plain = statistics.median(self._cost_plain) if self._cost_plain else 0.0
+            detail_cost = _median(self._cost_detail)
+            plain = _median(self._cost_plain) if self._cost_plain else 0.0
             share = self.max_overhead / UNSEEN_COST
-            budget = max(share * statistics.median(self._work_s), self.min_budget_s)
+            budget = max(share * _median(self._work_s), self.min_budget_s)
             if plain >= detail_cost:
                 plain = 0.0  # plain steps seen only at odd moments so far: not a baseline
             if detail_cost > budget:
                 room = budget - plain
                 extra = detail_cost - plain
-                cap = max(MAX_DETAIL_GAP, int(MAX_DETAIL_WAIT_S / max(statistics.median(self._work_s), 1e-6)))
+                cap = max(MAX_DETAIL_GAP, int(MAX_DETAIL_WAIT_S / max(_median(self._work_s), 1e-6)))
                 wanted = cap if room <= 0 else -(-extra // room)
                 # Grow at most twofold per detail step: the first estimates come from few
                 # (and often unusual) steps, and a long gap would keep a wrong one for long.
@@ -795,9 +794,9 @@ class WatchSession:
             self._norm_costs.append(self._norm_time)
         gap = 1
         if self.max_overhead is not None and self._norm_costs and self._work_s:
-            budget = max(NORM_SHARE * max(self.max_overhead * statistics.median(self._work_s),
+            budget = max(NORM_SHARE * max(self.max_overhead * _median(self._work_s),
                                           self.min_budget_s), self.norm_always_s)
-            cost = statistics.median(self._norm_costs)
+            cost = _median(self._norm_costs)
             if cost > budget:
                 gap = int(min(-(-cost // budget), MAX_NORM_GAP))
         self.norm_every = gap
@@ -981,6 +980,14 @@ class WatchSession:
             self._held_key = key
             self._not_held = [n for n, p in self._trainable if id(p) not in held]
         return list(self._not_held)
+
+
+def _median(values: Any) -> float:
+    """The median of a few floats (statistics.median's checks cost ~5 µs a call, and the
+    norm schedule asks twice on every step that takes the norm)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def _root_sum_sq(values: list[float]) -> float:
