@@ -175,8 +175,11 @@ class WatchSession:
         self._cost_detail: deque[float] = deque(maxlen=7)
         self._cost_plain: deque[float] = deque(maxlen=15)
         self._work_s: deque[float] = deque(maxlen=15)
-        self._norm_costs: deque[float] = deque(maxlen=9)
+        self._norm_costs: deque[tuple[float, float]] = deque(maxlen=9)
+        """(all passes of a step, one pass) for the last steps that took the norm."""
         self._norm_time = 0.0
+        self._since_detail = 0
+        self._since_detail_s = 0.0
         self._next_norm = 1
         self.norm_every = 1
         """The spacing of steps that take the exact gradient norm (see NORM_SHARE)."""
@@ -362,6 +365,7 @@ class WatchSession:
         self._step_errors = self.errors
         self._pre_weights_taken = False
         self._norm_time = 0.0
+        self._norm_passes = 0
         step = self._step + 1
         detail = self._is_detail(step)
         # Whether this step takes the gradient norm (see NORM_SHARE): >= for the same
@@ -563,6 +567,7 @@ class WatchSession:
                 with torch.no_grad():  # grads made with create_graph=True need no graph here
                     norms = torch._foreach_norm(grads)
                 self._norm_time += hook_clock() - begin
+                self._norm_passes += 1
                 self._grad_norms = ([n for n, _ in named], list(norms))
         except Exception as exc:
             self._count_error(exc)
@@ -629,6 +634,8 @@ class WatchSession:
                 # `.data` (p.grad.data.clamp_) changes values without bumping versions.
                 self._clipped = list(torch._foreach_norm(grads)) if grads else []
         self._norm_time += hook_clock() - begin
+        if self._norm_due and grads:
+            self._norm_passes += 1
         if (not self.hooks.recording and self.extra_fetch is None and grads
                 and grads[0].device.type == "cpu"):
             # A plain step on the CPU: everything it records is known now, so fetch while
@@ -754,7 +761,17 @@ class WatchSession:
         (self._cost_detail if detail else self._cost_plain).append(cost)
         self._schedule_norm()
         if not detail:
+            # A gap set while steps were short (up to a second of them) must not hold once
+            # they grow: detail comes at least once in MAX_DETAIL_GAP steps or
+            # MAX_DETAIL_WAIT_S, whichever is longer, whatever gap was planned.
+            self._since_detail += 1
+            self._since_detail_s += step_time
+            if (self.max_overhead is not None
+                    and self._since_detail >= max(self.every, MAX_DETAIL_GAP)
+                    and self._since_detail_s >= MAX_DETAIL_WAIT_S):
+                self._next_detail = min(self._next_detail, self._step + 1)
             return
+        self._since_detail, self._since_detail_s = 0, 0.0
         if not seen:
             # Attached mid-step (tensorscope run attaches inside the first optimizer.step):
             # that step saw no forward; the next one gets detail at once.
@@ -783,22 +800,29 @@ class WatchSession:
     def _schedule_norm(self) -> None:
         """Place the next step that takes the gradient norm (see NORM_SHARE).
 
-        Runs once per step, after _schedule_detail has the step's work time: the cost of
-        this step's passes over the gradients (when it took any) against NORM_SHARE of the
-        budget, as a median over the last few measured steps.
+        Runs once per step, after _schedule_detail has the step's work time. A step that
+        took the norm is charged all its passes over the gradients (a full step makes two,
+        more with gradient accumulation) against NORM_SHARE of the budget, as a median over
+        the last few such steps; NORM_ALWAYS_S is a price per pass. The gap grows at most
+        twofold per measured step, so one slow measurement cannot drop many norms.
         """
         if not self._norm_due:
             return
-        if self._norm_time > 0.0 and self._step > PRE_CLIP_PROBE_STEPS:
+        if self._norm_passes and self._step > PRE_CLIP_PROBE_STEPS:
             # Not the first steps: they take two passes and pay PyTorch's first-call costs.
-            self._norm_costs.append(self._norm_time)
+            self._norm_costs.append((self._norm_time, self._norm_time / self._norm_passes))
         gap = 1
-        if self.max_overhead is not None and self._norm_costs and self._work_s:
-            budget = max(NORM_SHARE * max(self.max_overhead * _median(self._work_s),
-                                          self.min_budget_s), self.norm_always_s)
-            cost = _median(self._norm_costs)
-            if cost > budget:
-                gap = int(min(-(-cost // budget), MAX_NORM_GAP))
+        # On an accelerator the pass is queued behind the step's kernels and costs the
+        # training thread its launch only: taken every step.
+        on_host = not self._trainable or self._trainable[0][1].device.type == "cpu"
+        if self.max_overhead is not None and self._norm_costs and self._work_s and on_host:
+            per_pass = _median([one for _, one in self._norm_costs])
+            if per_pass > self.norm_always_s:
+                budget = max(NORM_SHARE * max(self.max_overhead * _median(self._work_s),
+                                              self.min_budget_s), self.norm_always_s)
+                cost = _median([total for total, _ in self._norm_costs])
+                wanted = -(-cost // budget)
+                gap = int(min(max(wanted, 1), 2 * self.norm_every, MAX_NORM_GAP))
         self.norm_every = gap
         self._next_norm = self._step + gap
 

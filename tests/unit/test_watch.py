@@ -522,31 +522,62 @@ def test_default_watch_spaces_detail_and_norms_but_records_every_loss() -> None:
 def test_norm_schedule_spaces_the_pass_by_its_share_of_the_budget() -> None:
     from tensorscope.watch import MAX_NORM_GAP, NORM_ALWAYS_S, NORM_SHARE, WatchSession
 
-    def gap_after(cost: float, work: float, max_overhead: float | None = 0.02) -> int:
+    def gaps(cost: float, work: float, max_overhead: float | None = 0.02, passes: int = 1,
+             rounds: int = 6) -> list[int]:
+        """The spacing after each of ``rounds`` steps that took the norm at this price."""
         s = WatchSession(nn.Linear(2, 2), max_overhead=max_overhead)
         s.min_budget_s = 0.0
-        s._step = 10
-        s._work_s.append(work)
-        s._norm_due, s._norm_time = True, cost
-        s._schedule_norm()
-        assert s._next_norm == 10 + s.norm_every
-        return s.norm_every
+        s._step, out = 10, []
+        for _ in range(rounds):
+            s._work_s.append(work)
+            s._norm_due, s._norm_time, s._norm_passes = True, cost, passes
+            s._schedule_norm()
+            assert s._next_norm == s._step + s.norm_every
+            out.append(s.norm_every)
+            s._step = s._next_norm
+        return out
 
     # 2 % of a 7 ms step, a third of it for the norm: 46.7 µs, below the floor of 50 µs.
     assert NORM_SHARE * 0.02 * 0.007 < NORM_ALWAYS_S
-    assert gap_after(0.000120, 0.007) == 3  # 120 µs against 50 µs
-    assert gap_after(0.000040, 0.007) == 1  # under the floor: every step
-    assert gap_after(0.000400, 0.100) == 1  # 400 µs fits a third of 2 % of 100 ms
-    assert gap_after(0.010, 0.007) == MAX_NORM_GAP
-    assert gap_after(0.010, 0.007, max_overhead=None) == 1  # no budget: every step
+    assert gaps(0.000120, 0.007) == [2, 3, 3, 3, 3, 3]  # 120 µs against 50: twofold at most
+    assert gaps(0.000040, 0.007) == [1] * 6  # under the floor: every step
+    assert gaps(0.000400, 0.100) == [1] * 6  # 400 µs fits a third of 2 % of 100 ms
+    assert gaps(0.010, 0.007) == [2, 4, MAX_NORM_GAP, MAX_NORM_GAP, MAX_NORM_GAP, MAX_NORM_GAP]
+    assert gaps(0.010, 0.007, max_overhead=None) == [1] * 6  # no budget: every step
+    # The floor is a price per pass: a full step of a script that clips makes two passes
+    # (and gradient accumulation more), each under the floor: still every step.
+    assert gaps(2 * 0.8 * NORM_ALWAYS_S, 0.001, passes=2) == [1] * 6
+    # ...while the budget is charged all of them: two passes of 120 µs each.
+    assert gaps(0.000240, 0.007, passes=2)[-1] == 5
     # A step that was not due changes nothing; the first steps' costs are not kept.
     s = WatchSession(nn.Linear(2, 2), max_overhead=0.02)
-    s._step, s._norm_due, s._norm_time, s._next_norm = 7, False, 1.0, 9
+    s._step, s._norm_due, s._norm_time, s._norm_passes, s._next_norm = 7, False, 1.0, 1, 9
     s._schedule_norm()
     assert s._next_norm == 9 and not s._norm_costs
     s._step, s._norm_due = 2, True
     s._schedule_norm()
     assert not s._norm_costs
+
+
+def test_a_detail_gap_set_on_short_steps_gives_way_once_steps_grow() -> None:
+    # Found in review: a gap sized while steps took 1 ms (a second of them: ~1000 steps)
+    # held when steps then took 100 ms: 100 s without detail.
+    from tensorscope.watch import MAX_DETAIL_GAP, MAX_DETAIL_WAIT_S, WatchSession
+
+    s = WatchSession(nn.Linear(2, 2), max_overhead=0.02)
+    s.min_budget_s = 0.0
+    for step in range(1, 400):  # 1 ms of the user's work, detail 2.5 ms: over budget
+        s._step = step
+        s._schedule_detail(False, cost=0.0004, step_time=0.0014, seen=True)
+        s._schedule_detail(True, cost=0.0025, step_time=0.0035, seen=True)
+    assert s.detail_every > MAX_DETAIL_GAP
+    waited = 0
+    while not s._is_detail(step + 1) and waited < 2000:  # now 100 ms steps, plain
+        step += 1
+        waited += 1
+        s._step = step
+        s._schedule_detail(False, cost=0.0004, step_time=0.1004, seen=True)
+    assert waited <= max(MAX_DETAIL_GAP, MAX_DETAIL_WAIT_S / 0.1)
 
 
 def test_watch_without_a_budget_takes_the_norm_every_step() -> None:
