@@ -24,11 +24,11 @@ import argparse
 import copy
 import json
 import math
-import statistics
 import subprocess
 import sys
 import threading
-import time
+
+from bench_run_inprocess import alternate  # the same block timing (bench/ is on sys.path)
 
 
 def _hook(first, crit, opt, variant: str) -> None:
@@ -101,13 +101,7 @@ def measure(variant: str, blocks: int, swap: bool) -> tuple[float, float]:
         loops.append(run)
     loops[1](20)
     loops[0](200)
-    times: list[list[float]] = [[], []]
-    for block in range(blocks):
-        for which in ((0, 1) if block % 2 else (1, 0)):
-            start = time.perf_counter()
-            loops[which](20)
-            times[which].append((time.perf_counter() - start) / 20)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return alternate(loops, blocks)
 
 
 def main() -> None:

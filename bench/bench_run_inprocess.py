@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Callable
 
 LISTENER = """
 import json, sys
@@ -71,15 +72,22 @@ def measure(width: int, blocks: int, detail: str, swap: bool) -> tuple[float, fl
     instr = Instrumentation(__file__, sender.send, detail=detail)
     instr.install()
     loops[0](200)  # past discovery, the first detail steps and the schedule's ramp
+    result = alternate(loops, blocks)
+    instr.finish()
+    sender.close()
+    listener.kill()
+    return result
+
+
+def alternate(loops: list[Callable[[int], None]], blocks: int) -> tuple[float, float]:
+    """Median seconds per step of the two loops, over ``blocks`` blocks of 20 steps each,
+    alternating which goes first."""
     times: list[list[float]] = [[], []]
     for block in range(blocks):
         for which in ((0, 1) if block % 2 else (1, 0)):
             start = time.perf_counter()
             loops[which](20)
             times[which].append((time.perf_counter() - start) / 20)
-    instr.finish()
-    sender.close()
-    listener.kill()
     return statistics.median(times[0]), statistics.median(times[1])
 
 
