@@ -417,6 +417,10 @@ class Instrumentation:
         """Step time, data wait, compute and samples/s of the step ending ``now``, by the
         runner's own clock (forward start, previous step end)."""
         step_time = None if self._t_step_end is None else now - self._t_step_end
+        if step_time is None and self._t_forward is not None:
+            # The first step counts from its first forward: what came before it (imports,
+            # building the data) is the script's set-up, not a step of its loop.
+            step_time = now - self._t_forward
         record.step_time_s = step_time
         record.compute_time_s = None if self._t_forward is None else now - self._t_forward
         record.data_time_s = None

@@ -67,6 +67,19 @@ def test_attached_watch_skips_memory_and_the_step_keeps_the_runners_reading(tmp_
     assert all(e["modules"] for e in steps[1:])  # watch attaches at the first step; merged after
 
 
+def test_every_step_has_a_step_time_the_first_from_its_forward(tmp_path) -> None:
+    for detail in ("sampled", "steps"):
+        with instrumented(tmp_path, detail) as (_, events):
+            _train(4)
+        steps = [e for e in events if e["type"] == "step"]
+        assert len(steps) == 4
+        first = steps[0]
+        # No step ended before it: it counts from its first forward, and waited for no data.
+        assert first["step_time_s"] == first["compute_time_s"] > 0 and first["data_time_s"] is None
+        assert first["samples_per_s"] == pytest.approx(16 / first["step_time_s"])
+        assert all(e["step_time_s"] > 0 and e["samples_per_s"] > 0 for e in steps)
+
+
 def test_one_host_fetch_per_step_with_the_watch_attached(tmp_path, monkeypatch) -> None:
     """Under run the watch's fetch is the step's only one: the runner reads its record."""
     import importlib
