@@ -112,6 +112,9 @@ NORM_ALWAYS_S = 0.00005
 costs less than the rest of a plain step's bookkeeping, and small models (the syllabus's
 examples) keep a norm on every step."""
 
+NORM_READINGS = 3
+"""Steps that took the norm (after the first ones) before its spacing may change."""
+
 MAX_NORM_GAP = 8
 """However costly the pass, the gradient norm is taken at least once in this many steps."""
 
@@ -802,9 +805,9 @@ class WatchSession:
 
         Runs once per step, after _schedule_detail has the step's work time. A step that
         took the norm is charged all its passes over the gradients (a full step makes two,
-        more with gradient accumulation) against NORM_SHARE of the budget, as a median over
-        the last few such steps; NORM_ALWAYS_S is a price per pass. The gap grows at most
-        twofold per measured step, so one slow measurement cannot drop many norms.
+        more with gradient accumulation) against NORM_SHARE of the budget: the
+        least over the last few such steps; NORM_ALWAYS_S is a price per pass. The gap
+        grows at most twofold per measured step, so no one reading can drop many norms.
         """
         if not self._norm_due:
             return
@@ -815,12 +818,16 @@ class WatchSession:
         # On an accelerator the pass is queued behind the step's kernels and costs the
         # training thread its launch only: taken every step.
         on_host = not self._trainable or self._trainable[0][1].device.type == "cpu"
-        if self.max_overhead is not None and self._norm_costs and self._work_s and on_host:
-            per_pass = _median([one for _, one in self._norm_costs])
+        # The price of a pass is the *least* of the last few: a wall clock only ever reads
+        # more (the OS took the core away mid-pass, as on a loaded machine), and a toy
+        # model's 10 µs pass must not be spaced out because of it. Three readings first.
+        if (self.max_overhead is not None and len(self._norm_costs) >= NORM_READINGS
+                and self._work_s and on_host):
+            per_pass = min(one for _, one in self._norm_costs)
             if per_pass > self.norm_always_s:
                 budget = max(NORM_SHARE * max(self.max_overhead * _median(self._work_s),
                                               self.min_budget_s), self.norm_always_s)
-                cost = _median([total for total, _ in self._norm_costs])
+                cost = min(total for total, _ in self._norm_costs)
                 wanted = -(-cost // budget)
                 gap = int(min(max(wanted, 1), 2 * self.norm_every, MAX_NORM_GAP))
         self.norm_every = gap

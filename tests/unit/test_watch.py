@@ -539,16 +539,27 @@ def test_norm_schedule_spaces_the_pass_by_its_share_of_the_budget() -> None:
 
     # 2 % of a 7 ms step, a third of it for the norm: 46.7 µs, below the floor of 50 µs.
     assert NORM_SHARE * 0.02 * 0.007 < NORM_ALWAYS_S
-    assert gaps(0.000120, 0.007) == [2, 3, 3, 3, 3, 3]  # 120 µs against 50: twofold at most
+    # Three readings first, then 120 µs against 50: growing twofold at most.
+    assert gaps(0.000120, 0.007) == [1, 1, 2, 3, 3, 3]
     assert gaps(0.000040, 0.007) == [1] * 6  # under the floor: every step
     assert gaps(0.000400, 0.100) == [1] * 6  # 400 µs fits a third of 2 % of 100 ms
-    assert gaps(0.010, 0.007) == [2, 4, MAX_NORM_GAP, MAX_NORM_GAP, MAX_NORM_GAP, MAX_NORM_GAP]
+    assert gaps(0.010, 0.007) == [1, 1, 2, 4, MAX_NORM_GAP, MAX_NORM_GAP]
     assert gaps(0.010, 0.007, max_overhead=None) == [1] * 6  # no budget: every step
     # The floor is a price per pass: a full step of a script that clips makes two passes
     # (and gradient accumulation more), each under the floor: still every step.
     assert gaps(2 * 0.8 * NORM_ALWAYS_S, 0.001, passes=2) == [1] * 6
     # ...while the budget is charged all of them: two passes of 120 µs each.
     assert gaps(0.000240, 0.007, passes=2)[-1] == 5
+    # A pass is priced by the least of the last readings: a loaded machine's wall clock
+    # only reads more (preempted mid-pass), and a cheap pass must stay on every step.
+    s = WatchSession(nn.Linear(2, 2), max_overhead=0.02)
+    s.min_budget_s = 0.0
+    for step, cost in enumerate([0.004, 0.00001, 0.003, 0.002, 0.00002, 0.005], start=10):
+        s._step = step
+        s._work_s.append(0.007)
+        s._norm_due, s._norm_time, s._norm_passes = True, cost, 1
+        s._schedule_norm()
+        assert s.norm_every == 1
     # A step that was not due changes nothing; the first steps' costs are not kept.
     s = WatchSession(nn.Linear(2, 2), max_overhead=0.02)
     s._step, s._norm_due, s._norm_time, s._norm_passes, s._next_norm = 7, False, 1.0, 1, 9
