@@ -677,7 +677,8 @@ class Instrumentation:
             if record.signals.get("partial"):
                 return  # the watch closing mid-iteration at the script's end: not a step
             now = time.perf_counter()
-            self._retire_own_hooks()
+            if self._handles:  # the first record only; this path runs on every step
+                self._retire_own_hooks()
             self.step += 1
             self._from_watch(now, record)
             self._flush()  # nothing can change it any more: send it now

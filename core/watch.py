@@ -180,7 +180,6 @@ class WatchSession:
         self._work_s: deque[float] = deque(maxlen=15)
         self._norm_costs: deque[tuple[float, float]] = deque(maxlen=9)
         """(all passes of a step, one pass) for the last steps that took the norm."""
-        self._norm_time = 0.0
         self._since_detail = 0
         self._since_detail_s = 0.0
         self._next_norm = 1
