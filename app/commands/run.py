@@ -59,17 +59,34 @@ def _after_ui(source) -> int:
     if source.running and source.quit_choice == "stop":
         source.stop()
     elif source.running:
+        resume = getattr(source, "resume", None)
+        if resume is not None:
+            resume()  # left paused, "goes on" would be a lie: it would stay stopped for good
         sys.stderr.write("tensorscope: the UI closed; the script goes on (its output follows)\n")
-    # Keep relaying the script's output until it ends, so its pipes never break.
-    while source.wait(0.2) is None:
+    relayed_from = shown
+    # Keep relaying the script's output until it ends, so its pipes never break. Ctrl-C
+    # reaches the script too (one process group): it decides what that means; we wait, as
+    # --headless does, and pass its output and exit code on.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        while source.wait(0.2) is None:
+            shown = _relay(source, shown)
         shown = _relay(source, shown)
-    _relay(source, shown)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     source.close()
     error = source.snapshot().error
-    if error and error.get("traceback"):
-        # The UI showed it; the terminal keeps it too, as `python script.py` would have.
-        sys.stderr.write(error["traceback"])
+    traceback = (error or {}).get("traceback")
+    if traceback and not _relayed(traceback, source.snapshot().output[relayed_from:]):
+        # The UI showed it; the terminal keeps it too, as `python script.py` would have
+        # (unless the script's own stderr, relayed above, already printed it).
+        sys.stderr.write(traceback)
     return int(source.wait() or 0)
+
+
+def _relayed(traceback: str, lines: list[str]) -> bool:
+    last = traceback.rstrip().splitlines()[-1:] if traceback.strip() else []
+    return bool(last) and last[0] in lines
 
 
 def _relay(source, shown: int) -> int:

@@ -1,0 +1,72 @@
+"""What `tensorscope run` does with the script once its UI closes: leave it running (resumed
+if it was paused), or stop it, relaying its output and printing a traceback once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tensorscope.app.commands.run import _after_ui
+from tensorscope.runsource import LiveRun
+
+SLOW = """
+import sys, time
+for i in range(40):
+    print("tick", i, flush=True)
+    time.sleep(0.02)
+print("done", flush=True)
+sys.exit(3)
+"""
+
+SLEEPY = """
+import time
+print("started", flush=True)
+time.sleep(60)
+"""
+
+
+def _started(source: LiveRun, text: str) -> None:
+    end = time.monotonic() + 30
+    while not any(text in line for line in source.snapshot().output):
+        assert time.monotonic() < end, "the script never printed " + text
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_paused_script_left_running_is_resumed(tmp_path: Path, capsys) -> None:
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW)
+    source = LiveRun(str(script), [], capture_output=True).start()
+    _started(source, "tick 0")
+    assert source.pause()
+    # Were it never resumed, _after_ui would wait forever: free it after 20 s so that the
+    # test fails on the time taken instead of hanging.
+    rescue = threading.Timer(20, lambda: os.kill(source.proc.pid, signal.SIGCONT))
+    rescue.start()
+    start = time.monotonic()
+    try:
+        code = _after_ui(source)  # quit_choice None: the user chose to leave it running
+    finally:
+        rescue.cancel()
+    assert code == 3 and time.monotonic() - start < 15
+    captured = capsys.readouterr()
+    assert "the script goes on" in captured.err and "done" in captured.out
+
+
+@pytest.mark.slow
+def test_stopping_prints_the_scripts_traceback_once(tmp_path: Path, capsys) -> None:
+    script = tmp_path / "sleepy.py"
+    script.write_text(SLEEPY)
+    source = LiveRun(str(script), [], capture_output=True).start()
+    _started(source, "started")
+    source.quit_choice = "stop"
+    code = _after_ui(source)
+    captured = capsys.readouterr()
+    assert code == 130
+    both = captured.out + captured.err
+    assert both.count("KeyboardInterrupt") == 1, both
