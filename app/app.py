@@ -53,6 +53,17 @@ class TensorscopeApp(App):
     def on_mount(self) -> None:
         self.switch_mode(self._initial)
 
+    async def action_quit(self) -> None:
+        """ctrl+q: while a script runs under `tensorscope run`, ask what becomes of it
+        first (leave it running, stop it, or stay), as q on the Training screen does."""
+        run = self.context.run
+        if run is None or not run.running:
+            self.exit()
+            return
+        from tensorscope.app.screens.training import ask_before_quit
+
+        ask_before_quit(self)
+
     def action_leave_input(self) -> None:
         """Escape in a text input gives up focus, so single-letter keys work again."""
         from textual.widgets import Input, TextArea

@@ -2,14 +2,15 @@
 
 It polls the run source for a frozen snapshot at 10 Hz (so redraws stay under 20 Hz whatever
 the step rate) and feeds only the records that are new since the last poll into bounded
-chart series. Keys: ``p`` pauses/resumes the script, ``q`` asks whether a running script
-should go on or stop before quitting.
+chart series. Keys: ``p`` pauses/resumes the script; ``q`` (and the app's ctrl+q) asks
+whether a running script should go on or stop before quitting.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -460,17 +461,24 @@ class TrainingScreen(Screen):
         self._poll()
 
     def action_quit_run(self) -> None:
-        source = self.app.context.run
-        if source is None or not source.running:
-            self.app.exit()
-            return
+        ask_before_quit(self.app)
 
-        def chosen(choice: str | None) -> None:
-            if choice in {"leave", "stop"}:
-                source.quit_choice = choice
-                self.app.exit()
 
-        self.app.push_screen(QuitRunScreen(), chosen)
+def ask_before_quit(app: Any) -> None:
+    """Quit, first asking what becomes of a script that still runs (q here, ctrl+q anywhere)."""
+    source = app.context.run
+    if source is None or not source.running:
+        app.exit()
+        return
+    if isinstance(app.screen, QuitRunScreen):
+        return  # asked already
+
+    def chosen(choice: str | None) -> None:
+        if choice in {"leave", "stop"}:
+            source.quit_choice = choice
+            app.exit()
+
+    app.push_screen(QuitRunScreen(), chosen)
 
 
 _MODULE_COLUMNS = ("mean", "std", "abs_max", "grad_norm", "nonfinite")

@@ -182,3 +182,40 @@ async def test_a_norm_taken_on_some_steps_is_charted_where_taken_and_named(tmp_p
         assert "taken 1 step in 3" in str(grad.border_title)
         steps = grad.series[0].xs
         assert steps and all(b - a >= 3 for a, b in zip(steps, steps[1:]))
+
+
+class _RunningScript:
+    """A run that is still going, as far as quitting is concerned."""
+
+    running = True
+    quit_choice = None
+
+
+async def test_ctrl_q_asks_about_a_running_script_before_quitting() -> None:
+    from tensorscope.app.screens.training import QuitRunScreen
+
+    run = _RunningScript()
+    app = make_app(AppContext(run=run), screen="home")  # ctrl+q works from any screen
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, QuitRunScreen) and app.is_running
+        await pilot.press("ctrl+q")  # asked already: one dialog, not two
+        await pilot.pause()
+        assert len([s for s in app.screen_stack if isinstance(s, QuitRunScreen)]) == 1
+        await pilot.press("escape")  # stay
+        await pilot.pause()
+        assert not isinstance(app.screen, QuitRunScreen) and app.is_running
+        assert run.quit_choice is None
+        await pilot.press("ctrl+q")
+        await pilot.press("l")
+        await pilot.pause()
+    assert run.quit_choice == "leave"
+
+
+async def test_ctrl_q_quits_a_replay_at_once() -> None:
+    app = _app("minimal_run.jsonl")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert not app.is_running
