@@ -106,7 +106,8 @@ def load_function(spec: str) -> Callable[..., Any]:
     try:
         loader_spec.loader.exec_module(module)
     except SyntaxError as exc:
-        raise UserError(f"syntax error in {path_text} line {exc.lineno}: {exc.msg}") from None
+        where = f" line {exc.lineno}" if exc.lineno else ""  # None: e.g. a null byte
+        raise UserError(f"syntax error in {path_text}{where}: {exc.msg}") from None
     except BaseException as exc:
         raise UserError(f"importing {path_text} failed: {one_line(exc)}") from None
     func = getattr(module, func_name, None)

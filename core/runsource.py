@@ -72,7 +72,8 @@ def check_script(path: str) -> str:
             source = handle.read()
         compile(source, path, "exec")
     except SyntaxError as exc:
-        raise UserError(f"syntax error in {path} line {exc.lineno}: {exc.msg}") from None
+        where = f" line {exc.lineno}" if exc.lineno else ""  # None: e.g. a null byte
+        raise UserError(f"syntax error in {path}{where}: {exc.msg}") from None
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
     return os.path.abspath(path)

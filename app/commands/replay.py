@@ -18,8 +18,10 @@ def run(args: argparse.Namespace) -> int:
     if not source.snapshot().records and not source.snapshot().meta.get("script"):
         from tensorscope.errors import UserError
 
-        raise UserError(f"{args.file} holds no tensorscope records "
-                        f"({source.dropped} lines could not be read)")
+        dropped = source.dropped
+        why = ("no step or run lines in it" if not dropped else
+               f"{dropped} line{'s' if dropped != 1 else ''} could not be read")
+        raise UserError(f"{args.file} holds no tensorscope records ({why})")
     from tensorscope.app.app import make_app
     from tensorscope.app.context import AppContext
 
