@@ -14,8 +14,13 @@ the per-module detail, and it carries the runner too: the watch's own forward pr
 criterion hooks and optimizer pre-hook call the runner (``forward_listener``,
 ``loss_listener``, ``step_listener``), each step ends in the watch's sink, and the runner's
 global optimizer hooks go at the first record. One set of hooks runs per step, not two.
-Without the watch (``--detail steps``, or a watch that failed to attach) the runner hooks the
-model and the loss modules itself.
+With ``--detail steps`` the watch records step-level facts only (no per-module or per-weight
+statistics). Without a watch (one that failed to attach) the runner hooks the model and the
+loss modules itself.
+
+Step 1 is measured by the runner alone (the watch attaches inside it), at the optimizer:
+after any clipping. Its record waits for step 2's, which says whether the script clips; if it
+does, step 1's norm is reported as the clipped one and its norm before clipping as unknown.
 
 The loss is the output of a top-level loss module; a script with a functional loss
 (``F.cross_entropy``) gets its own variable named ``loss`` read at the optimizer step instead
@@ -73,7 +78,9 @@ class Instrumentation:
         self.script_path = os.path.abspath(script_path)
         self.emit = emit
         self.detail = detail
-        self.attach_watch = detail != "steps"
+        self.attach_watch = True
+        """Measure through a watch() session (with ``steps``, one without detail): the
+        runner's own hooks alone cannot see the norm before the script clips."""
         self._memory: dict[str, Any] | None = None
         self._memory_at = 0.0
         self.hook_errors = 0
@@ -99,6 +106,8 @@ class Instrumentation:
         self._eval_probe: Any = None
         self._eval_phases_probed = 0
         self._grad_norm: Any = None
+        self._held_first: StepRecord | None = None
+        """Step 1's record, until step 2's says whether the script clips (see _flush)."""
         self._batch: int | None = None
         self._autocast: str | None = None
         self._t_step_end: float | None = None
@@ -147,6 +156,10 @@ class Instrumentation:
             self._check_skipped()
             self._flush_eval()
             self._flush()
+        except Exception:
+            self.hook_errors += 1
+        try:
+            self._release_held()
         except Exception:
             self.hook_errors += 1
         self._remove_global()
@@ -539,6 +552,7 @@ class Instrumentation:
 
             loss = float(torch.stack([v.float().reshape(()) for v in self._eval_losses]).mean())
         self._flush()
+        self._release_held()  # records go out in order: step 1 before this evaluation
         self.emit(StepRecord(step=self.step, loss=loss, phase="eval", wall_time=time.time(),
                              epoch=self._script_epoch(), rank=self._rank(),
                              signals={"eval_forwards": self._eval_forwards}).to_json())
@@ -562,7 +576,24 @@ class Instrumentation:
                 record.grad_norm_clipped = detail.grad_norm_clipped
             if record.loss is None:
                 record.loss = detail.loss
+        held, self._held_first = self._held_first, None
+        if held is not None:
+            if held.grad_norm_clipped is None and record.grad_norm_clipped is not None:
+                # The script clips (seen on step 2): step 1's norm, taken at the optimizer,
+                # was the clipped one; the norm before clipping was gone by then.
+                held.grad_norm_clipped, held.grad_norm = held.grad_norm, None
+            self.emit(held.to_json())
+        if record.step == 1 and record.grad_norm is not None and self._adopted is None:
+            # (The script's own watch, attached before the loop, saw step 1's backward.)
+            self._held_first = record  # sent with step 2's record (or at the end)
+            return
         self.emit(record.to_json())
+
+    def _release_held(self) -> None:
+        """Send a held step 1 as it is: something else must go out after it."""
+        held, self._held_first = self._held_first, None
+        if held is not None:
+            self.emit(held.to_json())
 
     # --- discovery of model, scaler and watch -------------------------------------------
 
@@ -620,10 +651,13 @@ class Instrumentation:
             self.watch_status = "the script's own watch()"
             return
         try:
-            budget = None if self.detail == "full" else RUN_MAX_OVERHEAD
+            steps_only = self.detail == "steps"
+            budget = None if self.detail in ("full", "steps") else RUN_MAX_OVERHEAD
             session = watch(model, optimizer, self.scaler, max_overhead=budget,
-                            sink=self._on_watch_record)
+                            modules=None if steps_only else "*", sink=self._on_watch_record)
             watched = session.__enter__()
+            if steps_only:
+                watched.step_level_only()
             watched.record_memory = False  # _flush keeps this side's rate-limited reading
             watched.min_budget_s = 0.0  # the share alone: short steps are the common case here
             if self._multi_rank:

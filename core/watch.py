@@ -384,6 +384,14 @@ class WatchSession:
         if self._attached and detail != bool(self._device_handles):
             self._set_device_checks(detail)
 
+    def step_level_only(self) -> None:
+        """No detail steps from now on: loss, norms (before and after clipping), timing and
+        the signals every step, no per-module or per-weight statistics (``run --detail
+        steps``). Full steps still come as usual: the first ones, and every step of a
+        script that changes its gradients before the optimizer."""
+        self._next_detail = sys.maxsize
+        self.hooks.recording = False
+
     def _is_detail(self, step: int) -> bool:
         # >=, not ==: a step whose record failed to build must not leave the next detail
         # step in the past for ever.

@@ -206,3 +206,50 @@ def test_a_validation_criterion_first_used_after_step_one_is_found(tmp_path, det
     evals = phase(events, "eval")
     assert [e["loss"] for e in evals] == [pytest.approx(v, rel=1e-6) for v in vals]
     assert instr.hook_errors == 0 and instr._eval_probe is None
+
+
+@pytest.mark.parametrize("detail", ["steps", "sampled", "full"])
+def test_a_clipping_script_gets_its_norm_before_clipping_at_every_detail(tmp_path, detail) -> None:
+    # Step 1 is measured at the optimizer (the watch attaches inside it), after the
+    # script's clip: once step 2 shows clipping, step 1's value is the clipped one and its
+    # norm before clipping unknown, not the clipped value passed off as the norm.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    before = []
+    with instrumented(tmp_path, detail) as (_, events):
+        for _ in range(6):
+            x = torch.randn(32, 6)
+            loss = nn.functional.mse_loss(model(x), 20 * x.sum(1, keepdim=True))
+            opt.zero_grad()
+            loss.backward()
+            before.append(float(nn.utils.clip_grad_norm_(model.parameters(), 0.5)))
+            opt.step()
+    steps = phase(events, "train")
+    assert [e["step"] for e in steps] == [1, 2, 3, 4, 5, 6] and min(before) > 0.5
+    assert steps[0]["grad_norm"] is None
+    assert steps[0]["grad_norm_clipped"] == pytest.approx(0.5, rel=1e-5)
+    assert [e["grad_norm"] for e in steps[1:]] == [pytest.approx(n, rel=1e-5) for n in before[1:]]
+    assert all(e["grad_norm_clipped"] == pytest.approx(0.5, rel=1e-5) for e in steps[1:])
+    if detail == "steps":  # step-level facts only
+        assert not any(e["modules"] or e["params"] for e in steps)
+
+
+def test_step_one_keeps_its_norm_when_the_script_does_not_clip(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(5, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    norms = []
+    with instrumented(tmp_path, "sampled") as (_, events):
+        for _ in range(2):
+            opt.zero_grad()
+            nn.MSELoss()(model(torch.randn(4, 5)), torch.randn(4, 3)).backward()
+            norms.append(float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])))
+            opt.step()
+        with torch.no_grad():
+            model(torch.randn(4, 5))  # an evaluation after step 2: records stay in order
+    kinds = [(e["phase"], e["step"]) for e in events if e["type"] == "step"]
+    assert kinds == [("train", 1), ("train", 2), ("eval", 2)]
+    steps = phase(events, "train")
+    assert [e["grad_norm"] for e in steps] == [pytest.approx(n, rel=1e-6) for n in norms]
+    assert all(e["grad_norm_clipped"] is None for e in steps)
