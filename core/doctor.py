@@ -227,9 +227,19 @@ def _item_sync(records: Sequence[StepRecord]) -> Iterable[Finding]:
     if fraction < SYNC_STEP_FRACTION:
         return
     per_step = _median([int(r.signals["host_syncs"]) for r in measured])
+    kinds = {(r.memory or {}).get("kind") for r in train if r.memory}
+    if kinds == {"cpu-rss"}:
+        # On the CPU nothing is queued, so a read waits for nothing: the habit is named
+        # (it stalls every step once the model moves to a GPU), but not as a fault.
+        severity = "info"
+        title = ("The training loop reads tensors to the host every step (.item(), .cpu(), "
+                    "print of a tensor): free on this CPU run, a stall per step on a GPU")
+    else:
+        severity = "warning"
+        title = ("The training loop waits for the device every step (.item(), .cpu(), "
+                    "print of a tensor)")
     yield Finding(
-        "item-sync-in-loop", "warning",
-        "The training loop waits for the device every step (.item(), .cpu(), print of a tensor)",
+        "item-sync-in-loop", severity, title,
         {"steps_measured": len(measured), "steps_with_sync": len(syncing),
          "median_syncs_per_step": per_step, "train_steps": len(train)},
         "Accumulate losses on the device (total += loss.detach()) and fetch once per "

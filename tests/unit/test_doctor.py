@@ -221,3 +221,16 @@ def test_per_weight_and_frozen_checks_read_the_steps_that_measured_them() -> Non
                 signals={"params_unchanged": ["b.weight"] if i % 3 == 0 else None})
             for i in range(10)]
     assert codes(diagnose(recs)) == {"vanishing-gradients", "params-not-updating"}
+
+
+def test_item_sync_on_a_cpu_run_is_named_as_information_not_a_fault() -> None:
+    # On the CPU a host read waits for nothing queued: the habit is still named (it stalls
+    # every step on a GPU), at "info"; with CUDA memory readings it stays a warning.
+    def run(kind: str) -> list[StepRecord]:
+        return [StepRecord(step=i, loss=1.0, memory={"kind": kind},
+                           signals={"host_syncs": 1}) for i in range(1, 21)]
+
+    cpu = {f.code: f for f in diagnose(run("cpu-rss"))}["item-sync-in-loop"]
+    cuda = {f.code: f for f in diagnose(run("cuda"))}["item-sync-in-loop"]
+    assert cpu.severity == "info" and "free on this CPU run" in cpu.title
+    assert cuda.severity == "warning"
