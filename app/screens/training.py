@@ -103,6 +103,7 @@ class TrainingScreen(Screen):
         self._drawn_at = 0.0
         self._dirty: list[str] = []
         self._train_steps = 0
+        self._loss_seen = False
         self._state = ""
         self._series = {
             "loss": Series("train", "cyan"), "eval": Series("eval", "yellow"),
@@ -229,6 +230,7 @@ class TrainingScreen(Screen):
                 s["eval"].append(r.step, r.loss)
                 continue
             s["loss"].append(r.step, r.loss)
+            self._loss_seen = self._loss_seen or r.loss is not None  # NaN counts: it was found
             for i, lr in enumerate(r.lr):
                 while len(self._lr) <= i:
                     palette = ("cyan", "yellow", "green", "magenta", "red")
@@ -255,6 +257,11 @@ class TrainingScreen(Screen):
             s["scale"].append(r.step, amp.get("scale"))
             if amp.get("skipped"):
                 self._skipped.append(r.step)
+        if self._train_steps >= 3 and not self._loss_seen:
+            # Not "no data yet": the steps are here, the loss was never found in them.
+            self.query_one("#ch-loss", LineChart).empty_text = (
+                f"no loss found in {self._train_steps} steps: no nn loss module (nn.MSELoss, ...) "
+                "ran, and no variable named `loss` held it at optimizer.step()")
 
     def _draw_chart(self, chart_id: str) -> None:
         s = self._series

@@ -219,3 +219,21 @@ async def test_ctrl_q_quits_a_replay_at_once() -> None:
         await pilot.press("ctrl+q")
         await pilot.pause()
         assert not app.is_running
+
+
+async def test_a_run_whose_loss_was_never_found_says_so(tmp_path: Path) -> None:
+    import json
+
+    lines = []
+    for line in (RECORDS / "minimal_run.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event.get("type") == "step":
+            event["loss"] = None  # e.g. `l1 = F.mse_loss(...)`: no module, no `loss` variable
+        lines.append(json.dumps(event))
+    path = tmp_path / "no_loss.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        text = app.screen.query_one("#ch-loss", LineChart).empty_text
+        assert text.startswith("no loss found in 39 steps") and "`loss`" in text
