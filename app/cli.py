@@ -47,14 +47,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SCRIPT_OPTIONS_WITH_VALUE = {"--record", "--nproc", "--detail"}
+"""`run`'s own options that take a value (the script's path comes after their value)."""
+
+
+def _script_helps(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`tensorscope run train.py --help` means the script's --help, not run's: -h/--help
+    after the script's path are hidden from argparse (as placeholders that it passes on as
+    extra arguments) and restored for the script."""
+    if not argv or argv[0] != "run":
+        return argv, {}
+    out, helps, seen_script, skip = [argv[0]], {}, False, False
+    for item in argv[1:]:
+        if seen_script and item in ("-h", "--help"):
+            placeholder = f"\x00help{len(helps)}"
+            helps[placeholder] = item
+            out.append(placeholder)
+            continue
+        if not seen_script and not skip and not item.startswith("-"):
+            seen_script = True
+        skip = item in _SCRIPT_OPTIONS_WITH_VALUE and not skip
+        out.append(item)
+    return out, helps
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    argv, helps = _script_helps(argv)
     args, extra = parser.parse_known_args(argv)
     module = getattr(args, "_module", None)
     if extra and not getattr(module, "ACCEPTS_EXTRA", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.extra = extra
+    args.extra = [helps.get(item, item) for item in extra]
 
     from tensorscope.errors import UserError
 

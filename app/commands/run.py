@@ -19,6 +19,10 @@ ACCEPTS_EXTRA = True
 def configure(parser: argparse.ArgumentParser) -> None:
     # The script's own options pass through: "--rec" must not be taken for our --record.
     parser.allow_abbrev = False
+    parser.usage = ("%(prog)s SCRIPT.py [ARGS...] [--headless] [--record FILE] [--json] "
+                    "[--nproc N] [--detail {steps,sampled,full}]")
+    parser.epilog = ("Arguments after SCRIPT.py go to the script (its --help too), except the "
+                     "options above; after a bare -- everything goes to the script.")
     parser.add_argument("script", metavar="SCRIPT.py", help="the training script to run")
     parser.add_argument("--headless", action="store_true", help="no UI: run, record, summarise")
     parser.add_argument("--record", metavar="FILE", help="write every step as JSON Lines to FILE")
@@ -40,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     script = check_script(args.script)
     # Options after the script belong to the script, except ours (argparse put ours in args).
     script_args = list(args.extra)
+    if "--" in script_args:
+        script_args.remove("--")  # the separator itself is ours: what follows is the script's
     if args.headless or args.json:
         return _headless(script, script_args, args)
     source = _source(script, script_args, args, capture_output=True).start()

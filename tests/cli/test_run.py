@@ -154,3 +154,17 @@ def test_a_script_that_watches_itself_is_not_watched_twice(tmp_path: Path) -> No
     assert meta["end"]["watch"] == "the script's own watch()"
     # --detail full would hook every module; the script's own choice (two layers) won.
     assert all(set(r.modules) == {"0", "4"} for r in train)
+
+
+def test_help_and_arguments_after_the_script_are_the_scripts(tmp_path: Path) -> None:
+    script = tmp_path / "echo.py"
+    script.write_text("import sys\nprint('ARGS', sys.argv[1:])\n")
+    out = run_cli("run", "--headless", str(script), "--help")
+    assert out.returncode == 0 and "ARGS ['--help']" in out.stdout, out.stderr
+    # run's own options may follow the script; after a bare -- everything is the script's.
+    out = run_cli("run", "--record", str(tmp_path / "r.jsonl"), str(script), "-h", "--lr", "3",
+                  "--headless", "--", "--json")
+    assert out.returncode == 0 and "ARGS ['-h', '--lr', '3', '--json']" in out.stdout, out.stderr
+    assert (tmp_path / "r.jsonl").exists() and not out.stdout.strip().startswith("{")
+    usage = run_cli("run", "--help")
+    assert usage.returncode == 0 and "SCRIPT.py [ARGS...]" in usage.stdout
