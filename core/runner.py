@@ -109,6 +109,9 @@ class Instrumentation:
         self._eval_phases_probed = 0
         self._grad_norm: Any = None
         self._held_first: StepRecord | None = None
+        self._model_event: dict[str, Any] | None = None
+        self._others: dict[int, str] = {}
+        """Optimizers stepping besides the charted one (id -> class name)."""
         """Step 1's record, until step 2's says whether the script clips (see _flush)."""
         self._batch: int | None = None
         self._autocast: str | None = None
@@ -325,7 +328,8 @@ class Instrumentation:
             if self._listening:
                 return  # the watch's pre-hook, added just now, runs next and calls _before_step
         if optimizer is not self.optimizer:
-            return  # a second optimizer (GAN, ...): only the first is charted
+            self._note_other_optimizer(optimizer)  # a second optimizer: only the first is charted
+            return
         self._before_step(optimizer)
 
     def _before_step(self, optimizer: Any) -> None:
@@ -641,7 +645,9 @@ class Instrumentation:
         if not self._listening:
             self._switch_to_model_hooks()
         # Announced last: a sink that fails here must not leave the run without hooks.
-        self.emit({
+        for other in _other_optimizers(sys._getframe(1), optimizer):
+            self._others[id(other)] = type(other).__name__
+        self._model_event = {
             "type": "model",
             "model": type(best).__name__ if best is not None else None,
             "parameters": sum(p.numel() for p in best.parameters()) if best is not None else None,
@@ -652,7 +658,21 @@ class Instrumentation:
                                     if r() is not None}),
             "device": str(self._device),
             **length,
-        })
+        }
+        if self._others:
+            self._model_event["other_optimizers"] = list(self._others.values())
+        self.emit(dict(self._model_event))
+
+    def _note_other_optimizer(self, optimizer: Any) -> None:
+        """Another optimizer steps too (a GAN's second one, a second model): only the first
+        is charted. Said once per optimizer, by announcing the model again with its name.
+        Those in the script's variables are named at the first step already (the watch's
+        hooks are the charted optimizer's own, and see no other)."""
+        if id(optimizer) in self._others or self._model_event is None:
+            return
+        self._others[id(optimizer)] = type(optimizer).__name__
+        self._model_event["other_optimizers"] = list(self._others.values())
+        self.emit(dict(self._model_event))
 
     def _attach_watch(self, model: Any, optimizer: Any) -> None:
         try:
@@ -767,6 +787,22 @@ class Instrumentation:
                 return frame.f_locals.get(name)
             frame = frame.f_back
         return None
+
+
+def _other_optimizers(frame: Any, optimizer: Any) -> list[Any]:
+    """Optimizers other than ``optimizer`` among the calling frames' variables (a GAN's
+    second one, a second model's), in the order found."""
+    from torch.optim import Optimizer
+
+    found: dict[int, Any] = {}
+    depth = 0
+    while frame is not None and depth < 30:
+        for value in list(frame.f_locals.values()):
+            if isinstance(value, Optimizer) and value is not optimizer:
+                found.setdefault(id(value), value)
+        frame = frame.f_back
+        depth += 1
+    return list(found.values())
 
 
 def _find_scaler(frame: Any) -> Any:

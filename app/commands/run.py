@@ -136,6 +136,8 @@ def _headless(script: str, script_args: list[str], args: argparse.Namespace) -> 
             "findings": findings,
             "skipped_steps": sum(1 for r in snap.train if (r.amp or {}).get("skipped")),
             "eval_passes": sum(1 for r in snap.records if r.phase == "eval"),
+            # Optimizers that stepped besides the charted one: their steps are not counted.
+            "other_optimizers": (snap.model or {}).get("other_optimizers", []),
             "record": args.record,
             "doctor": doctor,
             **snap.counters,

@@ -312,6 +312,9 @@ class TrainingScreen(Screen):
             text.append(f"   {model['model']} ({fmt(model.get('parameters'))} params) · "
                         f"{model.get('optimizer')}" + (" · GradScaler" if model.get("scaler") else ""),
                         style="dim")
+        others = model.get("other_optimizers")
+        if others:
+            text.append(f"  (also steps: {', '.join(others)}, not charted)", style="yellow")
         if snap.exit_code is not None:
             text.append(f"   exit code {snap.exit_code}", style="bold red" if snap.exit_code else "bold")
         if snap.error:

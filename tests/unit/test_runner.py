@@ -275,3 +275,24 @@ def test_accumulated_steps_report_the_mean_micro_batch_loss_from_step_one(tmp_pa
             opt.step()
     steps = phase(events, "train")
     assert [e["loss"] for e in steps] == [pytest.approx(m, rel=1e-6) for m in means]
+
+
+@pytest.mark.parametrize("detail", ["steps", "sampled"])
+def test_a_second_optimizer_is_named_not_silently_ignored(tmp_path, detail) -> None:
+    torch.manual_seed(0)
+    first, second = nn.Linear(4, 2), nn.Linear(4, 1)
+    adam = torch.optim.Adam(first.parameters(), lr=1e-3)
+    sgd = torch.optim.SGD(second.parameters(), lr=0.1)
+    with instrumented(tmp_path, detail) as (instr, events):
+        for _ in range(4):
+            for model, opt in ((first, adam), (second, sgd), (second, sgd)):
+                opt.zero_grad()
+                model(torch.randn(8, 4)).pow(2).mean().backward()
+                opt.step()
+    models = [e for e in events if e["type"] == "model"]
+    # Named at the first step (it is one of the script's variables), and only once.
+    assert len(models) == 1 and models[0]["optimizer"] == "Adam"
+    assert models[0]["other_optimizers"] == ["SGD"]
+    assert [e["step"] for e in phase(events, "train")] == [1, 2, 3, 4]  # Adam's steps only
+    assert instr.hook_errors == 0
+
