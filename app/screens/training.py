@@ -93,7 +93,8 @@ class TrainingScreen(Screen):
     """
     BINDINGS = [
         Binding("p", "toggle_pause", "Pause/resume"),
-        Binding("q", "quit_run", "Quit"),
+        # Not in the footer: the app's ctrl+q, shown there, asks the same question.
+        Binding("q", "quit_run", "Quit", show=False),
     ]
 
     def __init__(self) -> None:
@@ -147,7 +148,8 @@ class TrainingScreen(Screen):
             with Vertical(id="tr-modules-box"):
                 yield DataTable(id="tr-modules", cursor_type="row", zebra_stripes=True)
                 yield Histogram(id="tr-hist")
-            yield RichLog(id="tr-log", wrap=False, markup=False, max_lines=2000)
+            yield RichLog(id="tr-log", wrap=True, markup=False, max_lines=2000,
+                          min_width=20)  # wrap at the panel's width, not 78
         yield SteadyFooter()
 
     def _empty_text(self) -> Text:
@@ -199,6 +201,8 @@ class TrainingScreen(Screen):
         if (now - self._drawn_at < CHART_EVERY_S and snap.state == self._state
                 and not snap.finished):
             return
+        if snap.state != self._state:
+            self.refresh_bindings()  # p appears or goes with the script (see check_action)
         self._drawn_at, self._state = now, snap.state
         self._version = snap.version
         with self.app.batch_update():
@@ -283,7 +287,7 @@ class TrainingScreen(Screen):
             chart.set_data([s["data"], s["compute"]])
         elif chart_id == "ch-mem":
             if self._memory_kind == "cpu-rss":
-                chart.border_title = "memory: process resident set (CPU has no allocator counters)"
+                chart.border_title = "memory: process RSS (no allocator on CPU)"
                 chart.set_data([s["rss"]])
             else:
                 chart.border_title = f"memory: {self._memory_kind or '?'} caching allocator"
@@ -386,8 +390,8 @@ class TrainingScreen(Screen):
             script = os.path.basename(str(meta.get("script", "?")))
             log.write(Text(f"recorded run of {script}", style="bold"))
             log.write(Text(f"{len(snap.records)} records read"
-                           + (f"; {snap.counters.get('dropped_lines')} incomplete or unreadable "
-                              "lines dropped" if snap.counters.get("dropped_lines") else ""),
+                           + (f"; {_count(snap.counters.get('dropped_lines'), 'incomplete or unreadable line')} dropped"
+                              if snap.counters.get("dropped_lines") else ""),
                            style="yellow" if snap.counters.get("dropped_lines") else "dim"))
             if not meta.get("ended"):
                 log.write(Text("the file ends without an end line: the run was cut off",
@@ -455,6 +459,13 @@ class TrainingScreen(Screen):
 
     # --- actions ---------------------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_pause":
+            # Only a script that runs can be paused: a replay or a finished run hides p.
+            run = self.app.context.run
+            return bool(run is not None and run.running)
+        return True
+
     def action_toggle_pause(self) -> None:
         source = self.app.context.run
         if source is None or not source.running:
@@ -501,6 +512,10 @@ def _cell(key: str, value: object) -> Text:
     if key == "nonfinite" and value:
         return Text(str(value), style="bold red")  # inf/NaN in a module's output
     return Text(str(value) if isinstance(value, int) else fmt(value))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _clock(seconds: float) -> str:

@@ -10,6 +10,7 @@ marks events (skipped AMP steps) as red ticks along the top row.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,7 +106,7 @@ class LineChart(Widget):
         # The line API with strips cached per data version: a repaint (focus change, a
         # key press elsewhere) costs a list lookup, not a re-layout of thousands of spans.
         key = (self.version, self.content_size, len(self.markers), self.marker_label,
-               self.rich_style)
+               self.rich_style, self.empty_text)
         if getattr(self, "_cache_key", None) != key:
             self._cache_key, self._strips = key, self._to_strips(self._draw())
         width = self.content_size.width
@@ -131,13 +132,18 @@ class LineChart(Widget):
             strips.append(Strip(segments).crop_extend(0, width, base))
         return strips
 
+    def _empty(self, width: int) -> Text:
+        # Wrapped to the chart's width: these say why a chart is empty, and a cut-off
+        # reason ("no GradScaler seen in this run (AMP scale and ski") says nothing.
+        return Text("\n".join(textwrap.wrap(self.empty_text, max(width, 8))), style="dim")
+
     def _draw(self) -> Text:
         width, height = self.content_size.width, self.content_size.height
         drawn = [s for s in self.series if s.ys]
         if width < 8 or height < 2:
             return Text("")
         if not drawn:
-            return Text(self.empty_text, style="dim")
+            return self._empty(width)
         legend = self._legend(drawn, width)
         plot_h = max(1, height - 1)
         label_w = 9
@@ -146,7 +152,7 @@ class LineChart(Widget):
         finite = [a[2][np.isfinite(a[2])] for a in arrays]
         finite = [f for f in finite if f.size]
         if not finite:
-            return Text(self.empty_text, style="dim")
+            return self._empty(width)
         lo, hi = min(float(f.min()) for f in finite), max(float(f.max()) for f in finite)
         if hi - lo < 1e-12:
             pad = abs(hi) * 0.05 or 1.0
