@@ -107,6 +107,12 @@ record ``grad_norm`` as None: never an estimate. Detail steps, the first steps a
 ``max_overhead=None`` always take it. On an accelerator the pass is queued, costs its launch
 only, and so is taken every step."""
 
+WIDE_NORM_SCALE = 2.0 ** 32
+"""From this GradScaler scale up, backward-time norms (of still-scaled gradients) are summed
+in float64: float32 squares overflow once scale x |grad| passes ~1.8e19, and a scale that
+doubles every 2,000 clean steps gets there in a long run (the record divides the scale
+out afterwards). Below it float64 would only cost: 3x the pass on a CPU."""
+
 NORM_ALWAYS_S = 0.00005
 """A pass over the gradients cheaper than this is taken every step, whatever the share: it
 costs less than the rest of a plain step's bookkeeping, and small models (the syllabus's
@@ -574,8 +580,13 @@ class WatchSession:
             if named:
                 grads = [g for _, g in named]
                 begin = hook_clock()
+                # Until a scale has been read (the first step), any scaler may be a big one.
+                scale = self._prev_scale
+                wide = (scale >= WIDE_NORM_SCALE if scale is not None
+                        else self.scaler is not None and bool(self._scaler_tensors()))
                 with torch.no_grad():  # grads made with create_graph=True need no graph here
-                    norms = torch._foreach_norm(grads)
+                    norms = (torch._foreach_norm(grads, 2, dtype=torch.float64) if wide
+                             else torch._foreach_norm(grads))
                 self._norm_time += hook_clock() - begin
                 self._norm_passes += 1
                 self._grad_norms = ([n for n, _ in named], list(norms))

@@ -323,6 +323,27 @@ def test_grad_scaler_amp_fields_and_unscaled_grad_norm() -> None:
     assert rec.grad_norm_clipped is None
 
 
+def test_a_huge_grad_scaler_scale_still_gives_a_finite_unscaled_norm() -> None:
+    # A long run's scale keeps doubling: at 2**100, scaled float32 gradients are finite
+    # but their squares are not, so a float32 norm of them is inf.
+    torch.manual_seed(0)
+    model = nn.Linear(64, 8)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 100, growth_interval=10**6)
+    true = []
+    with tensorscope.watch(model, opt, scaler) as session:
+        for _ in range(6):
+            opt.zero_grad()
+            scaler.scale(model(torch.randn(32, 64)).pow(2).mean()).backward()
+            scaler.unscale_(opt)
+            true.append(float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])))
+            scaler.step(opt)
+            scaler.update()
+    norms = [r.grad_norm for r in session.records]
+    assert all(r.amp["scale"] == 2.0 ** 100 and not r.amp["skipped"] for r in session.records)
+    assert norms == [pytest.approx(t, rel=1e-5) for t in true]
+
+
 def test_clipping_reported_separately() -> None:
     model = nn.Linear(4, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
