@@ -100,8 +100,6 @@ class Instrumentation:
         self._roots: dict[int, weakref.ref] = {}
         self._loss_modules: dict[int, weakref.ref] = {}
         self._loss: Any = None
-        self._train_losses: list[Any] = []
-        self._losses_ambiguous = False
         self._loss_source: str | None = None
         self._eval_losses: list[Any] = []
         self._eval_forwards = 0
@@ -280,18 +278,7 @@ class Instrumentation:
             self._eval_losses.append(output.detach())
             return
         self._loss = output.detach()
-        self._train_losses.append(self._loss)
         self._loss_source = "a loss module"
-
-    def _step_loss(self) -> Any:
-        """This step's loss for the runner's own record: the mean of the criterion calls
-        since the last step (gradient accumulation), as the watch reports it."""
-        parts = self._train_losses
-        if len(parts) <= 1 or self._losses_ambiguous:
-            return self._loss
-        import torch
-
-        return torch.stack([p.float().reshape(()) for p in parts]).mean()
 
     def _on_watch_loss(self, module: Any, output: Any) -> None:
         """A criterion the watch hooks ran: the script's loss if it is not the model's own."""
@@ -374,7 +361,7 @@ class Instrumentation:
 
     def _own_step(self, now: float, checksum: Any = None) -> None:
         """This step's record from the runner's own fetch (no watch record to complete)."""
-        values = self._fetch(self._step_loss(), self._grad_norm, checksum)
+        values = self._fetch(self._loss, self._grad_norm, checksum)
         loss, grad_norm, scale, tracker = values[:4]
         record = self._record(now, loss, grad_norm)
         if checksum is not None and values[4] is not None:
@@ -397,8 +384,6 @@ class Instrumentation:
                           "autocast_dtype": self._autocast}
         self._pending = record
         self._loss = None
-        self._train_losses = []
-        self._losses_ambiguous = False
         self._grad_norm = None
         self._t_forward = None
         self._t_step_end = now
@@ -420,10 +405,10 @@ class Instrumentation:
             # iteration's own loss, batch and timing are the runner's (one extra fetch, on
             # the step after a skip only).
             self._skip_since_step = False
-            record.loss = self._fetch(self._step_loss(), None)[0] if self._loss is not None else None
+            record.loss = self._fetch(self._loss, None)[0] if self._loss is not None else None
             self._timing(record, now)
         if record.loss is None and self._loss is not None:
-            record.loss = self._fetch(self._step_loss(), None)[0]  # the script's own watch() had no loss
+            record.loss = self._fetch(self._loss, None)[0]  # the script's own watch() had no loss
         if record.loss is not None and self._loss_source is None:
             self._loss_source = "a loss module"
         record.step = self.step
@@ -541,13 +526,9 @@ class Instrumentation:
         if self.scaler is None and self._scaler_scans < 50:
             self._scaler_scans += 1
             self.scaler = _find_scaler(sys._getframe(1))
-        if self.scaler is not None and self.optimizer is None:
-            # Before the first step a skipped iteration looks like accumulation (no scale to
-            # compare with yet): step 1 reports its last loss, not a mean over both.
-            self._losses_ambiguous = True
         if self.scaler is None or self.optimizer is None:
             return
-        loss, _, scale, tracker = self._fetch(self._step_loss(), None)
+        loss, _, scale, tracker = self._fetch(self._loss, None)
         if scale is None or self._last_scale is None or scale >= self._last_scale:
             if scale is not None and self._last_scale is None:
                 self._last_scale = scale
@@ -562,8 +543,6 @@ class Instrumentation:
         self._pending = record
         self._skip_since_step = True  # the watch folds the skipped iteration into its next record
         self._loss = None
-        self._train_losses = []
-        self._losses_ambiguous = False
         self._grad_norm = None
         self._t_forward = None
         self._t_step_end = now

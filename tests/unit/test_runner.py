@@ -256,28 +256,6 @@ def test_step_one_keeps_its_norm_when_the_script_does_not_clip(tmp_path) -> None
 
 
 @pytest.mark.parametrize("detail", ["steps", "sampled"])
-def test_accumulated_steps_report_the_mean_micro_batch_loss_from_step_one(tmp_path, detail) -> None:
-    # Step 1 is the runner's own record, the others the watch's: the same definition.
-    torch.manual_seed(0)
-    model = nn.Linear(4, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    crit = nn.CrossEntropyLoss()
-    means = []
-    with instrumented(tmp_path, detail) as (_, events):
-        for _ in range(3):
-            opt.zero_grad()
-            parts = []
-            for _ in range(4):
-                loss = crit(model(torch.randn(8, 4)), torch.randint(0, 2, (8,)))
-                (loss / 4).backward()
-                parts.append(loss.item())
-            means.append(sum(parts) / 4)
-            opt.step()
-    steps = phase(events, "train")
-    assert [e["loss"] for e in steps] == [pytest.approx(m, rel=1e-6) for m in means]
-
-
-@pytest.mark.parametrize("detail", ["steps", "sampled"])
 def test_a_second_optimizer_is_named_not_silently_ignored(tmp_path, detail) -> None:
     torch.manual_seed(0)
     first, second = nn.Linear(4, 2), nn.Linear(4, 1)
