@@ -39,6 +39,7 @@ def main(argv: list[str]) -> int:
         code = _exit_code(exc.code)
     except BaseException as exc:  # the script crashed: report it the way Python would
         text = format_script_traceback(exc, script_path)
+        instr.flush_records()  # the steps before the crash go out before its error
         emit({"type": "error", "exc_type": type(exc).__name__, "message": str(exc),
               "traceback": text, "step": instr.step, "rank": rank})
         _record_for_launcher(exc)

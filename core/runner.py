@@ -19,8 +19,10 @@ statistics). Without a watch (one that failed to attach) the runner hooks the mo
 loss modules itself.
 
 Step 1 is measured by the runner alone (the watch attaches inside it), at the optimizer:
-after any clipping. Its record waits for step 2's, which says whether the script clips; if it
-does, step 1's norm is reported as the clipped one and its norm before clipping as unknown.
+after any clipping. Its record waits for the next one with a gradient norm (step 2's, unless
+GradScaler skipped it), which says whether the script clips; if it does, step 1's norm is
+reported as the clipped one and its norm before clipping as unknown. An evaluation, the end
+of the script or a crash sends it as it is.
 
 The loss is the output of a top-level loss module; a script with a functional loss
 (``F.cross_entropy``) gets its own variable named ``loss`` read at the optimizer step instead
@@ -64,6 +66,8 @@ runner's bookkeeping and the sender thread's JSON encoding come on top."""
 EVAL_PROBE_PHASES = 2
 """A criterion first used in evaluation, after the first optimizer step, is looked for
 during this many evaluation phases (a global module hook while they run)."""
+HOLD_MAX = 8
+"""Step 1's record waits for at most this many records after it (see _flush)."""
 MEMORY_EVERY_S = 0.1
 """Memory is a system call on CPU: read it at most ten times a second, not every step."""
 
@@ -106,11 +110,11 @@ class Instrumentation:
         self._eval_probe: Any = None
         self._eval_phases_probed = 0
         self._grad_norm: Any = None
-        self._held_first: StepRecord | None = None
+        self._held: list[StepRecord] = []
+        """Step 1's record and any after it, until one says whether the script clips (_flush)."""
         self._model_event: dict[str, Any] | None = None
         self._others: dict[int, str] = {}
         """Optimizers stepping besides the charted one (id -> class name)."""
-        """Step 1's record, until step 2's says whether the script clips (see _flush)."""
         self._batch: int | None = None
         self._autocast: str | None = None
         self._t_step_end: float | None = None
@@ -580,24 +584,37 @@ class Instrumentation:
                 record.grad_norm_clipped = detail.grad_norm_clipped
             if record.loss is None:
                 record.loss = detail.loss
-        held, self._held_first = self._held_first, None
-        if held is not None:
-            if held.grad_norm_clipped is None and record.grad_norm_clipped is not None:
-                # The script clips (seen on step 2): step 1's norm, taken at the optimizer,
-                # was the clipped one; the norm before clipping was gone by then.
-                held.grad_norm_clipped, held.grad_norm = held.grad_norm, None
-            self.emit(held.to_json())
+        if self._held:
+            self._held.append(record)
+            if record.grad_norm is None and len(self._held) < HOLD_MAX:
+                return  # a skipped or failed step says nothing about clipping: wait on
+            first = self._held[0]
+            if record.grad_norm is not None and record.grad_norm_clipped is not None:
+                # The script clips: step 1's norm, taken at the optimizer, was the clipped
+                # one; the norm before clipping was gone by then.
+                first.grad_norm_clipped, first.grad_norm = first.grad_norm, None
+            self._release_held()
+            return
         if record.step == 1 and record.grad_norm is not None and self._adopted is None:
             # (The script's own watch, attached before the loop, saw step 1's backward.)
-            self._held_first = record  # sent with step 2's record (or at the end)
+            self._held = [record]  # sent with the next record that has a norm (or sooner)
             return
         self.emit(record.to_json())
 
     def _release_held(self) -> None:
-        """Send a held step 1 as it is: something else must go out after it."""
-        held, self._held_first = self._held_first, None
-        if held is not None:
-            self.emit(held.to_json())
+        """Send held records as they are, in order: something else must go out after them."""
+        held, self._held = self._held, []
+        for record in held:
+            self.emit(record.to_json())
+
+    def flush_records(self) -> None:
+        """Send every record that waits (the pending one, a held step 1) now: the script
+        crashed, and its error must come after its steps."""
+        try:
+            self._flush()
+            self._release_held()
+        except Exception:
+            self.hook_errors += 1
 
     # --- discovery of model, scaler and watch -------------------------------------------
 

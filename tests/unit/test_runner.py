@@ -274,3 +274,54 @@ def test_a_second_optimizer_is_named_not_silently_ignored(tmp_path, detail) -> N
     assert [e["step"] for e in phase(events, "train")] == [1, 2, 3, 4]  # Adam's steps only
     assert instr.hook_errors == 0
 
+
+
+def test_step_one_waits_past_a_skipped_step_for_the_clipping_verdict(tmp_path) -> None:
+    # GradScaler skips step 2: its record has no norm, so it cannot say whether the script
+    # clips; step 1 waits (in order) for step 3's.
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    crit = nn.MSELoss()  # a loss module: the skip is seen through it
+    before = []
+    with instrumented(tmp_path, "sampled") as (_, events):
+        for i in range(5):
+            opt.zero_grad()
+            x = torch.randn(8, 4)
+            loss = crit(model(x), 50 * x.sum(1, keepdim=True))
+            scaler.scale(loss).backward()
+            if i == 1:
+                model.weight.grad[0, 0] = float("inf")
+            scaler.unscale_(opt)
+            before.append(float(nn.utils.clip_grad_norm_(model.parameters(), 0.5)))
+            scaler.step(opt)
+            scaler.update()
+    steps = phase(events, "train")
+    assert [e["step"] for e in steps] == [1, 2, 3, 4, 5]
+    assert [bool((e["amp"] or {}).get("skipped")) for e in steps] == [False, True, False, False, False]
+    assert steps[0]["grad_norm"] is None
+    assert steps[0]["grad_norm_clipped"] == pytest.approx(0.5, rel=1e-5)
+    assert steps[2]["grad_norm"] == pytest.approx(before[2], rel=1e-5)
+
+
+def test_a_crash_after_step_one_is_reported_after_it(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "dies.py"
+    script.write_text(
+        "import torch\nfrom torch import nn\n"
+        "model = nn.Linear(4, 1); opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for i in range(2):\n"
+        "    opt.zero_grad()\n"
+        "    loss = nn.functional.mse_loss(model(torch.randn(8, 4 if i == 0 else 5)), torch.zeros(8, 1))\n"
+        "    loss.backward(); opt.step()\n")
+    record = tmp_path / "r.jsonl"
+    out = subprocess.run([sys.executable, "-m", "tensorscope", "run", "--headless", "--record",
+                          str(record), str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    import json
+
+    kinds = [json.loads(line)["type"] for line in record.read_text().splitlines()]
+    assert kinds.index("step") < kinds.index("error"), kinds
