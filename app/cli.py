@@ -59,7 +59,7 @@ def _script_helps(argv: list[str]) -> tuple[list[str], dict[str, str]]:
         return argv, {}
     out, helps, seen_script, skip = [argv[0]], {}, False, False
     for item in argv[1:]:
-        if seen_script and item in ("-h", "--help"):
+        if seen_script and not skip and item in ("-h", "--help"):
             placeholder = f"\x00help{len(helps)}"
             helps[placeholder] = item
             out.append(placeholder)
@@ -79,7 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = getattr(args, "_module", None)
     if extra and not getattr(module, "ACCEPTS_EXTRA", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.extra = [helps.get(item, item) for item in extra]
+    extra = [helps.get(item, item) for item in extra]
+    if "--" in extra and extra.count("--") == argv.count("--"):
+        # argparse kept the separator (where it is placed decides): it is ours, not the
+        # script's; when argparse took it, any "--" left is the script's own.
+        extra.remove("--")
+    args.extra = extra
 
     from tensorscope.errors import UserError
 

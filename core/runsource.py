@@ -47,10 +47,23 @@ class RunSnapshot:
     meta: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] | None = None
     output: tuple[str, ...] = ()
+    """The script's last MAX_OUTPUT_LINES lines of output."""
+    output_total: int = 0
+    """Lines the script has printed in all (0: as many as ``output`` holds)."""
     counters: dict[str, int] = field(default_factory=dict)
     """malformed / refused frames, dropped events, hook errors, dropped record lines."""
     version: int = 0
     """Grows with every change: the UI redraws only when it moved."""
+
+    def output_since(self, seen: int) -> tuple[tuple[str, ...], int]:
+        """The lines printed after the first ``seen`` (counted over the whole run, so past
+        the window ``output`` keeps), and how many of them fell out of that window."""
+        total = self.output_total or len(self.output)
+        new = total - seen
+        if new <= 0:
+            return (), 0
+        kept = min(new, len(self.output))
+        return self.output[len(self.output) - kept:], new - kept
 
     @property
     def train(self) -> list[StepRecord]:
@@ -92,6 +105,7 @@ class LiveRun:
         self._lock = threading.Lock()
         self._records: deque[StepRecord] = deque(maxlen=MAX_RECORDS)
         self._output: deque[str] = deque(maxlen=MAX_OUTPUT_LINES)
+        self._output_total = 0
         self._meta: dict[str, Any] = {"script": script, "argv": self.args}
         self._model: dict[str, Any] | None = None
         self._error: dict[str, Any] | None = None
@@ -140,6 +154,7 @@ class LiveRun:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             with self._lock:
                 self._output.append(line)
+                self._output_total += 1
                 self._version += 1
 
     def _wait(self) -> None:
@@ -252,7 +267,8 @@ class LiveRun:
             return RunSnapshot(
                 source="live", label=os.path.basename(self.script), records=tuple(self._records),
                 state=state, exit_code=self._exit_code, error=self._error, meta=meta,
-                model=self._model, output=tuple(self._output), counters=counters,
+                model=self._model, output=tuple(self._output),
+                output_total=self._output_total, counters=counters,
                 version=self._version,
             )
 

@@ -44,8 +44,6 @@ def run(args: argparse.Namespace) -> int:
     script = check_script(args.script)
     # Options after the script belong to the script, except ours (argparse put ours in args).
     script_args = list(args.extra)
-    if "--" in script_args:
-        script_args.remove("--")  # the separator itself is ours: what follows is the script's
     if args.headless or args.json:
         return _headless(script, script_args, args)
     source = _source(script, script_args, args, capture_output=True).start()
@@ -61,7 +59,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _after_ui(source) -> int:
     """The UI closed: stop the script if the user chose so, else let it finish undisturbed."""
-    shown = len(source.snapshot().output)
+    snap = source.snapshot()
+    shown = snap.output_total or len(snap.output)
+    # From here Ctrl-C reaches the script too (one process group): it decides what that
+    # means; we wait, as --headless does, and pass its output and exit code on.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return _finish_after_ui(source, shown)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _finish_after_ui(source, shown: int) -> int:
     if source.running and source.quit_choice == "stop":
         source.stop()
     elif source.running:
@@ -70,37 +79,35 @@ def _after_ui(source) -> int:
             resume()  # left paused, "goes on" would be a lie: it would stay stopped for good
         sys.stderr.write("tensorscope: the UI closed; the script goes on (its output follows)\n")
     relayed_from = shown
-    # Keep relaying the script's output until it ends, so its pipes never break. Ctrl-C
-    # reaches the script too (one process group): it decides what that means; we wait, as
-    # --headless does, and pass its output and exit code on.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        while source.wait(0.2) is None:
-            shown = _relay(source, shown)
+    # Keep relaying the script's output until it ends, so its pipes never break.
+    while source.wait(0.2) is None:
         shown = _relay(source, shown)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    shown = _relay(source, shown)
     source.close()
-    error = source.snapshot().error
-    traceback = (error or {}).get("traceback")
-    if traceback and not _relayed(traceback, source.snapshot().output[relayed_from:]):
+    snap = source.snapshot()
+    traceback = (snap.error or {}).get("traceback")
+    if traceback and not _relayed(traceback, snap.output_since(relayed_from)[0]):
         # The UI showed it; the terminal keeps it too, as `python script.py` would have
         # (unless the script's own stderr, relayed above, already printed it).
         sys.stderr.write(traceback)
     return int(source.wait() or 0)
 
 
-def _relayed(traceback: str, lines: list[str]) -> bool:
+def _relayed(traceback: str, lines: tuple[str, ...]) -> bool:
     last = traceback.rstrip().splitlines()[-1:] if traceback.strip() else []
     return bool(last) and last[0] in lines
 
 
 def _relay(source, shown: int) -> int:
-    output = source.snapshot().output
-    for line in output[shown:]:
+    """Print the lines after the first ``shown`` the script printed; the new count."""
+    snap = source.snapshot()
+    lines, missed = snap.output_since(shown)
+    if missed:
+        sys.stdout.write(f"tensorscope: {missed} lines of the script's output were not kept\n")
+    for line in lines:
         sys.stdout.write(line + "\n")
     sys.stdout.flush()
-    return len(output)
+    return snap.output_total or len(snap.output)
 
 
 def _source(script: str, script_args: list[str], args: argparse.Namespace, *,

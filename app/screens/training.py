@@ -380,11 +380,12 @@ class TrainingScreen(Screen):
         log = self.query_one("#tr-log", RichLog)
         shown = getattr(self, "_log_shown", 0)
         lines = snap.output
-        if shown > len(lines):
-            shown = 0
-        for line in lines[shown:]:
+        # Counted over the whole run: the snapshot keeps only the last lines, and an index
+        # into them stops moving once the window is full.
+        new, _ = snap.output_since(max(shown, 0))
+        for line in new:
             log.write(Text(line))
-        self._log_shown = len(lines)
+        self._log_shown = snap.output_total or len(lines)
         if snap.source == "replay" and shown == 0 and not lines:
             meta = snap.meta
             script = os.path.basename(str(meta.get("script", "?")))

@@ -166,5 +166,7 @@ def test_help_and_arguments_after_the_script_are_the_scripts(tmp_path: Path) -> 
                   "--headless", "--", "--json")
     assert out.returncode == 0 and "ARGS ['-h', '--lr', '3', '--json']" in out.stdout, out.stderr
     assert (tmp_path / "r.jsonl").exists() and not out.stdout.strip().startswith("{")
+    out = run_cli("run", "--headless", str(script), "--", "--a", "--", "--b")
+    assert "ARGS ['--a', '--', '--b']" in out.stdout  # the script's own -- is kept
     usage = run_cli("run", "--help")
     assert usage.returncode == 0 and "SCRIPT.py [ARGS...]" in usage.stdout

@@ -70,3 +70,26 @@ def test_stopping_prints_the_scripts_traceback_once(tmp_path: Path, capsys) -> N
     assert code == 130
     both = captured.out + captured.err
     assert both.count("KeyboardInterrupt") == 1, both
+
+
+def test_output_past_the_kept_window_is_still_relayed(capsys) -> None:
+    # The run keeps its last MAX_OUTPUT_LINES lines; a count into that window stops moving
+    # once it is full, so lines are counted over the whole run.
+    from tensorscope.app.commands.run import _relay
+    from tensorscope.runsource import RunSnapshot
+
+    class Source:
+        def __init__(self, total: int, window: int) -> None:
+            self.snap = RunSnapshot(source="live", label="x", records=(), state="running",
+                                    output=tuple(f"line {i}" for i in range(total - window, total)),
+                                    output_total=total)
+
+        def snapshot(self) -> RunSnapshot:
+            return self.snap
+
+    assert _relay(Source(5003, 5000), 5000) == 5003
+    assert capsys.readouterr().out.split("\n")[:3] == ["line 5000", "line 5001", "line 5002"]
+    assert _relay(Source(9000, 5000), 3000) == 9000  # 6000 new, 5000 kept
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "tensorscope: 1000 lines of the script's output were not kept"
+    assert out[1] == "line 4000" and len(out) == 5001
