@@ -30,19 +30,21 @@ time.sleep(60)
 """
 
 
-def _started(source: LiveRun, text: str) -> None:
+def _started(tmp_path: Path, code: str, text: str) -> LiveRun:
+    """``code`` running under LiveRun (output captured), once it has printed ``text``."""
+    script = tmp_path / "script.py"
+    script.write_text(code)
+    source = LiveRun(str(script), [], capture_output=True).start()
     end = time.monotonic() + 30
     while not any(text in line for line in source.snapshot().output):
         assert time.monotonic() < end, "the script never printed " + text
         time.sleep(0.05)
+    return source
 
 
 @pytest.mark.slow
 def test_a_paused_script_left_running_is_resumed(tmp_path: Path, capsys) -> None:
-    script = tmp_path / "slow.py"
-    script.write_text(SLOW)
-    source = LiveRun(str(script), [], capture_output=True).start()
-    _started(source, "tick 0")
+    source = _started(tmp_path, SLOW, "tick 0")
     assert source.pause()
     # Were it never resumed, _after_ui would wait forever: free it after 20 s so that the
     # test fails on the time taken instead of hanging.
@@ -60,10 +62,7 @@ def test_a_paused_script_left_running_is_resumed(tmp_path: Path, capsys) -> None
 
 @pytest.mark.slow
 def test_stopping_prints_the_scripts_traceback_once(tmp_path: Path, capsys) -> None:
-    script = tmp_path / "sleepy.py"
-    script.write_text(SLEEPY)
-    source = LiveRun(str(script), [], capture_output=True).start()
-    _started(source, "started")
+    source = _started(tmp_path, SLEEPY, "started")
     source.quit_choice = "stop"
     code = _after_ui(source)
     captured = capsys.readouterr()

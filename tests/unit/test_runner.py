@@ -172,17 +172,27 @@ def test_with_its_watch_the_runner_keeps_no_hooks_of_its_own(tmp_path) -> None:
     assert len(evals) == 1 and evals[0]["loss"] == val.item() and evals[0]["step"] == 4
 
 
-def test_steps_detail_norm_equals_torchs_total_norm(tmp_path) -> None:
+def _linear_norms(tmp_path, detail: str, steps: int, evaluate: bool = False):
+    """A Linear model trained ``steps`` steps under run (an evaluation forward after them
+    when ``evaluate``): (events, the total gradient norm torch computes at each step)."""
     torch.manual_seed(0)
     model = nn.Linear(5, 3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     norms = []
-    with instrumented(tmp_path, "steps") as (_, events):
-        for _ in range(3):
+    with instrumented(tmp_path, detail) as (_, events):
+        for _ in range(steps):
             opt.zero_grad()
             nn.MSELoss()(model(torch.randn(4, 5)), torch.randn(4, 3)).backward()
             norms.append(float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])))
             opt.step()
+        if evaluate:
+            with torch.no_grad():
+                model(torch.randn(4, 5))
+    return events, norms
+
+
+def test_steps_detail_norm_equals_torchs_total_norm(tmp_path) -> None:
+    events, norms = _linear_norms(tmp_path, "steps", 3)
     steps = [e for e in events if e["type"] == "step"]
     assert [e["grad_norm"] for e in steps] == [pytest.approx(n, rel=1e-6) for n in norms]
 
@@ -236,18 +246,8 @@ def test_a_clipping_script_gets_its_norm_before_clipping_at_every_detail(tmp_pat
 
 
 def test_step_one_keeps_its_norm_when_the_script_does_not_clip(tmp_path) -> None:
-    torch.manual_seed(0)
-    model = nn.Linear(5, 3)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    norms = []
-    with instrumented(tmp_path, "sampled") as (_, events):
-        for _ in range(2):
-            opt.zero_grad()
-            nn.MSELoss()(model(torch.randn(4, 5)), torch.randn(4, 3)).backward()
-            norms.append(float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])))
-            opt.step()
-        with torch.no_grad():
-            model(torch.randn(4, 5))  # an evaluation after step 2: records stay in order
+    # With an evaluation after step 2: records stay in order.
+    events, norms = _linear_norms(tmp_path, "sampled", 2, evaluate=True)
     kinds = [(e["phase"], e["step"]) for e in events if e["type"] == "step"]
     assert kinds == [("train", 1), ("train", 2), ("eval", 2)]
     steps = phase(events, "train")
