@@ -80,8 +80,8 @@ class TrainingScreen(Screen):
     DEFAULT_CSS = """
     TrainingScreen #tr-status { height: 1; padding: 0 1; background: $boost; }
     TrainingScreen #tr-progress-row { height: 1; padding: 0 1; }
-    TrainingScreen #tr-progress-row Label { width: auto; margin-right: 1; color: $text-muted; }
-    TrainingScreen #tr-progress-row #tr-eta { width: 1fr; }
+    TrainingScreen #tr-progress-row > Label { width: auto; margin-right: 1; color: $text-muted; }
+    TrainingScreen #tr-progress-row > #tr-eta { width: 1fr; }
     TrainingScreen #tr-progress-row ProgressBar { width: 44; margin-right: 2; }
     TrainingScreen #tr-grid { grid-size: 3 3; grid-rows: 1fr 1fr 1fr; grid-columns: 1fr 1fr 1fr;
                               height: 1fr; }

@@ -246,3 +246,17 @@ async def test_pause_is_offered_only_while_a_script_runs() -> None:
         await pilot.pause()
         assert "p" not in replay.screen.active_bindings  # nothing to pause in a recording
     # (While a script runs, p pauses it: test_live_run_pauses_resumes_and_stays_up_after_the_end.)
+
+
+async def test_the_epoch_percentage_keeps_room_as_it_grows(tmp_path: Path) -> None:
+    # Sized to its first text ("15%"), the label would cut "100%" to "100" later on.
+    from textual.widgets._progress_bar import PercentageStatus
+
+    lines = (RECORDS / "minimal_run.jsonl").read_text().splitlines()
+    part = tmp_path / "part.jsonl"
+    part.write_text("\n".join(lines[:5]) + "\n")  # run, model, three steps: mid-epoch
+    app = make_app(AppContext(run=ReplayRun(str(part))), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        shown = [s for s in app.screen.query(PercentageStatus) if s.display]
+        assert shown and all(s.size.width >= len("100%") for s in shown)
