@@ -233,11 +233,11 @@ def _item_sync(records: Sequence[StepRecord]) -> Iterable[Finding]:
         # (it stalls every step once the model moves to a GPU), but not as a fault.
         severity = "info"
         title = ("The training loop reads tensors to the host every step (.item(), .cpu(), "
-                    "print of a tensor): free on this CPU run, a stall per step on a GPU")
+                 "print of a tensor): free on this CPU run, a stall per step on a GPU")
     else:
         severity = "warning"
         title = ("The training loop waits for the device every step (.item(), .cpu(), "
-                    "print of a tensor)")
+                 "print of a tensor)")
     yield Finding(
         "item-sync-in-loop", severity, title,
         {"steps_measured": len(measured), "steps_with_sync": len(syncing),

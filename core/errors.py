@@ -22,6 +22,13 @@ class UserError(Exception):
         return str(self)
 
 
+def syntax_error(path: str, exc: SyntaxError) -> UserError:
+    """A script that does not compile, with its line when Python knows it (not for a null
+    byte)."""
+    where = f" line {exc.lineno}" if exc.lineno else ""
+    return UserError(f"syntax error in {path}{where}: {exc.msg}")
+
+
 def one_line(exc: BaseException) -> str:
     """Describe any exception in one line, as ``Type: first meaningful line``.
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from tensorscope.errors import UserError, one_line
+from tensorscope.errors import UserError, one_line, syntax_error
 
 
 def base_namespace() -> dict[str, Any]:
@@ -106,8 +106,7 @@ def load_function(spec: str) -> Callable[..., Any]:
     try:
         loader_spec.loader.exec_module(module)
     except SyntaxError as exc:
-        where = f" line {exc.lineno}" if exc.lineno else ""  # None: e.g. a null byte
-        raise UserError(f"syntax error in {path_text}{where}: {exc.msg}") from None
+        raise syntax_error(path_text, exc) from None
     except BaseException as exc:
         raise UserError(f"importing {path_text} failed: {one_line(exc)}") from None
     func = getattr(module, func_name, None)

@@ -50,7 +50,7 @@ import sys
 import time
 import traceback
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from tensorscope.telemetry import StepRecord, autocast_dtype, memory_snapshot
 
@@ -82,9 +82,6 @@ class Instrumentation:
         self.script_path = os.path.abspath(script_path)
         self.emit = emit
         self.detail = detail
-        self.attach_watch = True
-        """Measure through a watch() session (with ``steps``, one without detail): the
-        runner's own hooks alone cannot see the norm before the script clips."""
         self._memory: dict[str, Any] | None = None
         self._memory_at = 0.0
         self.hook_errors = 0
@@ -636,7 +633,9 @@ class Instrumentation:
         self.scaler = _find_scaler(sys._getframe(1))
         length = _script_length(sys._getframe(1), self.script_path)
         self._remove_global()
-        if self.attach_watch and best is not None:
+        if best is not None:
+            # Every detail measures through a watch (``steps``: one without detail): the
+            # runner's own hooks alone cannot see the norm before the script clips.
             self._attach_watch(best, optimizer)
         if not self._listening:
             self._switch_to_model_hooks()
@@ -791,14 +790,18 @@ def _other_optimizers(frame: Any, optimizer: Any) -> list[Any]:
     from torch.optim import Optimizer
 
     found: dict[int, Any] = {}
-    depth = 0
-    while frame is not None and depth < 30:
-        for value in list(frame.f_locals.values()):
-            if isinstance(value, Optimizer) and value is not optimizer:
-                found.setdefault(id(value), value)
-        frame = frame.f_back
-        depth += 1
+    for value in _caller_values(frame):
+        if isinstance(value, Optimizer) and value is not optimizer:
+            found.setdefault(id(value), value)
     return list(found.values())
+
+
+def _caller_values(frame: Any, depth: int = 30) -> Iterator[Any]:
+    """The local variables of ``frame`` and of up to ``depth`` frames that called it."""
+    while frame is not None and depth > 0:
+        yield from list(frame.f_locals.values())
+        frame = frame.f_back
+        depth -= 1
 
 
 def _find_scaler(frame: Any) -> Any:
@@ -807,13 +810,9 @@ def _find_scaler(frame: Any) -> Any:
         from torch.amp import GradScaler
     except ImportError:
         return None
-    depth = 0
-    while frame is not None and depth < 30:
-        for value in list(frame.f_locals.values()):
-            if isinstance(value, GradScaler) and value.is_enabled():
-                return value
-        frame = frame.f_back
-        depth += 1
+    for value in _caller_values(frame):
+        if isinstance(value, GradScaler) and value.is_enabled():
+            return value
     return None
 
 

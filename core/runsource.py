@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from tensorscope.errors import UserError
+from tensorscope.errors import UserError, syntax_error
 from tensorscope.telemetry import JsonlSink, StepRecord, read_jsonl
 from tensorscope.transport import EventServer
 
@@ -55,11 +55,15 @@ class RunSnapshot:
     version: int = 0
     """Grows with every change: the UI redraws only when it moved."""
 
+    @property
+    def lines_printed(self) -> int:
+        """Lines the script has printed in all, kept or not."""
+        return self.output_total or len(self.output)
+
     def output_since(self, seen: int) -> tuple[tuple[str, ...], int]:
         """The lines printed after the first ``seen`` (counted over the whole run, so past
         the window ``output`` keeps), and how many of them fell out of that window."""
-        total = self.output_total or len(self.output)
-        new = total - seen
+        new = self.lines_printed - seen
         if new <= 0:
             return (), 0
         kept = min(new, len(self.output))
@@ -85,8 +89,7 @@ def check_script(path: str) -> str:
             source = handle.read()
         compile(source, path, "exec")
     except SyntaxError as exc:
-        where = f" line {exc.lineno}" if exc.lineno else ""  # None: e.g. a null byte
-        raise UserError(f"syntax error in {path}{where}: {exc.msg}") from None
+        raise syntax_error(path, exc) from None
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
     return os.path.abspath(path)

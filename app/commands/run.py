@@ -59,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _after_ui(source) -> int:
     """The UI closed: stop the script if the user chose so, else let it finish undisturbed."""
-    snap = source.snapshot()
-    shown = snap.output_total or len(snap.output)
+    shown = source.snapshot().lines_printed
     # From here Ctrl-C reaches the script too (one process group): it decides what that
     # means; we wait, as --headless does, and pass its output and exit code on.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -107,7 +106,7 @@ def _relay(source, shown: int) -> int:
     for line in lines:
         sys.stdout.write(line + "\n")
     sys.stdout.flush()
-    return snap.output_total or len(snap.output)
+    return snap.lines_printed
 
 
 def _source(script: str, script_args: list[str], args: argparse.Namespace, *,

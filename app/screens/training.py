@@ -385,15 +385,16 @@ class TrainingScreen(Screen):
         new, _ = snap.output_since(max(shown, 0))
         for line in new:
             log.write(Text(line))
-        self._log_shown = snap.output_total or len(lines)
+        self._log_shown = snap.lines_printed
         if snap.source == "replay" and shown == 0 and not lines:
             meta = snap.meta
             script = os.path.basename(str(meta.get("script", "?")))
+            dropped = snap.counters.get("dropped_lines") or 0
             log.write(Text(f"recorded run of {script}", style="bold"))
             log.write(Text(f"{len(snap.records)} records read"
-                           + (f"; {_count(snap.counters.get('dropped_lines'), 'incomplete or unreadable line')} dropped"
-                              if snap.counters.get("dropped_lines") else ""),
-                           style="yellow" if snap.counters.get("dropped_lines") else "dim"))
+                           + (f"; {dropped} incomplete or unreadable line{'s' if dropped != 1 else ''}"
+                              " dropped" if dropped else ""),
+                           style="yellow" if dropped else "dim"))
             if not meta.get("ended"):
                 log.write(Text("the file ends without an end line: the run was cut off",
                                style="yellow"))
@@ -513,10 +514,6 @@ def _cell(key: str, value: object) -> Text:
     if key == "nonfinite" and value:
         return Text(str(value), style="bold red")  # inf/NaN in a module's output
     return Text(str(value) if isinstance(value, int) else fmt(value))
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _clock(seconds: float) -> str:
