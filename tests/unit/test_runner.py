@@ -275,7 +275,6 @@ def test_a_second_optimizer_is_named_not_silently_ignored(tmp_path, detail) -> N
     assert instr.hook_errors == 0
 
 
-
 def test_step_one_waits_past_a_skipped_step_for_the_clipping_verdict(tmp_path) -> None:
     # GradScaler skips step 2: its record has no norm, so it cannot say whether the script
     # clips; step 1 waits (in order) for step 3's.
