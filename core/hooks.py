@@ -328,6 +328,10 @@ class HookSet:
     # -- per step ----------------------------------------------------------------------
     def take(self) -> "StepStats":
         """This step's pending stats (device tensors), clearing them and the output hooks."""
+        if not self._pending and not self._tensor_handles:
+            # Most steps under a budget record nothing: no lock to take. (Stats that land
+            # between this check and the next step are taken by the next call.)
+            return _NO_STATS
         with self._lock:
             pending, self._pending = self._pending, {}
             if pending:

@@ -129,6 +129,8 @@ class Instrumentation:
         self._adopted: Any = None
         self._group_rank: int | None = None
         self._inner: set[int] = set()
+        self._frame_depths: dict[Any, tuple[int, Any]] = {}
+        """Call site -> (depth, code) where the script's frame was last found (_script_frame)."""
         """ids of the model's own modules: a criterion among them is part of the model's
         forward (an auxiliary term), not the script's loss."""
 
@@ -283,9 +285,11 @@ class Instrumentation:
 
     def _on_watch_loss(self, module: Any, output: Any) -> None:
         """A criterion the watch hooks ran: the script's loss if it is not the model's own."""
-        if id(module) in self._inner:
+        key = id(module)
+        if key in self._inner:
             return
-        self._loss_modules.setdefault(id(module), weakref.ref(module))
+        if key not in self._loss_modules:  # (setdefault would build a weakref every step)
+            self._loss_modules[key] = weakref.ref(module)
         self._on_loss(output)
 
     def _probe_eval_loss(self, module: Any, args: Any, output: Any) -> None:
@@ -760,9 +764,8 @@ class Instrumentation:
         if self._group_rank is not None:
             return self._group_rank  # a process keeps its rank for as long as its group lives
         try:
-            import torch.distributed as dist
-
-            if dist.is_available() and dist.is_initialized():
+            dist = _distributed()
+            if dist is not None and dist.is_initialized():
                 self._group_rank = int(dist.get_rank())
                 return self._group_rank
         except Exception:
@@ -771,17 +774,56 @@ class Instrumentation:
 
     def _script_epoch(self) -> int | None:
         """The script's own ``epoch`` variable, read from its innermost frame, if it has one."""
-        value = self._script_local("epoch")
+        frame = self._script_frame()  # (called here, not via _script_local: see its site)
+        value = frame.f_locals.get("epoch") if frame is not None else None
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     def _script_local(self, name: str) -> Any:
         """``name`` in the script's innermost running frame (None when absent)."""
-        frame = sys._getframe(1)
+        frame = self._script_frame()
+        return frame.f_locals.get(name) if frame is not None else None
+
+    def _script_frame(self) -> Any:
+        """The script's innermost running frame, for the caller of _script_local (or of
+        _script_epoch).
+
+        The walk up to it goes through ~10 frames, each an object Python builds on demand,
+        on every step. The chain from a given hook to the script repeats from one step to
+        the next, so the depth found last time (per calling function) is tried first: the
+        frame there is taken if it runs the same script code as it did then; if not, walk.
+        """
+        site = sys._getframe(2).f_code  # who asked: each call site has its own depth
+        known = self._frame_depths.get(site)
+        if known is not None:
+            depth, code = known
+            try:
+                frame = sys._getframe(depth)
+            except ValueError:
+                frame = None
+            if frame is not None and frame.f_code is code:
+                return frame
+        frame, depth = sys._getframe(1), 1
         while frame is not None:
             if frame.f_code.co_filename == self.script_path:
-                return frame.f_locals.get(name)
-            frame = frame.f_back
+                if len(self._frame_depths) < 64:  # call sites are few; never grows unbounded
+                    self._frame_depths[site] = (depth, frame.f_code)
+                return frame
+            frame, depth = frame.f_back, depth + 1
         return None
+
+
+_DIST: Any = None
+
+
+def _distributed() -> Any:
+    """torch.distributed, imported once (None where this build lacks it): asked on every
+    step, where an import statement and is_available() cost more than the answer."""
+    global _DIST
+    if _DIST is None:
+        import torch.distributed as dist
+
+        _DIST = dist if dist.is_available() else False
+    return _DIST or None
 
 
 def _other_optimizers(frame: Any, optimizer: Any) -> list[Any]:

@@ -41,7 +41,7 @@ import types
 import weakref
 from contextlib import contextmanager
 from itertools import chain
-from operator import mul
+from operator import itemgetter, mul
 from typing import Any, Callable, Iterator
 
 import torch
@@ -135,6 +135,7 @@ _FLAT_GROUPS = frozenset({"grad", "clipped", "weights", "update"})
 
 _MAX_OUTPUT_HOOKS = 4
 """Float outputs of the model that get a gradient hook (to see each backward pass begin)."""
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 _LIVE: "weakref.WeakSet[WatchSession]" = weakref.WeakSet()
@@ -635,28 +636,49 @@ class WatchSession:
 
     def _measure_at_step(self) -> None:
         """Gradient norms as the optimizer sees them (and, on a plain CPU step, the fetch)."""
-        grads = [p.grad for _, p in self._trainable if p.grad is not None]
-        begin = hook_clock()
-        with torch.no_grad():
-            if not self._norm_due:
-                # Not this step's turn (see NORM_SHARE): no pass over the gradients.
-                self._grad_norms = ([], [])
-                self._clipped = None
-            elif not self._grad_norms[1]:
-                # No backward pass was seen through the model's outputs (a plain step; the
-                # loss built from a submodule; a backward outside this session): measure
-                # here, as the optimizer sees them — already unscaled and clipped.
-                names = [n for n, p in self._trainable if p.grad is not None]
-                self._grad_norms = (names, list(torch._foreach_norm(grads)) if grads else [])
-                self._norms_at_step = True
-                self._clipped = None
-            else:
-                # Norm as the optimizer sees it, always measured again: clipping through
-                # `.data` (p.grad.data.clamp_) changes values without bumping versions.
-                self._clipped = list(torch._foreach_norm(grads)) if grads else []
-        self._norm_time += hook_clock() - begin
-        if self._norm_due and grads:
+        # Plain loops and direct calls throughout: this runs right after the backward's
+        # kernels, where each Python call costs several times its warm price.
+        grads = []
+        for _, p in self._trainable:
+            grad = p.grad
+            if grad is not None:
+                grads.append(grad)
+        if not self._norm_due:
+            # Not this step's turn (see NORM_SHARE): no pass over the gradients.
+            self._grad_norms = ([], [])
+            self._clipped = None
+        elif grads:
+            begin = hook_clock()
+            # No graph for the norms (grads made with create_graph=True have one): what
+            # torch.no_grad() does, without its Python frames.
+            grad_mode = torch.is_grad_enabled()
+            torch._C._set_grad_enabled(False)
+            try:
+                if not self._grad_norms[1]:
+                    # No backward pass was seen through the model's outputs (a plain step;
+                    # the loss built from a submodule; a backward outside this session):
+                    # measure here, as the optimizer sees them — already unscaled and clipped.
+                    names = []
+                    for name, p in self._trainable:
+                        if p.grad is not None:
+                            names.append(name)
+                    self._grad_norms = (names, list(torch._foreach_norm(grads)))
+                    self._norms_at_step = True
+                    self._clipped = None
+                else:
+                    # Norm as the optimizer sees it, always measured again: clipping through
+                    # `.data` (p.grad.data.clamp_) changes values without bumping versions.
+                    self._clipped = list(torch._foreach_norm(grads))
+            finally:
+                torch._C._set_grad_enabled(grad_mode)
+            self._norm_time += hook_clock() - begin
             self._norm_passes += 1
+        elif not self._grad_norms[1]:
+            self._grad_norms = ([], [])
+            self._norms_at_step = True
+            self._clipped = None
+        else:
+            self._clipped = []
         if (not self.hooks.recording and self.extra_fetch is None and grads
                 and grads[0].device.type == "cpu"):
             # A plain step on the CPU: everything it records is known now, so fetch while
@@ -707,8 +729,12 @@ class WatchSession:
                 except Exception as exc2:
                     self._count_error(exc2)
         finally:
-            self._drop_output_hooks()
-            self._update_discovery(had_loss)
+            if self._output_handles:
+                self._drop_output_hooks()
+            if had_loss:
+                self._loss_seen = True
+            if self._discovery is not None or not had_loss:
+                self._update_discovery(had_loss)
             seen = self._first_forward is not None or self._backwards > 0
             # On an accelerator the fetch waits for the step's queued kernels: that wait is
             # the user's compute, not tensorscope's (UNTESTED here: no GPU on the build box).
@@ -736,7 +762,12 @@ class WatchSession:
                 self.records.append(record)
                 if len(self.records) > 2 * self.max_records:
                     del self.records[:-self.max_records]
-            for consumer in ([self.sink] if self.sink is not None else []) + self._observers:
+            if self.sink is not None:
+                try:
+                    self.sink(record)
+                except Exception as exc:
+                    self._count_error(exc)
+            for consumer in self._observers:
                 try:
                     consumer(record)
                 except Exception as exc:
@@ -751,7 +782,7 @@ class WatchSession:
         (``nn.CrossEntropyLoss()(out, y)``) gets a new module every time.
         """
         if had_loss:
-            self._loss_seen = True
+            self._loss_seen = True  # (also set by _end_step, which calls this only when needed)
         if self._discovery is not None:
             if self._step >= LOSS_DISCOVERY_STEPS and not self._keep_discovery:
                 self._discovery.remove()
@@ -841,11 +872,11 @@ class WatchSession:
         # model's 10 µs pass must not be spaced out because of it. Three readings first.
         if (self.max_overhead is not None and len(self._norm_costs) >= NORM_READINGS
                 and self._work_s and on_host):
-            per_pass = min(one for _, one in self._norm_costs)
+            per_pass = min(map(_second, self._norm_costs))  # map, not a generator: no frames
             if per_pass > self.norm_always_s:
                 budget = max(NORM_SHARE * max(self.max_overhead * _median(self._work_s),
                                               self.min_budget_s), self.norm_always_s)
-                cost = min(total for total, _ in self._norm_costs)
+                cost = min(map(_first, self._norm_costs))
                 wanted = -(-cost // budget)
                 gap = int(min(max(wanted, 1), 2 * self.norm_every, MAX_NORM_GAP))
         self.norm_every = gap
@@ -859,7 +890,6 @@ class WatchSession:
         now = time.perf_counter()
         self._step += 1
         detail = self._is_detail(self._step)
-        names = [n for n, _ in self._trainable]
         weights = update = None
         if detail and self._pre_weights_taken and self._update_buffers is not None:
             with torch.no_grad():
@@ -898,7 +928,7 @@ class WatchSession:
         # is not finite (the step's total says so), so that a plain record stays small.
         params: dict[str, dict[str, Any]] = {}
         if detail or (total is not None and not total < float("inf")):
-            for n in names:
+            for n, _ in self._trainable:
                 entry: dict[str, Any] = {}
                 if n in gnorm:
                     g = gnorm[n]
@@ -910,6 +940,7 @@ class WatchSession:
         # all changed", and a frozen weight would then never show.
         unchanged: list[str] | None = [] if got["weights"] else None
         if got["weights"]:
+            names = [n for n, _ in self._trainable]
             for n, w, u in zip(names, got["weights"], got["update"]):
                 params[n]["weight_norm"] = w
                 params[n]["update_ratio"] = u / w if w else None
@@ -919,9 +950,15 @@ class WatchSession:
         step_time = now - self._prev_end
         first = self._first_forward
         self._prev_end = now
-        lr = [float(g["lr"]) for g in self.optimizer.param_groups] if self.optimizer is not None else []
-        device = self._trainable[0][1].device if self._trainable else (
-            self._named_params[0][1].device if self._named_params else None)
+        lr = []
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:  # a loop: a comprehension is one more call
+                lr.append(float(group["lr"]))
+        memory = None
+        if self.record_memory:
+            device = self._trainable[0][1].device if self._trainable else (
+                self._named_params[0][1].device if self._named_params else None)
+            memory = self._memory(device)
         errors_now = self.errors - self._step_errors
         amp = None
         if scale_vals:
@@ -943,9 +980,9 @@ class WatchSession:
             step_time_s=step_time,
             data_time_s=(first - (now - step_time)) if first is not None else None,
             compute_time_s=(now - first) if first is not None else None,
-            memory=self._memory(device) if self.record_memory else None,
+            memory=memory,
             amp=amp,
-            modules=pending.decode(got["modules"]),
+            modules=pending.decode(got["modules"]) if pending.pending else {},
             params=params,
             signals={
                 # Measured on full steps only (None: not this step; see _reset_step).
@@ -974,17 +1011,21 @@ class WatchSession:
         # item(); elsewhere it stacks them with the loss into one copy). Plain loops, not
         # comprehensions: every Python call here runs cold, right after the step's kernels.
         parts = (_mean_loss(losses), self._grad_norms[1], self._clipped or (), weights or (),
-                 update or (), modules, self._scaler_tensors(), extra)
+                 update or (), modules, self._scaler_tensors() if self.scaler is not None else (),
+                 extra)
         flat: list[torch.Tensor] = []
         for part in parts:
-            flat.extend(part)
+            if part:
+                flat.extend(part)
         fetch_start = hook_clock()
         values = fetch(flat)
         if flat and flat[0].device.type != "cpu":
             self._device_wait += hook_clock() - fetch_start
-        got: dict[str, list[Any]] = {}
+        got: dict[str, Any] = dict.fromkeys(_FETCH_GROUPS, ())  # () for every empty group
         pos = 0
         for key, part in zip(_FETCH_GROUPS, parts):
+            if not part:
+                continue
             chunk = values[pos:pos + len(part)]
             pos += len(part)
             # norms: one flat list of floats per group; the rest: one list per tensor
