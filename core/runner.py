@@ -129,7 +129,7 @@ class Instrumentation:
         self._adopted: Any = None
         self._group_rank: int | None = None
         self._inner: set[int] = set()
-        self._frame_depths: dict[Any, tuple[int, Any]] = {}
+        self._frame_depths: dict[str, tuple[int, Any]] = {}
         """Call site -> (depth, code) where the script's frame was last found (_script_frame)."""
         """ids of the model's own modules: a criterion among them is part of the model's
         forward (an auxiliary term), not the script's loss."""
@@ -335,7 +335,7 @@ class Instrumentation:
         if self._loss is None:
             # No loss module ran (a functional loss such as F.cross_entropy): fall back on
             # the script's own variable named `loss`, if it holds a one-element tensor.
-            value = self._script_local("loss")
+            value = self._script_local("loss", "step")
             if isinstance(value, torch.Tensor) and value.numel() == 1:
                 self._loss = value.detach()
                 self._loss_source = "the script's `loss` variable"
@@ -417,7 +417,7 @@ class Instrumentation:
         if record.loss is not None and self._loss_source is None:
             self._loss_source = "a loss module"
         record.step = self.step
-        record.epoch = self._script_epoch()
+        record.epoch = self._script_epoch("watch")
         record.memory = self._memory_now()
         record.rank = self._rank()
         if self._batch and not record.batch_size:
@@ -459,7 +459,7 @@ class Instrumentation:
             except (KeyError, TypeError, ValueError):
                 lr.append(float("nan"))
         record = StepRecord(
-            step=self.step, loss=loss, epoch=self._script_epoch(), phase="train",
+            step=self.step, loss=loss, epoch=self._script_epoch("own"), phase="train",
             wall_time=time.time(), lr=lr, grad_norm=grad_norm,
             memory=self._memory_now(), rank=self._rank(),
             signals={"hook_errors": self.hook_errors, "loss_source": self._loss_source},
@@ -563,7 +563,7 @@ class Instrumentation:
         self._flush()
         self._release_held()  # records go out in order: step 1 before this evaluation
         self.emit(StepRecord(step=self.step, loss=loss, phase="eval", wall_time=time.time(),
-                             epoch=self._script_epoch(), rank=self._rank(),
+                             epoch=self._script_epoch("eval"), rank=self._rank(),
                              signals={"eval_forwards": self._eval_forwards}).to_json())
         self._eval_losses = []
         self._eval_forwards = 0
@@ -772,27 +772,28 @@ class Instrumentation:
             return None
         return self._env_rank
 
-    def _script_epoch(self) -> int | None:
-        """The script's own ``epoch`` variable, read from its innermost frame, if it has one."""
-        frame = self._script_frame()  # (called here, not via _script_local: see its site)
-        value = frame.f_locals.get("epoch") if frame is not None else None
+    def _script_epoch(self, site: str) -> int | None:
+        """The script's own ``epoch`` variable, read from its innermost frame, if it has one
+        (``site``: see _script_frame)."""
+        frame = self._script_frame(site)
+        value = _frame_local(frame, "epoch") if frame is not None else None
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-    def _script_local(self, name: str) -> Any:
+    def _script_local(self, name: str, site: str) -> Any:
         """``name`` in the script's innermost running frame (None when absent)."""
-        frame = self._script_frame()
-        return frame.f_locals.get(name) if frame is not None else None
+        frame = self._script_frame(site)
+        return _frame_local(frame, name) if frame is not None else None
 
-    def _script_frame(self) -> Any:
-        """The script's innermost running frame, for the caller of _script_local (or of
-        _script_epoch).
+    def _script_frame(self, site: str) -> Any:
+        """The script's innermost running frame, for a call from ``site`` (a name that each
+        place in this file asking for it passes, always through one of the two methods
+        above).
 
         The walk up to it goes through ~10 frames, each an object Python builds on demand,
-        on every step. The chain from a given hook to the script repeats from one step to
-        the next, so the depth found last time (per calling function) is tried first: the
-        frame there is taken if it runs the same script code as it did then; if not, walk.
+        on every step. The chain from a given place to the script repeats from one step to
+        the next, so the depth found last time from that site is tried first: the frame
+        there is taken if it runs the same script code as it did then; if not, walk.
         """
-        site = sys._getframe(2).f_code  # who asked: each call site has its own depth
         known = self._frame_depths.get(site)
         if known is not None:
             depth, code = known
@@ -805,8 +806,7 @@ class Instrumentation:
         frame, depth = sys._getframe(1), 1
         while frame is not None:
             if frame.f_code.co_filename == self.script_path:
-                if len(self._frame_depths) < 64:  # call sites are few; never grows unbounded
-                    self._frame_depths[site] = (depth, frame.f_code)
+                self._frame_depths[site] = (depth, frame.f_code)
                 return frame
             frame, depth = frame.f_back, depth + 1
         return None
@@ -841,9 +841,42 @@ def _other_optimizers(frame: Any, optimizer: Any) -> list[Any]:
 def _caller_values(frame: Any, depth: int = 30) -> Iterator[Any]:
     """The local variables of ``frame`` and of up to ``depth`` frames that called it."""
     while frame is not None and depth > 0:
-        yield from list(frame.f_locals.values())
+        yield from _frame_values(frame)
         frame = frame.f_back
         depth -= 1
+
+
+def _frame_local(frame: Any, name: str) -> Any:
+    """``name`` among ``frame``'s variables (None when absent), without keeping any alive."""
+    values = frame.f_locals
+    value = values.get(name)
+    _drop_snapshot(frame, values)
+    return value
+
+
+def _frame_values(frame: Any) -> list[Any]:
+    """``frame``'s variables, without keeping them alive (see _drop_snapshot)."""
+    values = frame.f_locals
+    found = list(values.values())
+    _drop_snapshot(frame, values)
+    return found
+
+
+def _drop_snapshot(frame: Any, values: Any) -> None:
+    """Empty the dict that reading ``f_locals`` of a function's frame filled.
+
+    Up to Python 3.12 that read copies every variable of the frame into a dict the frame
+    keeps: the script's ``batch``, ``out`` and ``loss`` of this step would then stay alive
+    through the whole next step (peak memory up by one step's tensors, and the previous
+    graph freed in tensorscope's hook instead of where the script drops it). Emptying it
+    changes nothing for the frame, whose own variables are the real ones; a module's
+    frame, whose f_locals are its globals, is left alone, and so is 3.13's live proxy.
+    """
+    if type(values) is dict and frame.f_code.co_flags & _CO_OPTIMIZED:
+        values.clear()
+
+
+_CO_OPTIMIZED = 0x0001  # inspect.CO_OPTIMIZED: a function's frame (variables in fast slots)
 
 
 def _find_scaler(frame: Any) -> Any:
@@ -873,7 +906,9 @@ def _script_length(frame: Any, script_path: str) -> dict[str, int]:
     out: dict[str, int] = {}
     while frame is not None:
         if frame.f_code.co_filename == script_path:
-            for value in list(frame.f_locals.values()):
+            values = frame.f_locals
+            names = {name: values.get(name) for name in _EPOCH_NAMES}
+            for value in _frame_values(frame):
                 if isinstance(value, DataLoader) and "batches_per_epoch" not in out:
                     try:
                         if isinstance(value.sampler, RandomSampler) or value.batch_sampler is None:
@@ -886,7 +921,7 @@ def _script_length(frame: Any, script_path: str) -> dict[str, int]:
                         if isinstance(number, int) and not isinstance(number, bool):
                             out["epochs"] = number
             for name in _EPOCH_NAMES:
-                number = frame.f_locals.get(name)
+                number = names[name]
                 if isinstance(number, int) and not isinstance(number, bool) and "epochs" not in out:
                     out["epochs"] = number
         frame = frame.f_back

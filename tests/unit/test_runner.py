@@ -324,3 +324,41 @@ def test_a_crash_after_step_one_is_reported_after_it(tmp_path) -> None:
 
     kinds = [json.loads(line)["type"] for line in record.read_text().splitlines()]
     assert kinds.index("step") < kinds.index("error"), kinds
+
+
+_KEEPS_BATCHES = '''
+import weakref
+import torch
+import torch.nn as nn
+
+
+def train(epochs):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = nn.MSELoss()
+    still_alive = []
+    previous = None
+    for epoch in range(epochs):
+        batch = torch.randn(8, 4)
+        # The script has dropped last step's batch: nothing else may hold it.
+        still_alive.append(previous is not None and previous() is not None)
+        previous = weakref.ref(batch)
+        opt.zero_grad()
+        loss_fn(model(batch), torch.zeros(8, 2)).backward()
+        opt.step()
+    return still_alive
+'''
+
+
+def test_reading_the_scripts_epoch_keeps_none_of_its_variables_alive(tmp_path) -> None:
+    # The epoch is read from the script's frame at every step; on Python <= 3.12 that read
+    # copies every variable of the frame into a dict the frame keeps, which held each
+    # step's batch (and output, and loss with its graph) through the whole next step.
+    namespace: dict = {}
+    exec(compile(_KEEPS_BATCHES, str(tmp_path / "script.py"), "exec"), namespace)
+    with instrumented(tmp_path) as (instr, events):
+        still_alive = namespace["train"](6)
+    assert still_alive == [False] * 6
+    assert [e["epoch"] for e in phase(events, "train")] == [0, 1, 2, 3, 4, 5]
+    assert instr.hook_errors == 0
