@@ -52,6 +52,8 @@ import traceback
 import weakref
 from typing import Any, Callable, Iterator
 
+import torch
+
 from tensorscope.telemetry import StepRecord, autocast_dtype, memory_snapshot
 
 SYNC_CHECK_EVERY = 10
@@ -83,7 +85,8 @@ class Instrumentation:
         self.emit = emit
         self.detail = detail
         self._memory: dict[str, Any] | None = None
-        self._memory_at = 0.0
+        self._memory_at = -float("inf")
+        self._rank_seen: int | None = None
         self.hook_errors = 0
         self.step = 0
         self.model: Any = None
@@ -92,7 +95,9 @@ class Instrumentation:
         self.watch_status = "not attached yet"
         self._watch_session: Any = None
         self._watched: Any = None
-        """The WatchSession this runner attached (None when adopting the script's own)."""
+        """The WatchSession this runner attached (None when adopting the script's own). While
+        there is one, it carries the runner's callbacks (see _attach_watch): no model, loss
+        or optimizer hooks of the runner's own stay installed."""
         self._watch_attached = False
         self._watch_record: StepRecord | None = None
         self._global_handles: list[Any] = []
@@ -133,12 +138,6 @@ class Instrumentation:
         """Call site -> (depth, code) where the script's frame was last found (_script_frame)."""
         """ids of the model's own modules: a criterion among them is part of the model's
         forward (an auxiliary term), not the script's loss."""
-
-    @property
-    def _listening(self) -> bool:
-        """The runner's own watch carries its callbacks (see _attach_watch): no model, loss or
-        optimizer hooks of the runner's own stay installed."""
-        return self._watched is not None
 
     # --- install / remove -------------------------------------------------------------
 
@@ -233,8 +232,6 @@ class Instrumentation:
     # --- per-iteration events -----------------------------------------------------------
 
     def _on_root_forward(self, module: Any, args: Any) -> None:
-        import torch
-
         now = time.perf_counter()
         evaluating = (not module.training) or (not torch.is_grad_enabled())
         if evaluating:
@@ -262,7 +259,7 @@ class Instrumentation:
             self._flush()
         if self._t_forward is None:
             self._t_forward = now
-            if self._listening:
+            if self._watched is not None:
                 return  # autocast and batch come with the watch's record
             self._autocast = autocast_dtype()
             for value in args if isinstance(args, tuple) else (args,):
@@ -272,8 +269,6 @@ class Instrumentation:
                     break
 
     def _on_loss(self, output: Any) -> None:
-        import torch
-
         if not isinstance(output, torch.Tensor) or output.numel() != 1:
             return
         if self._eval_forwards and ((self.model is not None and not self.model.training)
@@ -299,7 +294,7 @@ class Instrumentation:
             self._end_eval_probe()  # this evaluation uses a criterion already hooked
             return
         self._loss_modules[id(module)] = weakref.ref(module)
-        if self._listening:
+        if self._watched is not None:
             self._watched._hook_loss(module)
         else:
             self._handles.append(module.register_forward_hook(
@@ -313,11 +308,9 @@ class Instrumentation:
             probe.remove()
 
     def _opt_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        import torch
-
         if self.optimizer is None:
             self._discover(optimizer)
-            if self._listening:
+            if self._watched is not None:
                 return  # the watch's pre-hook, added just now, runs next and calls _before_step
         if optimizer is not self.optimizer:
             self._note_other_optimizer(optimizer)  # a second optimizer: only the first is charted
@@ -326,8 +319,6 @@ class Instrumentation:
 
     def _before_step(self, optimizer: Any) -> None:
         """The optimizer is about to step: the loss fallback, and the norm without a watch."""
-        import torch
-
         if self._eval_probe is not None:
             self._end_eval_probe()  # forwards that looked like evaluation were training ones
         if self._eval_forwards:
@@ -418,8 +409,10 @@ class Instrumentation:
             self._loss_source = "a loss module"
         record.step = self.step
         record.epoch = self._script_epoch("watch")
-        record.memory = self._memory_now()
-        record.rank = self._rank()
+        if now - self._memory_at >= MEMORY_EVERY_S:  # (checked here: most steps make no call)
+            record.memory, record.rank = self._slow_facts(now)
+        else:
+            record.memory, record.rank = None, self._rank_seen
         if self._batch and not record.batch_size:
             record.batch_size = self._batch
         signals = record.signals
@@ -430,7 +423,7 @@ class Instrumentation:
             record.signals["param_checksum"] = extra
         amp = detail.amp or {}
         scale, tracker = amp.get("scale"), amp.get("growth_tracker")
-        if self._listening and not first:  # the first step's forward ran before the watch
+        if self._watched is not None and not first:  # the first step's forward ran before the watch
             self._autocast = amp.get("autocast_dtype")
             self._batch = record.batch_size or self._batch
         self._end_step(record, now, scale, tracker)
@@ -452,6 +445,7 @@ class Instrumentation:
         record.samples_per_s = (self._batch / step_time) if self._batch and step_time else None
 
     def _record(self, now: float, loss: float | None, grad_norm: float | None) -> StepRecord:
+        memory, rank = self._slow_facts(now)
         lr = []
         for group in self.optimizer.param_groups:
             try:
@@ -461,7 +455,7 @@ class Instrumentation:
         record = StepRecord(
             step=self.step, loss=loss, epoch=self._script_epoch("own"), phase="train",
             wall_time=time.time(), lr=lr, grad_norm=grad_norm,
-            memory=self._memory_now(), rank=self._rank(),
+            memory=memory, rank=rank,
             signals={"hook_errors": self.hook_errors, "loss_source": self._loss_source},
         )
         self._timing(record, now)
@@ -484,13 +478,16 @@ class Instrumentation:
 
         return param_checksum(p for group in optimizer.param_groups for p in group["params"])
 
-    def _memory_now(self) -> dict[str, Any] | None:
-        """Memory, read at most every MEMORY_EVERY_S seconds (None on the steps between)."""
-        now = time.monotonic()
+    def _slow_facts(self, now: float) -> tuple[dict[str, Any] | None, int | None]:
+        """Memory and rank for a step ending at ``now`` (perf_counter), both read at most
+        every MEMORY_EVERY_S: memory is None on the steps between, the rank is the last one
+        read (it changes once at most, when the script starts its process group; asking
+        torch.distributed costs ~8 µs right after a step's kernels)."""
         if now - self._memory_at < MEMORY_EVERY_S:
-            return None
+            return None, self._rank_seen
         self._memory_at = now
-        return memory_snapshot(self._device)
+        self._rank_seen = self._rank()
+        return memory_snapshot(self._device), self._rank_seen
 
     def _fetch(self, loss: Any, grad_norm: Any, extra: Any = None) -> tuple[Any, ...]:
         """loss, grad norm, scale, growth tracker as Python numbers: one host sync.
@@ -498,8 +495,6 @@ class Instrumentation:
         With ``extra`` (a 1-D tensor), a fifth item holds its values as a list, fetched in
         the same sync.
         """
-        import torch
-
         parts = [loss, grad_norm]
         if self.scaler is not None:
             parts += [getattr(self.scaler, "_scale", None), getattr(self.scaler, "_growth_tracker", None)]
@@ -557,8 +552,6 @@ class Instrumentation:
             return
         loss = None
         if self._eval_losses:
-            import torch
-
             loss = float(torch.stack([v.float().reshape(()) for v in self._eval_losses]).mean())
         self._flush()
         self._release_held()  # records go out in order: step 1 before this evaluation
@@ -641,7 +634,7 @@ class Instrumentation:
             # Every detail measures through a watch (``steps``: one without detail): the
             # runner's own hooks alone cannot see the norm before the script clips.
             self._attach_watch(best, optimizer)
-        if not self._listening:
+        if self._watched is None:
             self._switch_to_model_hooks()
         # Announced last: a sink that fails here must not leave the run without hooks.
         for other in _other_optimizers(sys._getframe(1), optimizer):
@@ -708,9 +701,11 @@ class Instrumentation:
             # call the runner, and each step ends in the sink. The runner's global optimizer
             # hooks go once the first record arrives (removing them now, while PyTorch
             # iterates over them, would break the script's step).
-            watched.forward_listener = self._guard(self._on_root_forward)
-            watched.loss_listener = self._guard(self._on_watch_loss)
-            watched.step_listener = self._guard(self._before_step)
+            # (Not wrapped in _guard: the watch counts what they raise in its own errors,
+            # which each record's hook_errors adds in; a wrapper is a call more per step.)
+            watched.forward_listener = self._on_root_forward
+            watched.loss_listener = self._on_watch_loss
+            watched.step_listener = self._before_step
             watched.failed_step_listener = self._guard(self._on_failed_watch_step)
             for ref in self._loss_modules.values():
                 loss_module = ref()
@@ -727,7 +722,7 @@ class Instrumentation:
     def _on_failed_watch_step(self) -> None:
         """The watch could not build this step's record: count the step with the runner's
         own figures (loss, timing, AMP; no gradient norm) rather than lose it."""
-        if not self._listening:
+        if self._watched is None:
             return  # _opt_post runs next and fetches for itself
         self.hook_errors += 1
         self._retire_own_hooks()
@@ -744,7 +739,7 @@ class Instrumentation:
             handle.remove()
 
     def _on_watch_record(self, record: StepRecord) -> None:
-        if not self._listening:
+        if self._watched is None:
             self._watch_record = record  # merged by _opt_post, which runs next
             return
         try:
@@ -776,7 +771,12 @@ class Instrumentation:
         """The script's own ``epoch`` variable, read from its innermost frame, if it has one
         (``site``: see _script_frame)."""
         frame = self._script_frame(site)
-        value = _frame_local(frame, "epoch") if frame is not None else None
+        if frame is None:
+            return None
+        values = frame.f_locals  # (_frame_local, inlined: this runs on every step)
+        value = values.get("epoch")
+        if type(values) is dict and frame.f_code.co_flags & _CO_OPTIMIZED:
+            values.clear()  # see _drop_snapshot
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     def _script_local(self, name: str, site: str) -> Any:

@@ -317,18 +317,22 @@ class StepSyncs:
 
     def begin(self, step: int) -> None:
         self._count = self._cuda_count = None
+        if step not in SAMPLE_FIRST and step < self.sampler._next:
+            return  # most steps (called on every one: the sampler's answer without a call)
         if (self.sampler.sampled(step) and not _compiled(self.model) and self.counter.start()
                 and self.cuda is not None):
             self.cuda.start()
 
     def end(self) -> None:
-        if self.counter.active:
+        if self.counter._mode is not None:  # (not the property: called three times a step)
             self._count = self.counter.stop()
             if self.cuda is not None:
                 self._cuda_count = self.cuda.stop()
 
     def signals(self, partial: bool = False) -> dict[str, Any]:
         """``host_syncs`` (None: not measured this step) and ``host_syncs_sampled``."""
+        if self._count is None and self._cuda_count is None and self.counter._mode is None:
+            return {"host_syncs": None, "host_syncs_sampled": False}  # not a sampled step
         self.end()
         count, cuda = self._count, self._cuda_count
         self._count = self._cuda_count = None

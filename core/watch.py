@@ -246,7 +246,7 @@ class WatchSession:
         """Called from this session's own hooks (the model's forward pre-hook, each criterion
         call, the optimizer pre-hook) so that ``tensorscope run`` needs no hooks of its own
         on those paths: every hook call costs more than its body right after the step's
-        kernels."""
+        kernels. An exception a listener raises is counted in :attr:`errors`."""
         self.failed_step_listener: Callable[[], Any] | None = None
         """Called when a step's record could not be built (the step still happened)."""
         self._held_key: tuple[int, int] | None = None
@@ -258,6 +258,7 @@ class WatchSession:
         """Copy the loss at every criterion call: set once a script is seen to change its
         loss in place after computing it (``loss /= accum``)."""
         self._syncs = StepSyncs(model)  # host-sync counting on sampled steps (core/syncs.py)
+        self._detail_step = self.hooks.recording
         self._reset_step()
         self._mark_grads()
 
@@ -279,7 +280,7 @@ class WatchSession:
     @property
     def errors(self) -> int:
         """tensorscope's own exceptions caught since the session began."""
-        return self._errors_total + self.hooks.errors + self._syncs.errors
+        return self._errors_total + self.hooks.errors + self._syncs.counter.errors
 
     def log_loss(self, value: Any) -> None:
         """Record the loss of this step (for functional losses no criterion module sees)."""
@@ -376,7 +377,7 @@ class WatchSession:
         self._norm_time = 0.0
         self._norm_passes = 0
         step = self._step + 1
-        detail = self._is_detail(step)
+        detail = step >= self._next_detail  # (_is_detail, inlined: this runs every step)
         # Whether this step takes the gradient norm (see NORM_SHARE): >= for the same
         # reason as _is_detail.
         self._norm_due = detail or step <= PRE_CLIP_PROBE_STEPS or step >= self._next_norm
@@ -387,7 +388,10 @@ class WatchSession:
         # between the forward and the optimizer step.
         self._full = detail or step <= PRE_CLIP_PROBE_STEPS or (self._pre_clip_needed
                                                                 and self._norm_due)
-        self.hooks.recording = detail
+        # _detail_step: what hooks.recording says, without a property call on every step.
+        if self._detail_step != detail:
+            self.hooks.recording = detail
+        self._detail_step = detail
         if self._attached and detail != bool(self._device_handles):
             self._set_device_checks(detail)
 
@@ -397,7 +401,7 @@ class WatchSession:
         steps``). Full steps still come as usual: the first ones, and every step of a
         script that changes its gradients before the optimizer."""
         self._next_detail = sys.maxsize
-        self.hooks.recording = False
+        self.hooks.recording = self._detail_step = False
 
     def _is_detail(self, step: int) -> bool:
         # >=, not ==: a step whose record failed to build must not leave the next detail
@@ -439,7 +443,10 @@ class WatchSession:
 
     def _on_root_pre(self, module: nn.Module, args: Any) -> None:
         if self.forward_listener is not None:
-            self.forward_listener(module, args)
+            try:  # (here, not in a wrapper of the caller's: one Python call less per step)
+                self.forward_listener(module, args)
+            except Exception as exc:
+                self._count_error(exc)
         if not torch.is_grad_enabled():
             # Evaluation under no_grad with Dropout/BatchNorm still in training mode: the
             # model forgot model.eval(). Checked here, once per forward, not per layer.
@@ -538,7 +545,10 @@ class WatchSession:
 
     def _on_loss_forward(self, module: nn.Module, args: Any, output: Any) -> None:
         if self.loss_listener is not None:
-            self.loss_listener(module, output)
+            try:
+                self.loss_listener(module, output)
+            except Exception as exc:
+                self._count_error(exc)
         # Only losses that will be back-propagated count as the training loss; a validation
         # loss computed under no_grad is left out.
         if isinstance(output, torch.Tensor) and output.requires_grad and output.is_floating_point():
@@ -608,15 +618,18 @@ class WatchSession:
         return False
 
     def _on_opt_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if not self._owns(optimizer):
+        if optimizer is not self.optimizer and not self._owns(optimizer):
             return
         self._early = None  # left by a step whose optimizer raised
         if self.step_listener is not None:
-            self.step_listener(optimizer)
+            try:
+                self.step_listener(optimizer)
+            except Exception as exc:
+                self._count_error(exc)
         self._syncs.end()  # host syncs: the counted window ends where the optimizer begins
         # PyTorch hands the hooks step()'s own args, the optimizer first: (opt, closure?).
         self._closure = (len(args) > 1 and args[1] is not None) or kwargs.get("closure") is not None
-        if self.hooks.recording and self._trainable:
+        if self._detail_step and self._trainable:
             self._take_pre_weights()  # the weights before the step, for the update ratio
         if self._closure:
             # step(closure) (LBFGS, ...): the forward and backward run inside the step, so
@@ -679,7 +692,7 @@ class WatchSession:
             self._clipped = None
         else:
             self._clipped = []
-        if (not self.hooks.recording and self.extra_fetch is None and grads
+        if (not self._detail_step and self.extra_fetch is None and grads
                 and grads[0].device.type == "cpu"):
             # A plain step on the CPU: everything it records is known now, so fetch while
             # the norms just computed are warm, rather than in a second entry after the
@@ -811,7 +824,8 @@ class WatchSession:
         """
         self._work_s.append(max(step_time - cost, 1e-9))
         (self._cost_detail if detail else self._cost_plain).append(cost)
-        self._schedule_norm()
+        if self._norm_due:
+            self._schedule_norm()
         if not detail:
             # A gap set while steps were short (up to a second of them) must not hold once
             # they grow: detail comes at least once in MAX_DETAIL_GAP steps or
