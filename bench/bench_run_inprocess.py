@@ -69,7 +69,8 @@ def measure(width: int, blocks: int, detail: str, swap: bool) -> tuple[float, fl
                 opt.step()
         loops.append(run)
     loops[1](20)
-    instr = Instrumentation(__file__, sender.send, detail=detail)
+    instr = Instrumentation(__file__, sender.send, detail=detail,
+                            emit_later=None if os.environ.get("TS_NO_LATER") else sender.send_later)
     instr.install()
     loops[0](200)  # past discovery, the first detail steps and the schedule's ramp
     result = alternate(loops, blocks)

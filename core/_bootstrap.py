@@ -30,7 +30,8 @@ def main(argv: list[str]) -> int:
     rank = _env_rank()
     emit({"type": "run", "script": script, "argv": args, "pid": os.getpid(),
           "python": sys.version.split()[0], "rank": rank})
-    instr = Instrumentation(script_path, emit, detail=os.environ.get(ENV_DETAIL, "sampled"))
+    instr = Instrumentation(script_path, emit, detail=os.environ.get(ENV_DETAIL, "sampled"),
+                            emit_later=sender.send_later if sender is not None else None)
     instr.install()
     code = 0
     try:

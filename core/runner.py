@@ -50,10 +50,12 @@ import sys
 import time
 import traceback
 import weakref
+from functools import partial
 from typing import Any, Callable, Iterator
 
 import torch
 
+from tensorscope.plain_step import FIELDS as PLAIN_FIELDS, plain_record
 from tensorscope.telemetry import StepRecord, autocast_dtype, memory_snapshot
 
 SYNC_CHECK_EVERY = 10
@@ -78,11 +80,16 @@ class Instrumentation:
     """Global hooks that turn a running script into a stream of step records."""
 
     def __init__(self, script_path: str, emit: Callable[[dict[str, Any]], None],
-                 detail: str = "sampled") -> None:
+                 detail: str = "sampled",
+                 emit_later: Callable[[Callable[[], dict[str, Any]]], None] | None = None) -> None:
         if detail not in DETAILS:
             detail = "sampled"
         self.script_path = os.path.abspath(script_path)
         self.emit = emit
+        self.emit_later = emit_later
+        """Queues a function that returns an event, called in order with the events that
+        ``emit`` queues but off the training thread (EventSender.send_later). With it,
+        plain steps' records are built there (_on_plain_step)."""
         self.detail = detail
         self._memory: dict[str, Any] | None = None
         self._memory_at = -float("inf")
@@ -707,6 +714,8 @@ class Instrumentation:
             watched.loss_listener = self._on_watch_loss
             watched.step_listener = self._before_step
             watched.failed_step_listener = self._guard(self._on_failed_watch_step)
+            if self.emit_later is not None:
+                watched.plain_sink = self._on_plain_step
             for ref in self._loss_modules.values():
                 loss_module = ref()
                 if loss_module is not None:
@@ -754,6 +763,41 @@ class Instrumentation:
         except Exception:
             self.hook_errors += 1
 
+    def _on_plain_step(self, raw: tuple[Any, ...]) -> bool:
+        """A plain step's raw values from the watch: what _on_watch_record does with a
+        record, with the record itself built later on the sender's thread (_plain_event).
+
+        Taken only where _from_watch and _flush would do nothing that reads the record:
+        not the first steps (held step 1, the hooks still to retire), not after a skip,
+        no GradScaler, no loss to fetch here instead. Otherwise False: the watch builds
+        the record now and it comes through _on_watch_record."""
+        if (self._held or self._handles or self._skip_since_step or self._t_step_end is None
+                or self.scaler is not None or self._pending is not None
+                or (raw[_RAW_LOSS] is None and self._loss is not None)):
+            return False
+        try:
+            now = raw[_RAW_NOW]
+            self.step += 1
+            epoch = self._script_epoch("watch")
+            if now - self._memory_at >= MEMORY_EVERY_S:
+                memory, rank = self._slow_facts(now)
+            else:
+                memory, rank = None, self._rank_seen
+            if raw[_RAW_LOSS] is not None and self._loss_source is None:
+                self._loss_source = "a loss module"
+            batch = self._batch
+            autocast = self._autocast = raw[_RAW_AUTOCAST]
+            self._batch = raw[_RAW_BATCH] or batch
+            self._loss = None
+            self._grad_norm = None
+            self._t_forward = None
+            self._t_step_end = now
+            self.emit_later(partial(_plain_event, raw, self.step, epoch, memory, rank, batch,
+                                    self.hook_errors, self._loss_source, autocast))
+        except Exception:
+            self.hook_errors += 1
+        return True
+
     def _rank(self) -> int | None:
         """This process's rank: the process group's once it is up, else the launcher's."""
         if self._group_rank is not None:
@@ -772,6 +816,12 @@ class Instrumentation:
         (``site``: see _script_frame)."""
         frame = self._script_frame(site)
         if frame is None:
+            return None
+        code = frame.f_code
+        if (code.co_flags & _CO_OPTIMIZED and "epoch" not in code.co_varnames
+                and "epoch" not in code.co_cellvars and "epoch" not in code.co_freevars):
+            # A function with no local of that name: its f_locals cannot hold one, and
+            # building that snapshot is most of this call's price.
             return None
         values = frame.f_locals  # (_frame_local, inlined: this runs on every step)
         value = values.get("epoch")
@@ -810,6 +860,31 @@ class Instrumentation:
                 return frame
             frame, depth = frame.f_back, depth + 1
         return None
+
+
+_RAW_LOSS, _RAW_NOW, _RAW_AUTOCAST, _RAW_BATCH = (
+    PLAIN_FIELDS.index(name) for name in ("loss", "now", "autocast", "batch"))
+
+
+def _plain_event(raw: tuple[Any, ...], step: int, epoch: int | None, memory: Any, rank: Any,
+                 batch: int | None, hook_errors: int, loss_source: str | None,
+                 autocast: str | None) -> dict[str, Any]:
+    """A plain step's event, on the sender's thread: the watch's record (plain_record)
+    completed as _from_watch and _end_step complete it (the runner's step count, the
+    script's epoch, memory and rank, its hook errors and loss source, the AMP state)."""
+    record = plain_record(raw)
+    record.step = step
+    record.epoch = epoch
+    record.memory, record.rank = memory, rank
+    if batch and not record.batch_size:
+        record.batch_size = batch
+    signals = record.signals
+    signals["hook_errors"] = hook_errors + int(signals.get("hook_errors") or 0)
+    signals["loss_source"] = loss_source
+    if autocast is not None:
+        record.amp = {"scale": None, "growth_tracker": None, "skipped": False,
+                      "autocast_dtype": autocast}
+    return record.to_json()
 
 
 _DIST: Any = None

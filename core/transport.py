@@ -137,7 +137,7 @@ class EventSender:
         self.capacity = capacity
         self.dropped = 0
         self.sent = 0
-        self._pending: deque[dict[str, Any]] = deque()
+        self._pending: deque[dict[str, Any] | Callable[[], dict[str, Any]]] = deque()
         self._wake = threading.Event()
         self._closing = False
         self._dead = False
@@ -157,6 +157,16 @@ class EventSender:
 
     __call__ = send
 
+    def send_later(self, build: Callable[[], dict[str, Any]]) -> None:
+        """Queue a step event as a function that returns it, called on the sender thread
+        in its turn: a record built there costs the training thread nothing. ``build``
+        must read only values nobody changes after the call; if it raises, the event is
+        dropped and counted."""
+        if self._dead or self._closing or len(self._pending) >= self.capacity:
+            self.dropped += 1
+            return
+        self._pending.append(build)  # step events: no wake-up (see the class docstring)
+
     def _run(self) -> None:
         try:
             conn = connection.Client(self.address, authkey=self.authkey)
@@ -171,9 +181,13 @@ class EventSender:
                 while self._pending:
                     event = self._pending.popleft()
                     try:
+                        if type(event) is not dict:
+                            event = event()  # send_later's builder
                         frame = json.dumps(event, default=_json_default).encode("utf-8")
-                    except (TypeError, ValueError, RecursionError):
-                        self.dropped += 1  # a value that would not serialise: this event only
+                    except Exception:
+                        # A value that would not serialise, a builder that failed: this
+                        # event only.
+                        self.dropped += 1
                         continue
                     try:
                         conn.send_bytes(frame)

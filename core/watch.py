@@ -55,6 +55,7 @@ from torch.optim import optimizer as _optim_globals
 
 from tensorscope.errors import UserError, one_line
 from tensorscope.hooks import HookSet, fetch, hook_clock
+from tensorscope.plain_step import FIELDS as _PLAIN_FIELDS, plain_record
 from tensorscope.stats import first_float_tensor, float_tensors
 from tensorscope.syncs import StepSyncs
 from tensorscope.telemetry import StepRecord, memory_snapshot
@@ -134,6 +135,8 @@ _FETCH_GROUPS = ("loss", "grad", "clipped", "weights", "update", "modules", "sca
 _FLAT_GROUPS = frozenset({"grad", "clipped", "weights", "update"})
 
 _MAX_OUTPUT_HOOKS = 4
+
+_STEP_TIME = _PLAIN_FIELDS.index("step_time")
 """Float outputs of the model that get a gradient hook (to see each backward pass begin)."""
 _first, _second = itemgetter(0), itemgetter(1)
 
@@ -247,6 +250,10 @@ class WatchSession:
         call, the optimizer pre-hook) so that ``tensorscope run`` needs no hooks of its own
         on those paths: every hook call costs more than its body right after the step's
         kernels. An exception a listener raises is counted in :attr:`errors`."""
+        self.plain_sink: Callable[[tuple[Any, ...]], bool] | None = None
+        """Offered each plain step's raw values (core/plain_step.py) instead of a record;
+        returns True when it takes them (and builds the record later, off this thread),
+        False for a record now, through ``sink`` as usual. ``tensorscope run`` sets it."""
         self.failed_step_listener: Callable[[], Any] | None = None
         """Called when a step's record could not be built (the step still happened)."""
         self._held_key: tuple[int, int] | None = None
@@ -699,7 +706,8 @@ class WatchSession:
             # optimizer's kernels (measured: 46 µs there, under 10 here). On an accelerator
             # the fetch waits for the queued work, so it stays after the optimizer's kernels
             # are queued.
-            self._early = self._fetch_step(None, None, [], [])
+            self._early = (self._fetch_step(None, None, [], []) if self.scaler is not None
+                           else self._fetch_plain())
 
     def _update_views(self) -> list[torch.Tensor]:
         """What the update ratio compares: each parameter, or a strided view of at most
@@ -731,8 +739,18 @@ class WatchSession:
         start = hook_clock()
         self._syncs.end()  # host syncs: close the window before this step's own fetch
         had_loss = bool(self._losses or self._logged_losses or self._loss_refs)
+        raw = None
         try:
-            record = self._build_record(partial)
+            early = self._early
+            if (early is not None and self.plain_sink is not None and not partial
+                    and not self._detail_step and not early["clipped"] and not early["scale"]
+                    and not early["extra"] and not self._observers and self.max_records <= 0):
+                # A plain step whose consumer can wait: its record is built later, off
+                # the training thread (core/plain_step.py).
+                record = None
+                raw = self._plain_values(early)
+            else:
+                record = self._build_record(partial)
         except Exception as exc:
             self._count_error(exc)
             record = None
@@ -758,7 +776,10 @@ class WatchSession:
             # decoding rather than the plain step after it.
             total = self._overhead_s + self.hooks.overhead_s
             cost, self._overhead_reported = total - self._overhead_reported, total
-            if record is not None:
+            if raw is not None:
+                self._schedule_detail(False, cost, raw[_STEP_TIME], seen)
+                raw += (cost, self.detail_every, self.norm_every)
+            elif record is not None:
                 record.signals["overhead_s"] = cost
                 if not partial:
                     self._schedule_detail(bool(record.signals.get("detail")), cost,
@@ -770,6 +791,14 @@ class WatchSession:
                 self._mark_grads()  # what the next step's first backward compares against
             if self._attached:
                 self._syncs.begin(self._step + 1)  # host syncs: count the next step if sampled
+        if raw is not None:
+            try:
+                if self.plain_sink(raw):
+                    return None
+                record = plain_record(raw)  # the consumer wants it now after all
+            except Exception as exc:
+                self._count_error(exc)
+                return None
         if record is not None:
             if self.max_records > 0:
                 self.records.append(record)
@@ -1017,6 +1046,52 @@ class WatchSession:
             },
         )
 
+    def _plain_values(self, got: dict[str, Any]) -> tuple[Any, ...]:
+        """A plain step's raw values, in plain_step.FIELDS order up to ``grad_norm_every``
+        (_end_step adds the last three once the step's cost is known); what _build_record
+        would read for such a step, and nothing more."""
+        now = time.perf_counter()
+        self._step += 1
+        self._early = None
+        self.last_extra = None
+        self.hooks.take()  # nothing recorded on a plain step: clears what a stray call left
+        step_time = now - self._prev_end
+        self._prev_end = now
+        lr = []
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                lr.append(float(group["lr"]))
+        memory = None
+        if self.record_memory:
+            device = self._trainable[0][1].device if self._trainable else (
+                self._named_params[0][1].device if self._named_params else None)
+            memory = self._memory(device)
+        full = self._full
+        loss = got["loss"]
+        # Lists are passed as they are: _reset_step gives the next step new ones.
+        return (self._step, loss[0][0] if loss else None, self._grad_norms[0], got["grad"],
+                time.time(), lr, self._batch, step_time, now, self._first_forward, memory,
+                self._autocast, self.errors - self._step_errors,
+                self._carried if full else None, self._backwards if full else None,
+                self._eval_graph, self._train_no_grad, self._syncs.signals(False),
+                self._not_in_optimizer(), self._mismatch)
+
+    def _fetch_plain(self) -> dict[str, Any]:
+        """_fetch_step's answer for a plain CPU step without a GradScaler: the loss and
+        the norms, each read with item() (what fetch does for a few CPU scalars), without
+        the general path's flattening and regrouping."""
+        got: dict[str, Any] = dict.fromkeys(_FETCH_GROUPS, ())
+        losses = self._logged_losses or self._step_losses()
+        if losses:
+            got["loss"] = [[_mean_loss(losses)[0].item()]]
+        norms = self._grad_norms[1]
+        if norms:
+            got["grad"] = _floats(norms)
+        clipped = self._clipped
+        if clipped:
+            got["clipped"] = _floats(clipped)
+        return got
+
     def _fetch_step(self, weights: Any, update: Any, modules: list[torch.Tensor],
                     extra: list[torch.Tensor]) -> dict[str, list[Any]]:
         """This step's numbers on the host, by group: the step's one host sync."""
@@ -1092,6 +1167,13 @@ def _median(values: Any) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _floats(norms: list[torch.Tensor]) -> list[float]:
+    """0-dim CPU norms as floats: item() each for a few (as fetch does), one copy for many."""
+    if len(norms) <= 16:
+        return [t.item() for t in norms]
+    return list(chain.from_iterable(fetch(norms)))
 
 
 def _root_sum_sq(values: list[float]) -> float:

@@ -18,10 +18,15 @@ def global_hook_counts() -> tuple[int, ...]:
 
 
 @contextlib.contextmanager
-def instrumented(tmp_path, detail: str = "sampled") -> Iterator[tuple[Instrumentation, list[dict]]]:
-    """run's instrumentation around the block; yields (instrumentation, events)."""
+def instrumented(tmp_path, detail: str = "sampled",
+                 later: bool = True) -> Iterator[tuple[Instrumentation, list[dict]]]:
+    """run's instrumentation around the block; yields (instrumentation, events).
+
+    ``later``: plain steps' events come through ``emit_later`` as under ``tensorscope run``
+    (built here at once; the sender builds them on its own thread)."""
     events: list[dict] = []
-    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail=detail)
+    instr = Instrumentation(str(tmp_path / "script.py"), events.append, detail=detail,
+                            emit_later=(lambda build: events.append(build())) if later else None)
     instr.install()
     try:
         yield instr, events

@@ -100,6 +100,15 @@ def test_one_host_fetch_per_step_with_the_watch_attached(tmp_path, monkeypatch) 
         calls["runner"] += 1
         return real_runner_fetch(self, *args, **kwargs)
 
+    # A plain CPU step reads its few scalars with item() instead (_fetch_plain): one
+    # fetch all the same.
+    real_plain = watch_mod.WatchSession._fetch_plain
+
+    def counting_plain(self):
+        calls["watch"] += 1
+        return real_plain(self)
+
+    monkeypatch.setattr(watch_mod.WatchSession, "_fetch_plain", counting_plain)
     monkeypatch.setattr(watch_mod, "fetch", counting_fetch)
     monkeypatch.setattr(Instrumentation, "_fetch", counting_runner_fetch)
     expected = _train(6)

@@ -130,3 +130,31 @@ def test_step_records_are_sent_in_batches_without_waking_the_sender() -> None:
         assert sender.dropped == 0 and sender.sent == 21
     finally:
         server.close()
+
+
+def test_send_later_builds_on_the_sender_thread_in_order_and_drops_a_failing_builder() -> None:
+    import threading
+
+    events = []
+    built_on = []
+    server = EventServer(events.append)
+    try:
+        sender = EventSender(server.address, server.authkey)
+
+        def build(i: int) -> dict:
+            built_on.append(threading.current_thread().name)
+            if i == 2:
+                raise ValueError("a builder that fails")
+            return {"type": "step", "step": i}
+
+        sender.send({"type": "step", "step": 0})
+        sender.send_later(lambda: build(1))
+        sender.send_later(lambda: build(2))
+        sender.send({"type": "step", "step": 3})
+        assert built_on == []  # nothing built on the caller's thread
+        sender.close(timeout=5)
+        assert _wait(lambda: len(events) == 3)
+        assert [e["step"] for e in events] == [0, 1, 3] and sender.dropped == 1
+        assert set(built_on) == {"tensorscope-sender"}
+    finally:
+        server.close()
