@@ -12,6 +12,8 @@ noise, which makes bench_run.py need many pairs, cancels out here.
 Prints the median step time of each copy, the extra time per step, and the geometric mean
 of the two ratios (goal: >= 0.97). Run the same with MALLOC_MMAP_THRESHOLD_=33554432
 MALLOC_TRIM_THRESHOLD_=1073741824 in the environment for steadier figures (see bench_run.py).
+TS_NO_LATER=1 builds every step's record on the training thread, as before plain records
+went to the sender thread (for an A/B of that change).
 """
 
 from __future__ import annotations

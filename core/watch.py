@@ -208,6 +208,7 @@ class WatchSession:
         self.hooks = HookSet(model, modules)
         self._named_params = [(n, p) for n, p in model.named_parameters()]
         self._trainable = [(n, p) for n, p in self._named_params if p.requires_grad]
+        self._trainable_names = [n for n, _ in self._trainable]
         self._module_names = {id(m): (n or "(model)") for n, m in model.named_modules()}
         # Only these modules can produce a signal (device mismatch; train-mode layers run
         # under no_grad), so only they get a hook: every other call stays on the fast path.
@@ -678,10 +679,15 @@ class WatchSession:
                     # No backward pass was seen through the model's outputs (a plain step;
                     # the loss built from a submodule; a backward outside this session):
                     # measure here, as the optimizer sees them — already unscaled and clipped.
-                    names = []
-                    for name, p in self._trainable:
-                        if p.grad is not None:
-                            names.append(name)
+                    if len(grads) == len(self._trainable):
+                        # Every weight has a gradient: the names made once (nobody changes
+                        # the list, so records may share it).
+                        names = self._trainable_names
+                    else:
+                        names = []
+                        for name, p in self._trainable:
+                            if p.grad is not None:
+                                names.append(name)
                     self._grad_norms = (names, list(torch._foreach_norm(grads)))
                     self._norms_at_step = True
                     self._clipped = None
@@ -700,7 +706,7 @@ class WatchSession:
         else:
             self._clipped = []
         if (not self._detail_step and self.extra_fetch is None and grads
-                and grads[0].device.type == "cpu"):
+                and grads[0].is_cpu):
             # A plain step on the CPU: everything it records is known now, so fetch while
             # the norms just computed are warm, rather than in a second entry after the
             # optimizer's kernels (measured: 46 µs there, under 10 here). On an accelerator
