@@ -117,6 +117,7 @@ class TrainingScreen(Screen):
         self._lr: list[Series] = []
         self._skipped: list[float] = []
         self._memory_kind: str | None = None
+        self._autocast: str | None = None  # the autocast dtype the run's steps reported
         self._norm_every = 1  # the run takes the gradient norm on 1 step in this many
         self._modules_shown: object = None
 
@@ -258,6 +259,7 @@ class TrainingScreen(Screen):
             s["peak"].append(r.step, mem.get("peak"))
             s["rss"].append(r.step, mem.get("rss"))
             amp = r.amp or {}
+            self._autocast = amp.get("autocast_dtype") or self._autocast
             s["scale"].append(r.step, amp.get("scale"))
             if amp.get("skipped"):
                 self._skipped.append(r.step)
@@ -293,6 +295,15 @@ class TrainingScreen(Screen):
                 chart.border_title = f"memory: {self._memory_kind or '?'} caching allocator"
                 chart.set_data([s["alloc"], s["reserved"], s["peak"]])
         elif chart_id == "ch-amp":
+            dtype = self._autocast
+            if dtype:
+                chart.border_title = f"AMP: {dtype} autocast · GradScaler scale"
+                if dtype == "float16":
+                    chart.empty_text = ("float16 autocast with no GradScaler: small gradients "
+                                        "can underflow to zero (use torch.amp.GradScaler)")
+                else:
+                    chart.empty_text = (f"no GradScaler: {dtype} keeps float32's exponent "
+                                        "range, so it needs no loss scaling")
             chart.marker_label = "skipped"
             chart.set_data([s["scale"]], self._skipped)
 

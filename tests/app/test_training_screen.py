@@ -260,3 +260,24 @@ async def test_the_epoch_percentage_keeps_room_as_it_grows(tmp_path: Path) -> No
         await pilot.pause()
         shown = [s for s in app.screen.query(PercentageStatus) if s.display]
         assert shown and all(s.size.width >= len("100%") for s in shown)
+
+
+async def test_autocast_without_a_scaler_is_named_and_float16_is_warned(tmp_path: Path) -> None:
+    import json
+
+    for dtype, says in (("bfloat16", "needs no loss scaling"), ("float16", "can underflow")):
+        lines = []
+        for line in (RECORDS / "minimal_run.jsonl").read_text().splitlines():
+            event = json.loads(line)
+            if event.get("type") == "step":
+                event["amp"] = {"scale": None, "growth_tracker": None, "skipped": False,
+                                "autocast_dtype": dtype}
+            lines.append(json.dumps(event))
+        path = tmp_path / f"{dtype}.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.pause()
+            chart = app.screen.query_one("#ch-amp", LineChart)
+            assert chart.border_title == f"AMP: {dtype} autocast · GradScaler scale"
+            assert says in chart.empty_text and not chart.series[0].ys
