@@ -999,15 +999,7 @@ class WatchSession:
         step_time = now - self._prev_end
         first = self._first_forward
         self._prev_end = now
-        lr = []
-        if self.optimizer is not None:
-            for group in self.optimizer.param_groups:  # a loop: a comprehension is one more call
-                lr.append(float(group["lr"]))
-        memory = None
-        if self.record_memory:
-            device = self._trainable[0][1].device if self._trainable else (
-                self._named_params[0][1].device if self._named_params else None)
-            memory = self._memory(device)
+        lr, memory = self._lr_and_memory()
         errors_now = self.errors - self._step_errors
         amp = None
         if scale_vals:
@@ -1052,6 +1044,19 @@ class WatchSession:
             },
         )
 
+    def _lr_and_memory(self) -> tuple[list[float], dict[str, Any] | None]:
+        """This step's learning rate per group, and memory when this session reads it."""
+        lr = []
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:  # a loop: a comprehension is one more call
+                lr.append(float(group["lr"]))
+        memory = None
+        if self.record_memory:
+            device = self._trainable[0][1].device if self._trainable else (
+                self._named_params[0][1].device if self._named_params else None)
+            memory = self._memory(device)
+        return lr, memory
+
     def _plain_values(self, got: dict[str, Any]) -> tuple[Any, ...]:
         """A plain step's raw values, in plain_step.FIELDS order up to ``grad_norm_every``
         (_end_step adds the last three once the step's cost is known); what _build_record
@@ -1063,15 +1068,7 @@ class WatchSession:
         self.hooks.take()  # nothing recorded on a plain step: clears what a stray call left
         step_time = now - self._prev_end
         self._prev_end = now
-        lr = []
-        if self.optimizer is not None:
-            for group in self.optimizer.param_groups:
-                lr.append(float(group["lr"]))
-        memory = None
-        if self.record_memory:
-            device = self._trainable[0][1].device if self._trainable else (
-                self._named_params[0][1].device if self._named_params else None)
-            memory = self._memory(device)
+        lr, memory = self._lr_and_memory()
         full = self._full
         loss = got["loss"]
         # Lists are passed as they are: _reset_step gives the next step new ones.
