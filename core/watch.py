@@ -135,9 +135,9 @@ _FETCH_GROUPS = ("loss", "grad", "clipped", "weights", "update", "modules", "sca
 _FLAT_GROUPS = frozenset({"grad", "clipped", "weights", "update"})
 
 _MAX_OUTPUT_HOOKS = 4
+"""Float outputs of the model that get a gradient hook (to see each backward pass begin)."""
 
 _STEP_TIME = _PLAIN_FIELDS.index("step_time")
-"""Float outputs of the model that get a gradient hook (to see each backward pass begin)."""
 _first, _second = itemgetter(0), itemgetter(1)
 
 
@@ -365,6 +365,8 @@ class WatchSession:
 
     # -- per-step state ----------------------------------------------------------------
     def _reset_step(self) -> None:
+        # New lists, never cleared in place: a plain step's raw values (_plain_values) keep
+        # the old ones and are read later, on the sender's thread.
         self._losses: list[torch.Tensor] = []
         self._loss_refs: list[tuple[torch.Tensor, int]] = []
         self._logged_losses: list[torch.Tensor] = []
