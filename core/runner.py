@@ -141,10 +141,10 @@ class Instrumentation:
         self._adopted: Any = None
         self._group_rank: int | None = None
         self._inner: set[int] = set()
-        self._frame_depths: dict[str, tuple[int, Any]] = {}
-        """Call site -> (depth, code) where the script's frame was last found (_script_frame)."""
         """ids of the model's own modules: a criterion among them is part of the model's
         forward (an auxiliary term), not the script's loss."""
+        self._frame_depths: dict[str, tuple[int, Any]] = {}
+        """Call site -> (depth, code) where the script's frame was last found (_script_frame)."""
 
     # --- install / remove -------------------------------------------------------------
 
@@ -386,6 +386,10 @@ class Instrumentation:
             record.amp = {"scale": None, "growth_tracker": None, "skipped": False,
                           "autocast_dtype": self._autocast}
         self._pending = record
+        self._step_done(now)
+
+    def _step_done(self, now: float) -> None:
+        """What one iteration kept for its record, cleared for the next (ended at ``now``)."""
         self._loss = None
         self._grad_norm = None
         self._t_forward = None
@@ -549,10 +553,7 @@ class Instrumentation:
         self._flush()
         self._pending = record
         self._skip_since_step = True  # the watch folds the skipped iteration into its next record
-        self._loss = None
-        self._grad_norm = None
-        self._t_forward = None
-        self._t_step_end = now
+        self._step_done(now)
 
     def _flush_eval(self) -> None:
         if not self._eval_forwards:
@@ -788,10 +789,7 @@ class Instrumentation:
             batch = self._batch
             autocast = self._autocast = raw[_RAW_AUTOCAST]
             self._batch = raw[_RAW_BATCH] or batch
-            self._loss = None
-            self._grad_norm = None
-            self._t_forward = None
-            self._t_step_end = now
+            self._step_done(now)
             self.emit_later(partial(_plain_event, raw, self.step, epoch, memory, rank, batch,
                                     self.hook_errors, self._loss_source, autocast))
         except Exception:
@@ -818,14 +816,15 @@ class Instrumentation:
         if frame is None:
             return None
         code = frame.f_code
-        if (code.co_flags & _CO_OPTIMIZED and "epoch" not in code.co_varnames
+        optimized = code.co_flags & _CO_OPTIMIZED
+        if (optimized and "epoch" not in code.co_varnames
                 and "epoch" not in code.co_cellvars and "epoch" not in code.co_freevars):
             # A function with no local of that name: its f_locals cannot hold one, and
             # building that snapshot is most of this call's price.
             return None
         values = frame.f_locals  # (_frame_local, inlined: this runs on every step)
         value = values.get("epoch")
-        if type(values) is dict and frame.f_code.co_flags & _CO_OPTIMIZED:
+        if optimized and type(values) is dict:
             values.clear()  # see _drop_snapshot
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -916,7 +915,7 @@ def _other_optimizers(frame: Any, optimizer: Any) -> list[Any]:
 def _caller_values(frame: Any, depth: int = 30) -> Iterator[Any]:
     """The local variables of ``frame`` and of up to ``depth`` frames that called it."""
     while frame is not None and depth > 0:
-        yield from _frame_values(frame)
+        yield from _frame_snapshot(frame).values()
         frame = frame.f_back
         depth -= 1
 
@@ -929,10 +928,10 @@ def _frame_local(frame: Any, name: str) -> Any:
     return value
 
 
-def _frame_values(frame: Any) -> list[Any]:
-    """``frame``'s variables, without keeping them alive (see _drop_snapshot)."""
+def _frame_snapshot(frame: Any) -> dict[str, Any]:
+    """A copy of ``frame``'s variables; the frame keeps none alive (see _drop_snapshot)."""
     values = frame.f_locals
-    found = list(values.values())
+    found = dict(values)
     _drop_snapshot(frame, values)
     return found
 
@@ -981,9 +980,8 @@ def _script_length(frame: Any, script_path: str) -> dict[str, int]:
     out: dict[str, int] = {}
     while frame is not None:
         if frame.f_code.co_filename == script_path:
-            values = frame.f_locals
-            names = {name: values.get(name) for name in _EPOCH_NAMES}
-            for value in _frame_values(frame):
+            values = _frame_snapshot(frame)
+            for value in values.values():
                 if isinstance(value, DataLoader) and "batches_per_epoch" not in out:
                     try:
                         if isinstance(value.sampler, RandomSampler) or value.batch_sampler is None:
@@ -996,7 +994,7 @@ def _script_length(frame: Any, script_path: str) -> dict[str, int]:
                         if isinstance(number, int) and not isinstance(number, bool):
                             out["epochs"] = number
             for name in _EPOCH_NAMES:
-                number = names[name]
+                number = values.get(name)
                 if isinstance(number, int) and not isinstance(number, bool) and "epochs" not in out:
                     out["epochs"] = number
         frame = frame.f_back

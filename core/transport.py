@@ -148,11 +148,7 @@ class EventSender:
         # The event is queued as it is and encoded on the sender thread: JSON encoding of a
         # step with module detail is a visible share of a short training step. Callers hand
         # over fresh dicts and do not change them afterwards.
-        if self._dead or self._closing or len(self._pending) >= self.capacity:
-            self.dropped += 1
-            return
-        self._pending.append(event)  # deque.append is atomic: no lock on the training thread
-        if event.get("type") != "step":
+        if self._queue(event) and event.get("type") != "step":
             self._wake.set()
 
     __call__ = send
@@ -162,10 +158,15 @@ class EventSender:
         in its turn: a record built there costs the training thread nothing. ``build``
         must read only values nobody changes after the call; if it raises, the event is
         dropped and counted."""
+        self._queue(build)  # step events: no wake-up (see the class docstring)
+
+    def _queue(self, item: dict[str, Any] | Callable[[], dict[str, Any]]) -> bool:
+        """Append ``item`` for the thread; False (and counted) when it cannot go."""
         if self._dead or self._closing or len(self._pending) >= self.capacity:
             self.dropped += 1
-            return
-        self._pending.append(build)  # step events: no wake-up (see the class docstring)
+            return False
+        self._pending.append(item)  # deque.append is atomic: no lock on the training thread
+        return True
 
     def _run(self) -> None:
         try:

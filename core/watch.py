@@ -750,9 +750,10 @@ class WatchSession:
         raw = None
         try:
             early = self._early
+            # (An early fetch is made on plain steps only, and never with extra_fetch.)
             if (early is not None and self.plain_sink is not None and not partial
-                    and not self._detail_step and not early["clipped"] and not early["scale"]
-                    and not early["extra"] and not self._observers and self.max_records <= 0):
+                    and not early["clipped"] and not early["scale"]
+                    and not self._observers and self.max_records <= 0):
                 # A plain step whose consumer can wait: its record is built later, off
                 # the training thread (core/plain_step.py).
                 record = None
