@@ -77,8 +77,13 @@ def test_optimizer_names_refused_when_counts_disagree(tmp_path) -> None:
 
 def test_cuda_saved_file_opens_on_cpu_and_says_where_it_came_from(tmp_path) -> None:
     path = make.cuda_saved(tmp_path / "cuda.pt")
-    with pytest.raises(RuntimeError):  # proof the fixture really records CUDA storages
-        torch.load(path, weights_only=True)
+    # Proof the fixture really records CUDA storages: a plain load restores onto CUDA,
+    # which fails without a GPU and lands there with one.
+    if torch.cuda.is_available():
+        assert all(v.is_cuda for v in torch.load(path, weights_only=True)["model"].values())
+    else:
+        with pytest.raises(RuntimeError):
+            torch.load(path, weights_only=True)
     ckpt = open_checkpoint(path)
     assert {t.device for t in ckpt.tensors} == {"cuda:0"}
     assert all(v.device.type == "cpu" for v in ckpt.values.values())
