@@ -14,8 +14,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
 
 from tensorscope.app.widgets.findings_view import as_dict, evidence_table, finding_header
+from tensorscope.errors import one_line
 
 EMPTY_HELP = """\
 The doctor names common PyTorch training bugs — gradients carried across steps, in-place
@@ -62,6 +64,10 @@ class DoctorScreen(Screen):
         super().__init__()
         self._findings: list[dict[str, Any]] = []
         self._version: Any = None
+        self._examining = False
+        """A diagnosis is running. The poll waits for it rather than starting another: the
+        worker is exclusive, so a new one cancels it, and one that takes longer than POLL_S
+        (a slow machine, a long run still growing) would never finish."""
         self._jump_to: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -107,11 +113,21 @@ class DoctorScreen(Screen):
             return
         run = getattr(self.app.context, "run", None)
         version = _run_version(run) if run is not None else ("demo", self.app.context.demo.name)
-        if version == self._version and self._findings is not None and version is not None:
-            return
+        if (version is not None and version == self._version) or self._examining:
+            return  # (after a diagnosis in flight, the next poll takes the newest version)
         if self._version is None:
             source.update(Text(f"{label} · examining…", style="italic"))
+        self._examining = True
         self._diagnose(label, version)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "doctor" or event.state not in (WorkerState.ERROR,
+                                                                  WorkerState.CANCELLED):
+            return
+        self._examining = False  # the next poll (a live run) tries again
+        if event.state == WorkerState.ERROR:
+            self.query_one("#doctor-source", Static).update(Text(
+                f"the doctor failed: {one_line(event.worker.error)}", style="bold red"))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="doctor", description="run the doctor")
     def _diagnose(self, label: str, version: Any) -> None:
@@ -132,6 +148,7 @@ class DoctorScreen(Screen):
     @on(FindingsReady)
     def _ready(self, message: FindingsReady) -> None:
         self._version = message.version
+        self._examining = False
         self._findings = message.findings
         self.query_one("#doctor-empty").display = False
         self.query_one("#doctor-main").display = True

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from textual.widgets import Button, OptionList, Static
 
 from tensorscope.app.app import make_app
 from tensorscope.app.commands.demo import landing_screen
 from tensorscope.app.context import AppContext
+from tensorscope.app.screens import doctor as doctor_screen
 from tensorscope.demos import NAMES, get
 
 
@@ -75,3 +78,30 @@ async def test_doctor_on_a_healthy_demo_says_nothing_wrong() -> None:
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert "no findings" in str(app.screen.query_one("#doctor-source", Static).content)
+
+
+async def test_doctor_runs_one_diagnosis_at_a_time_however_long_it_takes(monkeypatch) -> None:
+    # A live run is polled every POLL_S. A diagnosis slower than that (a slow machine, a
+    # long run) must not be started again at each poll: the worker is exclusive, so each
+    # restart cancelled the last one (wait_for_complete then raised) and redid its work.
+    monkeypatch.setattr(doctor_screen, "POLL_S", 0.01)
+    fields = get("missing-zero-grad").context_fields()
+    observation = fields["run"].observation
+    quick = observation.findings
+    calls = []
+
+    def slow():
+        calls.append(time.monotonic())
+        time.sleep(0.1)  # ten polls
+        return quick()
+
+    monkeypatch.setattr(observation, "findings", slow)
+    app = make_app(AppContext(**fields), screen="doctor")
+    async with app.run_test(size=(160, 48)) as pilot:
+        for _ in range(3):
+            await pilot.pause(0.05)
+            await app.workers.wait_for_complete()  # raised WorkerCancelled before the fix
+        await pilot.pause(0.1)
+        assert len(calls) == 1
+        assert app.screen.query_one("#doctor-list", OptionList).option_count >= 1
+        assert "finding" in str(app.screen.query_one("#doctor-source", Static).content)
