@@ -451,4 +451,44 @@ def fetch(tensors: list[torch.Tensor]) -> list[list[float]]:
     return out
 
 
-__all__ = ["HookSet", "select_modules", "module_names", "fetch", "hook_clock", "ROOT"]
+class PendingFetch:
+    """Scalars on their way to the host: :func:`fetch_later`'s answer. ``values()`` waits
+    for them (on whichever thread asks; only that thread waits) and reads them once."""
+
+    __slots__ = ("_host", "_event", "_values")
+
+    def __init__(self, host: torch.Tensor, event: Any) -> None:
+        self._host = host
+        self._event = event
+        self._values: list[float] | None = None
+
+    def values(self) -> list[float]:
+        if self._values is None:
+            if self._event is not None:
+                self._event.synchronize()  # this copy only, not the device's whole queue
+            self._values = self._host.tolist()
+            self._host = self._event = None  # the page-locked buffer goes back to its cache
+        return self._values
+
+
+def fetch_later(scalars: list[torch.Tensor]) -> PendingFetch:
+    """One-element tensors on one CUDA device, read without a host sync.
+
+    :func:`fetch` copies a step's numbers to the host and so waits for every kernel queued
+    before them: on a GPU the training thread then stops running ahead of the device each
+    step (what the doctor's item-sync-in-loop warns about). Here they are gathered into one
+    float64 vector on the device, copied into page-locked host memory behind the queued
+    work (``non_blocking``), and a CUDA event marks when the copy is done. Whoever builds
+    the record later calls ``values()``. CPU tensors are read at once (no queue to wait on).
+    """
+    flat = torch.stack([t.detach().reshape(()) for t in scalars]).to(torch.float64)
+    if not flat.is_cuda:
+        return PendingFetch(flat.cpu(), None)
+    host = flat.to("cpu", non_blocking=True)  # page-locked: PyTorch pins a non_blocking D2H copy
+    event = torch.cuda.Event()
+    event.record()  # on the current stream, where the copy was queued
+    return PendingFetch(host, event)
+
+
+__all__ = ["HookSet", "select_modules", "module_names", "fetch", "fetch_later", "PendingFetch",
+           "hook_clock", "ROOT"]

@@ -14,6 +14,10 @@ in the order of :data:`FIELDS`) and a consumer that can wait, the run's event se
 calls :func:`plain_record` later on its own thread. Every value in the tuple is either
 immutable or a list that nobody changes after the capture (the watch starts new lists for
 the next step), so the record built later is the one built now.
+
+On CUDA the loss and the norms are not numbers yet when the step ends: both fields hold one
+:class:`~tensorscope.hooks.PendingFetch`, and :func:`settle` waits for its copy on the
+builder's thread, so the training thread never waits for the GPU on a plain step.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 from operator import mul
 from typing import Any
 
+from tensorscope.hooks import PendingFetch
 from tensorscope.telemetry import StepRecord
 
 FIELDS = (
@@ -34,12 +39,27 @@ FIELDS = (
 _INF = float("inf")
 
 
+def settle(loss: Any, norms: Any) -> tuple[float | None, Any]:
+    """A step's loss and per-weight norms as floats: a deferred fetch (the same
+    PendingFetch in either field, the loss first when there is one) is waited for here."""
+    pending = norms if isinstance(norms, PendingFetch) else loss
+    if not isinstance(pending, PendingFetch):
+        return loss, norms
+    values = pending.values()
+    if loss is pending:
+        loss, values = values[0], values[1:]
+    if norms is pending:
+        norms = values
+    return loss, norms
+
+
 def plain_record(raw: tuple[Any, ...]) -> StepRecord:
     """The record of a plain step from its raw values (see FIELDS): the same record the
     watch's _build_record makes for such a step."""
     (step, loss, names, norms, wall_time, lr, batch, step_time, now, first, memory, autocast,
      hook_errors, carried, backwards, eval_graph, train_no_grad, syncs, not_in_optimizer,
      mismatch, overhead_s, detail_every, grad_norm_every) = raw
+    loss, norms = settle(loss, norms)
     total = sum(map(mul, norms, norms)) ** 0.5 if norms else None
     params: dict[str, dict[str, Any]] = {}
     if total is not None and not total < _INF:

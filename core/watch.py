@@ -54,8 +54,8 @@ from torch.nn.modules.loss import _Loss
 from torch.optim import optimizer as _optim_globals
 
 from tensorscope.errors import UserError, one_line
-from tensorscope.hooks import HookSet, fetch, hook_clock
-from tensorscope.plain_step import FIELDS as _PLAIN_FIELDS, plain_record
+from tensorscope.hooks import HookSet, PendingFetch, fetch, fetch_later, hook_clock
+from tensorscope.plain_step import FIELDS as _PLAIN_FIELDS, plain_record, settle
 from tensorscope.stats import first_float_tensor, float_tensors
 from tensorscope.syncs import StepSyncs
 from tensorscope.telemetry import StepRecord, memory_snapshot
@@ -707,15 +707,20 @@ class WatchSession:
             self._clipped = None
         else:
             self._clipped = []
-        if (not self._detail_step and self.extra_fetch is None and grads
-                and grads[0].is_cpu):
-            # A plain step on the CPU: everything it records is known now, so fetch while
-            # the norms just computed are warm, rather than in a second entry after the
-            # optimizer's kernels (measured: 46 µs there, under 10 here). On an accelerator
-            # the fetch waits for the queued work, so it stays after the optimizer's kernels
-            # are queued.
-            self._early = (self._fetch_step(None, None, [], []) if self.scaler is not None
-                           else self._fetch_plain())
+        if not self._detail_step and self.extra_fetch is None and grads:
+            if grads[0].is_cpu:
+                # A plain step on the CPU: everything it records is known now, so fetch
+                # while the norms just computed are warm, rather than in a second entry
+                # after the optimizer's kernels (measured: 46 µs there, under 10 here).
+                self._early = (self._fetch_step(None, None, [], []) if self.scaler is not None
+                               else self._fetch_plain())
+            elif (grads[0].is_cuda and self.scaler is None and not self._clipped
+                  and self.plain_sink is not None):
+                # A plain step on CUDA whose record can be built later: its numbers are
+                # copied behind the queued kernels and read off the training thread, so
+                # the script keeps running ahead of the GPU (hooks.fetch_later). Elsewhere
+                # the fetch waits for the queued work, after the optimizer's kernels.
+                self._early = self._fetch_later()
 
     def _update_views(self) -> list[torch.Tensor]:
         """What the update ratio compares: each parameter, or a strided view of at most
@@ -957,6 +962,8 @@ class WatchSession:
                     update = torch._foreach_mul(update, weights)  # ratio x full norm: decoded as ratio
         pending = self.hooks.take()
         got, self._early = self._early, None
+        if got is not None and not detail:
+            got = _settled(got)  # a deferred fetch whose record is wanted now after all
         if got is None or detail:
             got = self._fetch_step(weights, update, pending.tensors, self._extra_tensors())
         grad_named = self._grad_norms[0]
@@ -1098,6 +1105,29 @@ class WatchSession:
             got["clipped"] = _floats(clipped)
         return got
 
+    def _fetch_later(self) -> dict[str, Any] | None:
+        """_fetch_plain's answer without its host sync (CUDA): the loss and the norms as one
+        PendingFetch, in both groups; plain_record (or _settled) reads it when it builds.
+        None when there is nothing to read or it is not all on one device (a model split
+        across devices): that step fetches at its end, as before."""
+        losses = self._logged_losses or self._step_losses()
+        loss = _mean_loss(losses)
+        norms = self._grad_norms[1]
+        parts = loss + norms
+        if not parts:
+            return None
+        device = parts[0].device
+        for t in parts:
+            if t.device != device:
+                return None
+        got: dict[str, Any] = dict.fromkeys(_FETCH_GROUPS, ())
+        pending = fetch_later(parts)
+        if loss:
+            got["loss"] = [[pending]]
+        if norms:
+            got["grad"] = pending
+        return got
+
     def _fetch_step(self, weights: Any, update: Any, modules: list[torch.Tensor],
                     extra: list[torch.Tensor]) -> dict[str, list[Any]]:
         """This step's numbers on the host, by group: the step's one host sync."""
@@ -1180,6 +1210,15 @@ def _floats(norms: list[torch.Tensor]) -> list[float]:
     if len(norms) <= 16:
         return [t.item() for t in norms]
     return list(chain.from_iterable(fetch(norms)))
+
+
+def _settled(got: dict[str, Any]) -> dict[str, Any]:
+    """An early fetch with its loss and norms as floats (waits for a deferred one)."""
+    loss = got["loss"][0][0] if got["loss"] else None
+    if not isinstance(loss, PendingFetch) and not isinstance(got["grad"], PendingFetch):
+        return got
+    loss, norms = settle(loss, got["grad"])
+    return {**got, "loss": [[loss]] if loss is not None else (), "grad": norms}
 
 
 def _root_sum_sq(values: list[float]) -> float:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from tensorscope.hooks import fetch_later
+from tensorscope.plain_step import FIELDS, plain_record, settle
 from tensorscope.runner import Instrumentation
 
 # Measured, not computed: they differ between any two runs of the same loop.
@@ -91,3 +93,30 @@ def test_a_record_built_after_the_loop_is_the_one_built_at_its_step() -> None:
         instr.finish()
     assert len(pairs) >= 30
     assert all(first == build() for first, build in pairs)
+
+
+def test_a_deferred_fetch_settles_to_the_values_it_was_given() -> None:
+    # On CUDA a plain step's loss and norms reach the record as one PendingFetch
+    # (hooks.fetch_later); on the CPU the same object holds values read at once.
+    loss, norms = torch.tensor(0.25), [torch.tensor(3.0), torch.tensor(4.0)]
+    pending = fetch_later([loss, *norms])
+    loss.add_(1.0)  # changed after the capture: the record keeps the value at the step
+    assert settle(pending, pending) == (0.25, [3.0, 4.0])
+    assert settle(None, fetch_later(norms)) == (None, [3.0, 4.0])
+    assert settle(fetch_later([loss]), []) == (1.25, [])
+    assert settle(0.5, [1.0]) == (0.5, [1.0])  # plain floats pass through
+
+
+def test_plain_record_of_deferred_values_equals_the_one_of_floats() -> None:
+    raw = dict.fromkeys(FIELDS)
+    raw.update(step=7, names=["a", "b"], lr=[0.1], batch=16, step_time=0.01, now=5.0,
+               first_forward=4.995, syncs={"host_syncs": None, "host_syncs_sampled": False},
+               not_in_optimizer=[], mismatch=[], hook_errors=0, overhead_s=1e-4,
+               detail_every=8, grad_norm_every=1, eval_graph=0, train_no_grad=0)
+    floats = tuple({**raw, "loss": 0.5, "norms": [3.0, float("inf")]}.values())
+    pending = fetch_later([torch.tensor(0.5), torch.tensor(3.0), torch.tensor(float("inf"))])
+    deferred = tuple({**raw, "loss": pending, "norms": pending}.values())
+    built = plain_record(deferred)
+    assert built == plain_record(floats)
+    assert built.grad_norm == float("inf") and built.params == {
+        "b": {"grad_norm": float("inf"), "nonfinite_grad": True}}
