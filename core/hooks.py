@@ -477,13 +477,18 @@ def fetch_later(scalars: list[torch.Tensor]) -> PendingFetch:
     :func:`fetch` copies a step's numbers to the host and so waits for every kernel queued
     before them: on a GPU the training thread then stops running ahead of the device each
     step (what the doctor's item-sync-in-loop warns about). Here they are gathered into one
-    float64 vector on the device, copied into page-locked host memory behind the queued
+    vector on the device, copied into page-locked host memory behind the queued
     work (``non_blocking``), and a CUDA event marks when the copy is done. Whoever builds
     the record later calls ``values()``. CPU tensors are read at once (no queue to wait on).
     """
-    flat = torch.stack([t.detach().reshape(()) for t in scalars]).to(torch.float64)
+    parts = []
+    for t in scalars:  # a loop: every call here is one more on the training thread
+        parts.append(t.detach() if t.dim() == 0 else t.detach().reshape(()))
+    # stack promotes mixed dtypes (float64 for a mean of several losses); float32 values
+    # read back exactly with tolist(), so no cast: one kernel launch less each step.
+    flat = torch.stack(parts)
     if not flat.is_cuda:
-        return PendingFetch(flat.cpu(), None)
+        return PendingFetch(flat, None)  # (stack made a copy: later in-place edits can't reach it)
     host = flat.to("cpu", non_blocking=True)  # page-locked: PyTorch pins a non_blocking D2H copy
     event = torch.cuda.Event()
     event.record()  # on the current stream, where the copy was queued
