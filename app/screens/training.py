@@ -110,7 +110,8 @@ class TrainingScreen(Screen):
             "loss": Series("train", "cyan"), "eval": Series("eval", "yellow"),
             "grad": Series("grad norm", "magenta"), "clipped": Series("after clipping", "yellow"), "sps": Series("samples/s", "green"),
             "data": Series("data wait", "yellow"), "compute": Series("compute", "cyan"),
-            "alloc": Series("allocated", "cyan"), "reserved": Series("reserved", "yellow"),
+            "alloc": Series("allocated", "cyan", short="alloc"),
+            "reserved": Series("reserved", "yellow", short="resv"),
             "peak": Series("peak", "red"), "rss": Series("process RSS", "cyan"),
             "scale": Series("scale", "green"),
         }

@@ -32,6 +32,8 @@ class Series:
     name: str
     color: str
     capacity: int = 2048
+    short: str | None = None
+    """The name where the legend is too narrow for every series in full."""
     xs: list[float] = field(default_factory=list)
     ys: list[float] = field(default_factory=list)
 
@@ -235,17 +237,27 @@ class LineChart(Widget):
         return out
 
     def _legend(self, drawn: list[Series], width: int) -> Text:
+        legend = self._legend_text(drawn, compact=False)
+        if legend.cell_len > width:
+            # Every series' last value matters more than the step number and the spacing
+            # (three memory lines in a third of 160 columns lost the peak to the ellipsis).
+            legend = self._legend_text(drawn, compact=True)
+        legend.truncate(width)
+        return legend
+
+    def _legend_text(self, drawn: list[Series], compact: bool) -> Text:
         legend = Text(no_wrap=True, overflow="ellipsis")
+        gap = " " if compact else "  "
         for i, s in enumerate(drawn):
             if i:
-                legend.append("  ")
+                legend.append(gap)
             legend.append("━ ", style=s.color)
-            legend.append(f"{s.name} ", style="dim")
-            legend.append(fmt(s.last, self.unit) + " ", style="bold")
+            legend.append(f"{s.short or s.name if compact else s.name} ", style="dim")
+            legend.append(fmt(s.last, self.unit) + ("" if compact else " "), style="bold")
         if self.markers and self.marker_label:
-            legend.append(f"  ▼ {self.marker_label} ×{len(self.markers)}", style="bold red")
-        legend.append(f"  step {int(max(s.xs[-1] for s in drawn))}", style="dim")
-        legend.truncate(width)
+            legend.append(f"{gap}▼ {self.marker_label} ×{len(self.markers)}", style="bold red")
+        if not compact:
+            legend.append(f"  step {int(max(s.xs[-1] for s in drawn))}", style="dim")
         return legend
 
     def _tf_array(self, ys: list[float]) -> np.ndarray:

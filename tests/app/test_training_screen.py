@@ -10,7 +10,7 @@ import pytest
 
 from tensorscope.app.app import make_app
 from tensorscope.app.context import AppContext
-from tensorscope.app.widgets.chart import LineChart
+from tensorscope.app.widgets.chart import LineChart, Series
 from tensorscope.runsource import LiveRun, ReplayRun
 
 RECORDS = Path(__file__).resolve().parent.parent / "fixtures" / "records"
@@ -281,3 +281,19 @@ async def test_autocast_without_a_scaler_is_named_and_float16_is_warned(tmp_path
             chart = app.screen.query_one("#ch-amp", LineChart)
             assert chart.border_title == f"AMP: {dtype} autocast · GradScaler scale"
             assert says in chart.empty_text and not chart.series[0].ys
+
+
+def test_a_narrow_legend_keeps_every_series_value() -> None:
+    # Three CUDA memory lines in a third of 160 columns: the full legend would end in an
+    # ellipsis before the peak; the compact one drops the step and shortens the names.
+    chart = LineChart("memory", unit="B")
+    lines = [Series("allocated", "cyan", short="alloc"), Series("reserved", "yellow", short="resv"),
+             Series("peak", "red")]
+    for line, value in zip(lines, (65.1, 66.0, 65.2)):
+        line.append(78, value * 2**20)
+    full = chart._legend(lines, 200).plain
+    assert "allocated" in full and "step 78" in full
+    narrow = chart._legend(lines, 50).plain
+    assert "…" not in narrow and "step" not in narrow
+    assert all(f"{name} {value} MiB" in narrow
+               for name, value in (("alloc", 65.1), ("resv", 66.0), ("peak", 65.2)))
