@@ -89,8 +89,7 @@ def measure(width: int, blocks: int, detail: str, swap: bool, device: str = "cpu
                             emit_later=None if os.environ.get("TS_NO_LATER") else sender.send_later)
     instr.install()
     loops[0](200)  # past discovery, the first detail steps and the schedule's ramp
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    result = alternate(loops, blocks, sync)
+    result = alternate(loops, blocks, torch.cuda.synchronize if device == "cuda" else None)
     instr.finish()
     sender.close()
     listener.kill()
@@ -98,9 +97,10 @@ def measure(width: int, blocks: int, detail: str, swap: bool, device: str = "cpu
 
 
 def alternate(loops: list[Callable[[int], None]], blocks: int,
-              sync: Callable[[], None]) -> tuple[float, float]:
+              sync: Callable[[], None] | None = None) -> tuple[float, float]:
     """Median seconds per step of the two loops, over ``blocks`` blocks of 20 steps each,
-    alternating which goes first."""
+    alternating which goes first. ``sync`` (CUDA) waits for the device around each block."""
+    sync = sync or (lambda: None)
     times: list[list[float]] = [[], []]
     for block in range(blocks):
         for which in ((0, 1) if block % 2 else (1, 0)):

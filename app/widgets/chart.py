@@ -252,7 +252,7 @@ class LineChart(Widget):
             if i:
                 legend.append(gap)
             legend.append("━ ", style=s.color)
-            legend.append(f"{s.short or s.name if compact else s.name} ", style="dim")
+            legend.append(f"{(s.short or s.name) if compact else s.name} ", style="dim")
             legend.append(fmt(s.last, self.unit) + ("" if compact else " "), style="bold")
         if self.markers and self.marker_label:
             legend.append(f"{gap}▼ {self.marker_label} ×{len(self.markers)}", style="bold red")
