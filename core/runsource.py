@@ -118,6 +118,8 @@ class LiveRun:
         self._version = 0
         self._on_event = on_event
         self.steps = 0
+        self.bad_records = 0
+        """Step events that were valid JSON but not valid records (see _handle)."""
         self.quit_choice = "leave"
         """What closing the UI does to a running script: "leave" it running, or "stop" it."""
         self._ended = threading.Event()
@@ -225,9 +227,17 @@ class LiveRun:
 
     def _handle(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
+        if kind == "step":
+            try:
+                record = StepRecord.from_json(event)
+            except (TypeError, ValueError):
+                # Authenticated but not a step record the UI can chart: dropped and
+                # counted with the other malformed frames, and not written to --record.
+                self.bad_records += 1
+                self._bump()
+                return
         with self._lock:
             if kind == "step":
-                record = StepRecord.from_json(event)
                 self._records.append(record)
                 if record.phase == "train":
                     self.steps += 1
@@ -259,7 +269,7 @@ class LiveRun:
                 state = "paused" if self._paused else "running"
             end = self._end or {}
             counters = {
-                "malformed_frames": self.server.malformed,
+                "malformed_frames": self.server.malformed + self.bad_records,
                 "refused_clients": self.server.refused,
                 "dropped_events": int(end.get("dropped_events") or 0),
                 "hook_errors": int(end.get("hook_errors") or 0),

@@ -62,9 +62,68 @@ class StepRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "StepRecord":
-        """Build a record from its JSON form; unknown keys are ignored (newer writers)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """Build a record from its JSON form; unknown keys are ignored (newer writers).
+
+        Raises ValueError when a field holds the wrong kind of value (``"step": "x"``, a
+        string learning rate): records come from files and sockets, and a chart that is
+        handed a string fails far from here."""
+        fields = {k: v for k, v in data.items() if k in _FIELD_NAMES}
+        problem = _record_problem(fields)
+        if problem is not None:
+            raise ValueError(f"bad step record: {problem}")
+        return cls(**fields)
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(StepRecord))
+_NUMBER_FIELDS = ("loss", "wall_time", "grad_norm", "grad_norm_clipped", "samples_per_s",
+                  "step_time_s", "data_time_s", "compute_time_s")
+_INT_FIELDS = ("epoch", "batch_size", "rank")
+_DICT_FIELDS = ("memory", "amp", "modules", "params", "signals")
+_NESTED_NUMBERS = {"memory": ("allocated", "reserved", "peak", "rss"),
+                   "amp": ("scale", "growth_tracker")}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _record_problem(fields: dict[str, Any]) -> str | None:
+    """What is wrong with a step record's fields (as from_json takes them), or None.
+
+    Checks what the UI computes with: the numbers it charts and the containers it walks.
+    None is accepted wherever the field may be missing."""
+    step = fields.get("step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        return f"step must be a whole number, got {step!r}"[:120]
+    for name in _NUMBER_FIELDS:
+        value = fields.get(name)
+        if value is not None and not _is_number(value):
+            return f"{name} must be a number, got {value!r}"[:120]
+    for name in _INT_FIELDS:
+        value = fields.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            return f"{name} must be a whole number, got {value!r}"[:120]
+    phase = fields.get("phase", "train")
+    if phase not in ("train", "eval"):
+        return f"phase must be train or eval, got {phase!r}"[:120]
+    lr = fields.get("lr", [])
+    if not isinstance(lr, list) or not all(v is None or _is_number(v) for v in lr):
+        return f"lr must be a list of numbers, got {lr!r}"[:120]
+    for name in _DICT_FIELDS:
+        value = fields.get(name)
+        if value is not None and not isinstance(value, dict):
+            return f"{name} must be an object, got {value!r}"[:120]
+    for name, keys in _NESTED_NUMBERS.items():
+        inner = fields.get(name) or {}
+        for key in keys:
+            value = inner.get(key)
+            if value is not None and not _is_number(value):
+                return f"{name}.{key} must be a number, got {value!r}"[:120]
+    for name in ("modules", "params"):
+        for key, entry in (fields.get(name) or {}).items():
+            if not isinstance(entry, dict):
+                return f"{name}[{key!r}] must be an object, got {entry!r}"[:120]
+    return None
 
 
 def memory_snapshot(device: Any = None) -> dict[str, Any]:
@@ -302,7 +361,7 @@ def read_jsonl(path: Any) -> tuple[list[StepRecord], dict[str, Any], int]:
         if kind == "step":
             try:
                 records.append(StepRecord.from_json(data))
-            except TypeError:
+            except (TypeError, ValueError):  # a field of the wrong kind: this line only
                 dropped += 1
         elif kind == "run":
             meta.update({k: v for k, v in data.items() if k != "type"})

@@ -109,6 +109,17 @@ def test_replay_of_a_missing_file_is_one_line_exit_2(tmp_path: Path) -> None:
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
 
 
+def test_replay_of_records_with_values_of_the_wrong_kind_is_one_line_exit_2(tmp_path: Path) -> None:
+    # Found in a walk-through: a hand-edited record crashed the Training screen's chart
+    # with a traceback, and the exit code was 0.
+    path = tmp_path / "edited.jsonl"
+    path.write_text('{"type": "step", "step": "x", "loss": "abc"}\n'
+                    '{"type": "step", "step": 1, "loss": 1.0, "lr": "x"}\n')
+    out = run_cli("replay", str(path))
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.stderr and "2 lines could not be read" in out.stderr
+
+
 def _train_records(tmp_path: Path, *args: str) -> list:
     record = tmp_path / "d.jsonl"
     out = run_cli("run", str(FIXTURES / "minimal_train.py"), "--quiet", "--headless",

@@ -49,6 +49,54 @@ def test_truncated_record_file_keeps_complete_lines_and_counts_the_rest(tmp_path
     assert {"step", "loss", "lr", "grad_norm", "samples_per_s", "rank"} <= set(lines[1])
 
 
+BAD_STEP_LINES = [
+    {"step": "x", "loss": "abc"},  # found by a user's hand-edited record: replay crashed
+    {"step": 1, "lr": "x"},
+    {"step": 1, "lr": [0.1, "fast"]},
+    {"step": True},
+    {"step": 1.5},
+    {"step": 1, "loss": "nan"},
+    {"step": 1, "epoch": "one"},
+    {"step": 1, "phase": "test"},
+    {"step": 1, "memory": {"kind": "cuda", "allocated": "1 GiB"}},
+    {"step": 1, "amp": {"scale": "65536"}},
+    {"step": 1, "modules": {"fc": 3}},
+    {"step": 1, "signals": []},
+]
+
+
+def test_record_lines_with_fields_of_the_wrong_kind_are_dropped_and_counted(tmp_path) -> None:
+    import pytest
+
+    path = tmp_path / "run.jsonl"
+    good = StepRecord(step=2, loss=0.5, lr=[0.1], grad_norm=1.0, memory={"kind": "cpu-rss", "rss": 3},
+                      amp={"scale": 1024.0, "growth_tracker": 0, "skipped": False,
+                           "autocast_dtype": "bfloat16"}, modules={"fc": {"mean": 0.1}})
+    for bad in BAD_STEP_LINES:
+        path.write_text(json.dumps({"type": "step", **bad}) + "\n" + json.dumps(good.to_json()) + "\n")
+        records, _, dropped = read_jsonl(path)
+        assert (records, dropped) == ([good], 1), bad
+        with pytest.raises(ValueError, match="bad step record"):
+            StepRecord.from_json({"type": "step", **bad})
+
+
+def test_a_live_step_event_of_the_wrong_kind_is_counted_not_charted(tmp_path) -> None:
+    from tensorscope.runsource import LiveRun
+
+    run = LiveRun(str(tmp_path / "train.py"), [], record=str(tmp_path / "r.jsonl"))
+    try:
+        for bad in BAD_STEP_LINES:
+            run._handle({"type": "step", **bad})
+        run._handle(StepRecord(step=1, loss=0.5, lr=[0.1]).to_json())
+        snap = run.snapshot()
+        assert [r.step for r in snap.records] == [1] and run.steps == 1
+        assert snap.counters["malformed_frames"] == len(BAD_STEP_LINES)
+    finally:
+        run.server.close()
+        run._sink.close()
+    assert [r.step for r in read_jsonl(tmp_path / "r.jsonl")[0]] == [1]  # only the good one kept
+
+
 def test_server_counts_malformed_frames_and_refuses_wrong_keys() -> None:
     events = []
     server = EventServer(events.append)
