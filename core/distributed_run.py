@@ -117,7 +117,7 @@ class DistributedRun(LiveRun):
 
     def snapshot(self):
         snap = super().snapshot()
-        if snap.exit_code not in (None, 0) and snap.state == "finished":
+        if snap.exit_code not in (None, 0) and snap.state in ("finished", "failed"):
             # A rank killed by the launcher (no error event of its own) is still a crash.
             from dataclasses import replace
 

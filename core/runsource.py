@@ -40,7 +40,8 @@ class RunSnapshot:
     """The script (live) or the record file (replay)."""
     records: tuple[StepRecord, ...]
     state: str
-    """"starting", "running", "paused", "finished", "crashed" or "recorded"."""
+    """"starting", "running", "paused", "finished", "crashed" (a Python exception),
+    "failed" (a non-zero exit without one) or "recorded"."""
     exit_code: int | None = None
     error: dict[str, Any] | None = None
     """The crash: {"exc_type", "message", "traceback"}."""
@@ -75,7 +76,7 @@ class RunSnapshot:
 
     @property
     def finished(self) -> bool:
-        return self.state in {"finished", "crashed", "recorded"}
+        return self.state in {"finished", "crashed", "failed", "recorded"}
 
 
 def check_script(path: str) -> str:
@@ -115,6 +116,8 @@ class LiveRun:
         self._end: dict[str, Any] | None = None
         self._exit_code: int | None = None
         self._paused = False
+        self._pauses: list[list[float | None]] = []
+        """[paused at, resumed at (None: still paused)] in wall-clock seconds."""
         self._version = 0
         self._on_event = on_event
         self.steps = 0
@@ -194,18 +197,62 @@ class LiveRun:
     def pause(self) -> bool:
         if self.running and not self._paused and hasattr(signal, "SIGSTOP"):
             os.kill(self.proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
-            self._paused = True
-            self._bump()
+            with self._lock:
+                self._paused = True
+                self._pauses.append([time.time(), None])
+                self._version += 1
             return True
         return False
 
     def resume(self) -> bool:
         if self.running and self._paused:
+            with self._lock:
+                # Closed before the child runs again: its next step event must see it.
+                self._pauses[-1][1] = time.time()
+                self._paused = False
+                self._version += 1
             os.kill(self.proc.pid, signal.SIGCONT)  # type: ignore[union-attr]
-            self._paused = False
-            self._bump()
             return True
         return False
+
+    def _leave_out_pauses(self, event: dict[str, Any]) -> None:
+        """Take the time the script sat paused out of the step that spans it.
+
+        SIGSTOP stops the child's clocks for nobody: the step in flight when the user
+        paused would otherwise last as long as the pause, and its samples/s, the step-time
+        chart and the ETA with it. The step's own times (end at ``wall_time``, first
+        forward ``data_time_s`` after its start) say which part the pause fell in; the time
+        taken out is kept in ``signals["paused_s"]``."""
+        end, took = event.get("wall_time"), event.get("step_time_s")
+        if not isinstance(end, (int, float)) or not isinstance(took, (int, float)) or took <= 0:
+            return
+        start = end - took
+        data = event.get("data_time_s")
+        split = start + data if isinstance(data, (int, float)) and 0 <= data <= took else None
+        paused = in_data = 0.0
+        for begin, finish in self._pauses:
+            finish = end if finish is None else finish
+            overlap = min(end, finish) - max(start, begin)
+            if overlap > 0:
+                paused += overlap
+                if split is not None:
+                    in_data += max(0.0, min(split, finish) - max(start, begin))
+        if paused <= 0:
+            return
+        left = took - paused
+        event["step_time_s"] = left if left > 0 else None
+        if split is not None:
+            event["data_time_s"] = max(0.0, data - in_data)
+            compute = event.get("compute_time_s")
+            if isinstance(compute, (int, float)):
+                event["compute_time_s"] = max(0.0, compute - (paused - in_data))
+        batch = event.get("batch_size")
+        if event.get("samples_per_s") is not None:
+            event["samples_per_s"] = (batch / left if isinstance(batch, (int, float)) and left > 0
+                                      else None)
+        signals = event.get("signals")
+        if isinstance(signals, dict):
+            signals["paused_s"] = paused
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the script cleanly: resume if paused, SIGINT (KeyboardInterrupt), then SIGTERM."""
@@ -228,6 +275,9 @@ class LiveRun:
     def _handle(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "step":
+            if self._pauses:
+                with self._lock:
+                    self._leave_out_pauses(event)
             try:
                 record = StepRecord.from_json(event)
             except (TypeError, ValueError):
@@ -262,7 +312,10 @@ class LiveRun:
     def snapshot(self) -> RunSnapshot:
         with self._lock:
             if self._exit_code is not None:
-                state = "crashed" if self._error is not None else "finished"
+                # A non-zero exit without a Python exception (sys.exit(2), an argparse
+                # error, a signal) is not a finished run either.
+                state = ("crashed" if self._error is not None
+                         else "failed" if self._exit_code != 0 else "finished")
             elif self.proc is None:
                 state = "starting"
             else:

@@ -311,7 +311,8 @@ class TrainingScreen(Screen):
     def _status(self, snap) -> None:
         last = next((r for r in reversed(snap.records) if r.phase == "train"), None)
         state_style = {"running": "bold green", "paused": "bold yellow", "finished": "bold",
-                       "crashed": "bold red", "recorded": "bold", "starting": "dim"}
+                       "crashed": "bold red", "failed": "bold red", "recorded": "bold",
+                       "starting": "dim"}
         text = Text()
         text.append(f" {snap.state.upper()} ", style=f"reverse {state_style.get(snap.state, '')}")
         text.append(f"  {snap.label}", style="bold")
@@ -366,8 +367,11 @@ class TrainingScreen(Screen):
                        self.query_one("#tr-run-label")):
             widget.display = bool(per_epoch)
         if not per_epoch:
-            set_eta("run length unknown: no DataLoader with a length in the script, so no "
-                       "progress bar")
+            if snap.finished and not steps:
+                set_eta("no training step ran")
+            else:
+                set_eta("run length unknown: no DataLoader with a length in the script, so "
+                        "no progress bar")
             return
         epoch_bar.update(total=per_epoch, progress=steps % per_epoch if steps % per_epoch or not steps
                          else per_epoch)
@@ -377,7 +381,7 @@ class TrainingScreen(Screen):
             remaining = max(0, total - steps)
             times = [r.step_time_s for r in train[-50:] if r.step_time_s]
             if snap.finished:
-                set_eta(f"{steps}/{total} steps · done")
+                set_eta(f"{steps}/{total} steps · {_ending(snap)}")
             elif times and remaining:
                 seconds = remaining * sum(times) / len(times)
                 set_eta(f"{steps}/{total} steps · ETA {_clock(seconds)}")
@@ -534,3 +538,15 @@ def _clock(seconds: float) -> str:
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
+
+
+def _ending(snap) -> str:
+    """How a finished run ended, for the progress line: "done" only for a clean end."""
+    exit_code = snap.exit_code if snap.exit_code is not None else snap.meta.get("exit_code")
+    if snap.error or snap.meta.get("error") or snap.state == "crashed":
+        return "crashed"
+    if exit_code not in (None, 0):
+        return f"exit code {exit_code}"
+    if snap.source == "replay" and not snap.meta.get("ended"):
+        return "cut off (no end line)"
+    return "done"

@@ -44,6 +44,25 @@ async def test_replay_of_a_crash_shows_its_traceback_and_exit_code() -> None:
         assert "exit code 1" in str(app.screen.query_one("#tr-status").content)
 
 
+@pytest.mark.slow
+async def test_a_script_that_exits_non_zero_without_a_traceback_is_failed_not_finished(
+        tmp_path: Path) -> None:
+    # Found in a walk-through: `run train.py --bogus` (argparse exits 2 before any step)
+    # showed FINISHED and blamed a missing DataLoader for the missing progress bar.
+    script = tmp_path / "train.py"
+    shutil.copy(FIXTURES / "minimal_train.py", script)
+    source = LiveRun(str(script), ["--bogus"]).start()
+    assert source.wait(60) == 2
+    app = make_app(AppContext(run=source), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause(0.3)
+        assert source.snapshot().state == "failed" and source.snapshot().finished
+        status = str(app.screen.query_one("#tr-status").content)
+        assert "FAILED" in status and "exit code 2" in status
+        assert str(app.screen.query_one("#tr-eta").content) == "no training step ran"
+    source.close()
+
+
 async def test_truncated_record_is_replayed_with_the_drop_reported(tmp_path: Path) -> None:
     data = (RECORDS / "minimal_run.jsonl").read_bytes()
     cut = tmp_path / "cut.jsonl"
@@ -58,6 +77,9 @@ async def test_truncated_record_is_replayed_with_the_drop_reported(tmp_path: Pat
         text = " ".join(" ".join(line.text for line in app.screen.query_one("#tr-log").lines).split())
         assert "1 incomplete or unreadable line dropped" in text
         assert "cut off" in text
+        # ...and the progress line does not call the cut-off run "done" (walk-through)
+        eta = str(app.screen.query_one("#tr-eta").content)
+        assert eta.endswith("steps · cut off (no end line)"), eta
 
 
 async def test_progress_bars_know_the_length_of_the_minimal_run() -> None:

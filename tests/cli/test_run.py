@@ -184,3 +184,55 @@ def test_help_and_arguments_after_the_script_are_the_scripts(tmp_path: Path) -> 
     assert "ARGS ['--a', '--', '--b']" in out.stdout  # the script's own -- is kept
     usage = run_cli("run", "--help")
     assert usage.returncode == 0 and "SCRIPT.py [ARGS...]" in usage.stdout
+
+
+SLOW_STEPS = """
+import time
+import torch
+from torch import nn
+
+model = nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+for step in range(40):
+    x = torch.randn(8, 4)
+    time.sleep(0.02)  # waiting for data
+    out = model(x)
+    time.sleep(0.03)  # computing
+    loss = out.pow(2).mean()
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+"""
+
+
+def test_paused_time_is_left_out_of_the_step_it_fell_in(tmp_path: Path) -> None:
+    # Found in a walk-through: a 5 s pause made one step last 5 s in --record, with
+    # samples/s, the step-time chart and the ETA following it.
+    import time
+
+    from tensorscope.runsource import LiveRun
+
+    script = tmp_path / "train.py"
+    script.write_text(SLOW_STEPS)
+    record = tmp_path / "run.jsonl"
+    source = LiveRun(str(script), [], record=str(record), capture_output=False).start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(source.snapshot().train) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert source.pause()
+        time.sleep(1.0)
+        assert source.resume()
+        assert source.wait(120) == 0
+    finally:
+        source.close()
+    train = [r for r in read_jsonl(record)[0] if r.phase == "train"]
+    assert len(train) == 40
+    paused = [r for r in train if r.signals.get("paused_s")]
+    assert len(paused) == 1 and 0.9 < paused[0].signals["paused_s"] < 1.5
+    # Each step is its ~50 ms of sleeps again (generous: a loaded machine), and its
+    # throughput is the batch over that time.
+    assert max(r.step_time_s for r in train[1:]) < 0.5
+    r = paused[0]
+    assert r.samples_per_s == pytest.approx(8 / r.step_time_s)
+    assert r.data_time_s + r.compute_time_s == pytest.approx(r.step_time_s, abs=1e-3)
