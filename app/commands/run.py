@@ -137,11 +137,11 @@ def _headless(script: str, script_args: list[str], args: argparse.Namespace) -> 
         snap = source.snapshot()
         findings, doctor = _findings(snap)
         summary = {
-            "steps": len(snap.train),
+            "steps": _per_run(snap.train, lambda r: True),
             "exit_code": code,
             "findings": findings,
-            "skipped_steps": sum(1 for r in snap.train if (r.amp or {}).get("skipped")),
-            "eval_passes": sum(1 for r in snap.records if r.phase == "eval"),
+            "skipped_steps": _per_run(snap.train, lambda r: bool((r.amp or {}).get("skipped"))),
+            "eval_passes": _per_run(snap.records, lambda r: r.phase == "eval"),
             # Optimizers that stepped besides the charted one: their steps are not counted.
             "other_optimizers": (snap.model or {}).get("other_optimizers", []),
             "record": args.record,
@@ -153,6 +153,17 @@ def _headless(script: str, script_args: list[str], args: argparse.Namespace) -> 
         sys.stdout.write(json.dumps(summary) + "\n")
         sys.stdout.flush()
     return code
+
+
+def _per_run(records, counted) -> int:
+    """How many records ``counted`` accepts, as the run's own count: with several ranks
+    each rank records the same steps, so the count is the most any one rank has (the
+    per-rank counts are in steps_per_rank), not their sum."""
+    by_rank: dict = {}
+    for r in records:
+        if counted(r):
+            by_rank[r.rank] = by_rank.get(r.rank, 0) + 1
+    return max(by_rank.values(), default=0)
 
 
 def _rank_summary(snap, args: argparse.Namespace) -> dict:

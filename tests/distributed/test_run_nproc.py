@@ -50,6 +50,7 @@ def test_two_ranks_record_every_step_with_its_rank(tmp_path):
     assert report.checked_steps == 5 and report.in_sync is True
     assert summary["ranks"] == [0, 1] and summary["steps_per_rank"] == {"0": 5, "1": 5}
     assert summary["params_in_sync"] is True and summary["exit_code"] == 0
+    assert summary["steps"] == 5  # the run's steps, not both ranks' added up (walk-through)
 
 
 def test_a_crashing_rank_keeps_the_others_records_and_fails_the_run(tmp_path):
