@@ -82,7 +82,7 @@ class GraphScreen(Screen):
         Binding("z", "zoom", "Zoom"),
         Binding("x", "export", "Export view"),
         Binding("slash", "search", "Search", show=False),
-        Binding("ctrl+r", "reload", "Rerun", show=False),
+        Binding("ctrl+r", "reload", "Rerun forward"),
     ]
 
     class GraphLoaded(Message):
@@ -576,8 +576,8 @@ class GraphScreen(Screen):
         text = one_line(exc).split(" Hint:")[0]
         if "second time" in text:
             why = ("Why: the previous backward ran without retain_graph=True, so autograd freed "
-                   "the tensors each node saved. Rerun the forward (F5) to build a new graph, or "
-                   "use retain_graph=True (r) on every backward but the last.")
+                   "the tensors each node saved. Rerun the forward (ctrl+r) to build a new "
+                   "graph, or use retain_graph=True (r) on every backward but the last.")
         elif "inplace operation" in text:
             why = ("Why: an in-place op changed a tensor after a node saved it for backward; "
                    "the node's formula would use the wrong values. Use the out-of-place op "

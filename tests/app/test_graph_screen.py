@@ -130,6 +130,11 @@ async def test_backward_retain_accumulates_then_freed_graph_errors() -> None:
         text = text_of(banner)
         assert "second time" in text and "retain_graph=True" in text and banner.has_class("-error")
         assert w.grad.tolist() == [6.0, 12.0]
+        # The hint names the key that reruns the forward (it said F5, the Training screen's
+        # key, until a walk-through), and the screen shows that key in its footer.
+        assert "(ctrl+r)" in text
+        assert any(b.key == "ctrl+r" and b.action == "reload" and b.show
+                   for b in screen.BINDINGS)
 
 
 async def test_search_and_export(tmp_path, monkeypatch) -> None:
