@@ -11,6 +11,8 @@ explained next to its fixes.
 
 from __future__ import annotations
 
+import ctypes
+import threading
 from typing import Any
 
 from rich.text import Text
@@ -53,6 +55,47 @@ WELCOME = (
 )
 
 
+CONSOLE_PLACEHOLDER = ("a statement, e.g.  x = torch.arange(12.).reshape(3, 4)   "
+                       "(Enter runs it · ↑↓ history · → completes an example)")
+
+FOREGROUND_S = 0.5
+"""A console statement over within this long shows its outcome at once; a longer one goes
+on in the background with the UI responsive (and ctrl+c to interrupt it)."""
+
+
+class _Statement(threading.Thread):
+    """One console statement, run on a daemon thread (a statement that never ends must
+    not keep the app from quitting)."""
+
+    def __init__(self, source: str, namespace: dict[str, Any]) -> None:
+        super().__init__(name="tensorscope-console", daemon=True)
+        self.source = source
+        self.namespace = namespace
+        self.before = {name: id(value) for name, value in namespace.items()}
+        self.result: Any = None
+        self.error: Exception | None = None
+        self.interrupted = False
+
+    def run(self) -> None:
+        from tensorscope.errors import UserError
+        from tensorscope.evaluate import execute
+
+        try:
+            self.result = execute(self.source, self.namespace)
+        except UserError as exc:
+            self.error = exc
+        except KeyboardInterrupt:
+            self.interrupted = True
+        except BaseException as exc:  # execute() turns the user's errors into UserError
+            self.error = exc
+
+    def interrupt(self) -> None:
+        """Raise KeyboardInterrupt in the statement at its next Python instruction."""
+        if self.ident is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.ident),
+                                                       ctypes.py_object(KeyboardInterrupt))
+
+
 class StorageScreen(Screen):
     """Tensors, their storage, and the arithmetic in between."""
 
@@ -77,6 +120,7 @@ class StorageScreen(Screen):
     AUTO_FOCUS = "#console"
 
     BINDINGS = [
+        Binding("ctrl+c", "interrupt", "Interrupt", priority=True),
         Binding("ctrl+l", "focus_console", "Console"),
         Binding("ctrl+g", "focus_grid", "Grid"),
         Binding("ctrl+t", "focus_list", "Tensors"),
@@ -90,6 +134,9 @@ class StorageScreen(Screen):
         self._colour: dict[str, str] = {}
         self._view_help: Any = None
         """The last failed view() explained (tensorscope.viewfix.ViewFix), or None."""
+        self._console_job: _Statement | None = None
+        """A console statement still running in the background (see _run_in_background)."""
+        self._poll: Any = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -108,8 +155,7 @@ class StorageScreen(Screen):
         yield Static(id="detail")
         yield RichLog(id="history", wrap=True, markup=False, highlight=False, auto_scroll=True)
         yield ConsoleInput((code for code, _ in EXAMPLES), id="console",
-                           placeholder="a statement, e.g.  x = torch.arange(12.).reshape(3, 4)   "
-                                       "(Enter runs it · ↑↓ history · → completes an example)")
+                           placeholder=CONSOLE_PLACEHOLDER)
         yield SteadyFooter()
 
     @staticmethod
@@ -136,30 +182,95 @@ class StorageScreen(Screen):
         source = event.value.strip()
         if not source:
             return
+        if self._console_job is not None:
+            self.notify("The last statement is still running: ctrl+c interrupts it.",
+                        severity="warning")
+            return  # (kept in the input, to run once the last one is over)
         event.input.value = ""
         self.query_one("#console", ConsoleInput).remember(source)
-        self.run_statement(source)
-        self.refresh_tensors()
+        self._run_in_background(source)
 
     @on(OptionList.OptionSelected, "#examples")
     def _example_chosen(self, event: OptionList.OptionSelected) -> None:
-        if event.option.id:
-            self.run_statement(event.option.id)
-            self.refresh_tensors()
+        if event.option.id and self._console_job is None:
+            self._run_in_background(event.option.id)
             self.query_one("#console", Input).focus()
 
+    def _run_in_background(self, source: str) -> None:
+        """Run a statement the user typed on a thread of its own.
+
+        The console runs anything: ``while True: pass`` or a ten-second op on the UI
+        thread would freeze the whole app with no way out. A statement that is over within
+        FOREGROUND_S is shown at once, as before; a longer one leaves the UI responsive,
+        says so, and ctrl+c raises KeyboardInterrupt in it (a pure-Python loop stops at
+        once; a long torch op or sleep when it returns)."""
+        namespace = self.app.context.ensure_namespace()
+        self._log(Text.assemble(("› ", "bold cyan"), source))
+        job = _Statement(source, namespace)
+        job.start()
+        job.join(FOREGROUND_S)
+        if not job.is_alive():
+            self._show_outcome(job)
+            return
+        self._console_job = job
+        self._log(Text("  … still running: ctrl+c interrupts it", style="yellow"))
+        self.query_one("#console", Input).placeholder = "(running the last statement: ctrl+c interrupts it)"
+        self._poll = self.set_interval(0.1, self._check_running)
+        self.refresh_bindings()  # ctrl+c now means something: the footer shows it
+
+    def _check_running(self) -> None:
+        job = self._console_job
+        if job is None or job.is_alive():
+            return
+        self._console_job = None
+        if self._poll is not None:
+            self._poll.stop()
+            self._poll = None
+        self.query_one("#console", Input).placeholder = CONSOLE_PLACEHOLDER
+        self.refresh_bindings()
+        self._show_outcome(job)
+
+    def action_interrupt(self) -> None:
+        job = self._console_job
+        if job is not None and job.is_alive():
+            job.interrupt()
+            self._log(Text("  interrupting… (a torch op or a sleep in progress finishes first)",
+                           style="yellow"))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "interrupt":
+            return self._console_job is not None  # ctrl+c means nothing here otherwise
+        return True
+
+    def _show_outcome(self, job: "_Statement") -> None:
+        if job.interrupted:
+            self._log(Text("  ✘ interrupted (KeyboardInterrupt): names it assigned before "
+                           "that are kept", style="bold red"))
+        else:
+            self._present(job.source, job.namespace, job.before, job.result, job.error)
+        self.refresh_tensors()
+
     def run_statement(self, source: str) -> None:
-        """Run one statement in the shared namespace; show its outcome in the history."""
+        """Run one statement in the shared namespace, on this thread (the statements given
+        on the command line, in order, before the screen shows); show its outcome."""
         from tensorscope.errors import UserError
         from tensorscope.evaluate import execute
 
         namespace = self.app.context.ensure_namespace()
         self._log(Text.assemble(("› ", "bold cyan"), source))
         before = {name: id(value) for name, value in namespace.items()}
+        result = error = None
         try:
             result = execute(source, namespace)
         except UserError as exc:
-            self._log(Text("  ✘ " + str(exc), style="bold red"))
+            error = exc
+        self._present(source, namespace, before, result, error)
+
+    def _present(self, source: str, namespace: dict[str, Any], before: dict[str, int],
+                 result: Any, error: Exception | None) -> None:
+        """A statement's outcome in the history, and the tensor it made selected."""
+        if error is not None:
+            self._log(Text("  ✘ " + str(error), style="bold red"))
             self._explain_view(source, namespace)
             return
         self._view_help = None

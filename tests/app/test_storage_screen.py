@@ -28,6 +28,10 @@ async def type_statement(pilot, text: str) -> None:
     console.value = text
     await pilot.press("enter")
     await pilot.pause()
+    for _ in range(200):  # a slow machine: a statement past FOREGROUND_S ends in the background
+        if pilot.app.screen._console_job is None:
+            break
+        await pilot.pause(0.05)
 
 
 async def test_empty_namespace_explains_itself_and_offers_examples() -> None:
@@ -216,3 +220,40 @@ async def test_clicking_a_storage_cell_selects_the_element_that_reads_it() -> No
         await pilot.pause()
         detail = str(screen.query_one("#detail", Static).content)
         assert "cell 0 is not read by col" in detail and "x[0, 0]" in detail
+
+
+async def test_a_statement_that_never_ends_leaves_the_ui_usable_and_ctrl_c_stops_it() -> None:
+    # Found in a walk-through: `while True: pass` in the console froze the whole app, and
+    # no key (ctrl+c, ctrl+q) got through.
+    app = make_app(AppContext(), screen="storage")
+    async with app.run_test(size=SIZE) as pilot:
+        await type_statement(pilot, "x = torch.arange(6.)")
+        screen = app.screen
+        console = screen.query_one("#console", Input)
+        console.value = "n = 0\nwhile True: n += 1"
+        await pilot.press("enter")
+        await pilot.pause()
+        try:
+            assert screen._console_job is not None and "still running" in history_text(app)
+            await pilot.press("ctrl+g")  # the UI answers keys meanwhile
+            await pilot.pause()
+            assert screen.query_one("#grid", TensorGrid).has_focus
+            console.value = "y = x * 2"  # refused (kept) while the last one runs
+            await pilot.press("ctrl+l", "enter")
+            await pilot.pause()
+            assert "y" not in app.context.namespace and console.value == "y = x * 2"
+            await pilot.press("ctrl+c")
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if screen._console_job is None:
+                    break
+            assert screen._console_job is None
+            assert "interrupted (KeyboardInterrupt)" in history_text(app)
+            assert app.context.namespace["n"] > 0  # what it assigned before is kept
+        finally:
+            if screen._console_job is not None:  # never leave a spinning thread behind
+                screen._console_job.interrupt()
+        await pilot.press("enter")  # the kept statement runs now
+        await pilot.pause()
+        assert app.context.namespace["y"].tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+        assert app.is_running
