@@ -60,7 +60,10 @@ class GraphScreen(Screen):
     GraphScreen #graph-expr { width: 1fr; }
     GraphScreen #graph-bar Button { min-width: 12; margin-left: 1; }
     GraphScreen #graph-main { height: 1fr; }
-    GraphScreen #graph-left { width: 40; border-right: vkey $panel-lighten-2; }
+    /* Side panes give way on a narrow terminal (80 columns over SSH): fixed widths of
+       40 + 50 left the drawing no column at all there. */
+    GraphScreen #graph-left { width: 28%; max-width: 40; min-width: 18;
+                              border-right: vkey $panel-lighten-2; }
     GraphScreen #graph-search { margin: 0 0 0 0; }
     GraphScreen #graph-tree { height: 1fr; }
     GraphScreen #graph-center { width: 1fr; }
@@ -70,7 +73,8 @@ class GraphScreen(Screen):
     GraphScreen #graph-canvas { height: 1fr; }
     GraphScreen #graph-status { height: 1; padding: 0 1; color: $text-muted;
                                 background: $panel; }
-    GraphScreen #graph-right { width: 50; border-left: vkey $panel-lighten-2; padding: 0 1; }
+    GraphScreen #graph-right { width: 32%; max-width: 50; min-width: 22;
+                               border-left: vkey $panel-lighten-2; padding: 0 1; }
     GraphScreen #graph-details { width: 100%; }
     """
 

@@ -224,3 +224,19 @@ async def test_zoom_levels_relayout_and_click_selects() -> None:
         await pilot.click(GraphCanvas, offset=(box.x + 1 + canvas._pad(), box.y))
         await pilot.pause()
         assert screen.selected_node == box.node_id
+
+
+@needs_dot
+async def test_an_80_column_terminal_still_has_room_for_the_drawing(tmp_path) -> None:
+    # Found in a walk-through: the side panes' fixed 40 + 50 columns left the canvas zero
+    # columns wide at 80x24, the size many SSH sessions open at.
+    app = make_app(AppContext(), screen="graph")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.click("#graph-example")
+        await settle(app, pilot)
+        canvas = app.screen.query_one(GraphCanvas)
+        assert canvas.size.width >= 30 and canvas.layout_shown is not None
+        text = "\n".join(canvas.render_line(y).text for y in range(canvas.size.height))
+        assert "Backward" in text or "loss" in text  # boxes are drawn, not just borders
+        app.save_screenshot(str(tmp_path / "graph-80x24.svg"))
