@@ -380,7 +380,8 @@ class InspectScreen(Screen):
         colours = {k: COLOURS[i % len(COLOURS)] for i, k in enumerate(keys)}
         text = Text()
         text.append(f"storage {storage.id}", style="bold")
-        text.append(f" · {storage.bytes // value.element_size():,} cells of {entry.dtype} · "
+        cells = storage.bytes // value.element_size()
+        text.append(f" · {cells:,} cell{'s' if cells != 1 else ''} of {entry.dtype} · "
                     f"saved on {storage.device} · rows: cell number, value, one mark per key\n")
         for k in keys:
             text.append("▀ ", style=colours[k])

@@ -437,7 +437,8 @@ class StorageScreen(Screen):
 
     def _legend(self, layout: Any, group: list[str]) -> Text:
         text = Text()
-        text.append(f"{layout.storage_size:,} cells of {layout.dtype}", style="bold")
+        text.append(f"{layout.storage_size:,} cell{'s' if layout.storage_size != 1 else ''} of "
+                    f"{layout.dtype}", style="bold")
         text.append(f" · {_bytes(layout.storage_nbytes)} · marks: ", style="dim")
         for name in group:
             text.append("▀ " + name + "  ", style=self._colour[name] + (" bold" if name == self.selected else ""))

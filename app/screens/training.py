@@ -22,7 +22,7 @@ from textual.reactive import Reactive
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Header, Label, ProgressBar, RichLog, Static
 
-from tensorscope.app.widgets.chart import LineChart, Series, fmt
+from tensorscope.app.widgets.chart import EMPTY_LIVE, LineChart, Series, fmt
 from tensorscope.app.widgets.histogram import Histogram
 from tensorscope.app.widgets.rank_panel import RankPanel
 from tensorscope.app.widgets.steady_footer import SteadyFooter
@@ -214,6 +214,10 @@ class TrainingScreen(Screen):
             self._modules(snap)
         self._dirty = list(CHART_IDS)
         if snap.finished:
+            # Over: a chart still empty will stay so. "no data yet" would promise more.
+            for chart in self.query(LineChart):
+                if chart.empty_text == EMPTY_LIVE:
+                    chart.empty_text = "none in this run"
             self._draw_some(len(CHART_IDS))
 
     def _draw_some(self, count: int) -> None:
@@ -293,7 +297,9 @@ class TrainingScreen(Screen):
                 chart.border_title = "memory: process RSS (no allocator on CPU)"
                 chart.set_data([s["rss"]])
             else:
-                chart.border_title = f"memory: {self._memory_kind or '?'} caching allocator"
+                # (No kind: no record carried a memory reading, as in a demo's recording.)
+                chart.border_title = (f"memory: {self._memory_kind} caching allocator"
+                                      if self._memory_kind else "memory")
                 chart.set_data([s["alloc"], s["reserved"], s["peak"]])
         elif chart_id == "ch-amp":
             dtype = self._autocast
@@ -426,12 +432,16 @@ class TrainingScreen(Screen):
         last = next((r for r in reversed(snap.records) if r.phase == "train" and r.modules), None)
         table = self.query_one("#tr-modules", DataTable)
         if last is None:
-            if self._modules_shown is None:
+            empty = "none, over" if snap.finished else "none"
+            if self._modules_shown != empty:
                 table.clear(columns=True)
                 table.add_column("per-module statistics")
-                table.add_row("none yet: they come on detail steps (run --detail: sampled = as often "
-                              "as 2% of step time allows, full = every step)")
-                self._modules_shown = "none"
+                # Short rows: the panel is a third of the screen.
+                table.add_row("none in this run: it had no detail steps" if snap.finished
+                              else "none yet: they come on detail steps")
+                table.add_row("run --detail sampled: as often as 2% of")
+                table.add_row("step time allows; full: every step")
+                self._modules_shown = empty
             return
         if self._modules_shown is last:
             return

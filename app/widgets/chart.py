@@ -21,6 +21,9 @@ from textual.strip import Strip
 from textual.reactive import reactive
 from textual.widget import Widget
 
+EMPTY_LIVE = "no data yet"
+"""What a chart with nothing to draw says while its run goes on."""
+
 # Braille dot bits for (column 0/1, row 0..3 from the top).
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 
@@ -97,7 +100,7 @@ class LineChart(Widget):
         self.markers: list[float] = []
         """x positions of events drawn as red ticks (skipped steps)."""
         self.marker_label = ""
-        self.empty_text = "no data yet"
+        self.empty_text = EMPTY_LIVE
 
     def set_data(self, series: list[Series], markers: list[float] | None = None) -> None:
         self.series = series

@@ -319,3 +319,27 @@ def test_a_narrow_legend_keeps_every_series_value() -> None:
     assert "…" not in narrow and "step" not in narrow
     assert all(f"{name} {value} MiB" in narrow
                for name, value in (("alloc", 65.1), ("resv", 66.0), ("peak", 65.2)))
+
+
+async def test_a_finished_recording_does_not_promise_data_it_will_never_get(tmp_path: Path) -> None:
+    # Found in a walk-through of a demo's recording: empty charts said "no data yet", the
+    # memory chart was titled "memory: ? caching allocator", and the per-module row was
+    # cut off mid-sentence.
+    import json
+
+    path = tmp_path / "bare.jsonl"
+    lines = [{"type": "run", "script": "train.py", "argv": []}]
+    lines += [{"type": "step", "step": i, "loss": 1.0 / i, "lr": [0.1]} for i in range(1, 6)]
+    lines.append({"type": "end", "exit_code": 0})
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert screen.query_one("#ch-sps", LineChart).empty_text == "none in this run"
+        memory = screen.query_one("#ch-mem", LineChart)
+        assert memory.border_title == "memory" and memory.empty_text == "none in this run"
+        table = screen.query_one("#tr-modules")
+        rows = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert rows[0] == "none in this run: it had no detail steps"
+        assert all(len(row) <= 45 for row in rows)  # a third of 160 columns, borders and all
