@@ -52,7 +52,10 @@ def open_scenario_screen(app: Any, scenario: Any, screen: str) -> None:
 class DemosScreen(Screen):
     """Catalogue on the left; the selected scenario's lesson, code and results on the right."""
 
-    BINDINGS = [Binding("r", "run_demo", "Run it"), Binding("enter", "open_landing", "Open its screen", show=False)]
+    # Enter on the list runs the selected demo (as r does); its screens open from the
+    # buttons. d is the Doctor for this demo, not for whatever ran before it: the results
+    # panel has just shown what the doctor found here.
+    BINDINGS = [Binding("r", "run_demo", "Run it"), Binding("d", "doctor", "Doctor", show=False)]
 
     DEFAULT_CSS = """
     DemosScreen #demos-list { width: 36; height: 1fr; border: round $primary; }
@@ -209,9 +212,11 @@ class DemosScreen(Screen):
         if self._current is not None and event.button.name:
             open_scenario_screen(self.app, self._current, event.button.name)
 
-    def action_open_landing(self) -> None:
-        if self._current is not None:
-            open_scenario_screen(self.app, self._current, self._current.screens[0])
+    def action_doctor(self) -> None:
+        if self._current is not None and "doctor" in self._current.screens:
+            open_scenario_screen(self.app, self._current, "doctor")
+        else:  # a demo the doctor has nothing to say about: the Doctor as anywhere else
+            self.app.open_screen("doctor")
 
 
 def _facts_table(facts: dict[str, Any]) -> Table:

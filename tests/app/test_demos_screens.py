@@ -63,6 +63,25 @@ async def test_demos_screen_switches_to_a_screen_with_the_scenario_loaded() -> N
         assert options.option_count >= 1
 
 
+async def test_d_on_the_demos_screen_opens_the_doctor_for_the_selected_demo() -> None:
+    # Found in a walk-through: after r showed "doctor: 1 finding", d said "Nothing is
+    # attached yet"; only the Open Doctor button attached the demo.
+    app = make_app(screen="demos")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        app.screen.query_one("#demos-list", OptionList).highlighted = 0   # missing-zero-grad
+        await pilot.pause()
+        await pilot.press("d")
+        for _ in range(20):
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            if app.current_mode == "doctor" and app.screen.query("#doctor-list"):
+                if app.screen.query_one("#doctor-list", OptionList).option_count:
+                    break
+        assert app.current_mode == "doctor" and app.context.demo.name == "missing-zero-grad"
+        assert app.screen.query_one("#doctor-list", OptionList).option_count >= 1
+
+
 async def test_doctor_with_nothing_attached_says_how() -> None:
     app = make_app(screen="doctor")
     async with app.run_test(size=(160, 48)) as pilot:
