@@ -52,6 +52,11 @@ async def test_steps_record_stats_and_hook_toggles_change_counts() -> None:
         await _steps(app, pilot, 2)
         screen = app.screen
         assert screen.steps == 2
+        # The root row (selected first) is not hooked itself; it says so rather than that
+        # it never ran (walk-through).
+        assert screen.selected in ("", None)
+        root_text = str(screen.query_one("#module-stats", Static).content)
+        assert "the model as a whole is not hooked" in root_text and "never calls" not in root_text
         all_hooks = screen.hook_count
         assert all_hooks > 0 and f"hooks active: {all_hooks}" in _status(app)
         assert len(screen.session.hooks.names) == 5
