@@ -58,31 +58,49 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_PIPED_WIDTH = 400
+"""Piped output is never wider than this (a table of very long keys wraps there)."""
+
+
 def _print_report(ckpts: list, diff) -> None:
-    from rich.console import Console
     from rich.rule import Rule
 
     from tensorscope.app import inspect_report as report
 
-    console = Console()
+    parts: list = []
     if diff is not None:
-        console.print(report.diff_summary(diff))
-        console.print(report.diff_table(diff))
+        parts += [report.diff_summary(diff), report.diff_table(diff)]
         meta = report.diff_metadata_table(diff)
         if meta is not None:
-            console.print(meta)
-        return
-    ckpt = ckpts[0]
-    console.print(report.header(ckpt))
-    console.print(report.tensors_table(ckpt))
-    for part in (report.shared_table(ckpt), report.metadata_table(ckpt)):
-        if part is not None:
-            console.print(part)
-    for part in report.optimizer_tables(ckpt):
+            parts.append(meta)
+    else:
+        ckpt = ckpts[0]
+        parts += [report.header(ckpt), report.tensors_table(ckpt)]
+        parts += [p for p in (report.shared_table(ckpt), report.metadata_table(ckpt))
+                  if p is not None]
+        parts += list(report.optimizer_tables(ckpt))
+        parts += list(report.totals_tables(ckpt))
+        if ckpt.code:
+            parts.append(Rule("TorchScript code"))
+            parts += list(report.code_renderables(ckpt))
+    console = _console(parts)
+    for part in parts:
         console.print(part)
-    for part in report.totals_tables(ckpt):
-        console.print(part)
-    if ckpt.code:
-        console.print(Rule("TorchScript code"))
-        for part in report.code_renderables(ckpt):
-            console.print(part)
+
+
+def _console(parts: list):
+    """A terminal's width on a terminal. Piped into a file or another program, where Rich
+    would assume 80 columns and cut the tables' right-hand columns off, as wide as the
+    widest table needs, so that nothing is lost. COLUMNS, when set, wins either way."""
+    import io
+    import os
+
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    probe = Console(width=MAX_PIPED_WIDTH, file=io.StringIO())
+    widest = max((Measurement.get(probe, probe.options, part).maximum for part in parts),
+                 default=80)
+    return Console(width=max(80, min(widest, MAX_PIPED_WIDTH)))

@@ -90,3 +90,19 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, kind) -> None:
     assert main(["inspect", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tensorscope: ") and len(err.strip().splitlines()) == 1
+
+
+def test_piped_report_keeps_every_column(tmp_path) -> None:
+    # Found in a walk-through: `inspect a.pt > out.txt` cut the tables at Rich's default 80
+    # columns, and the stride/offset and relative-change columns were lost.
+    import os
+
+    a = make.adam_checkpoint(tmp_path / "a.pt", steps=1)
+    b = make.adam_checkpoint(tmp_path / "b.pt", steps=2)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    for args, header in (([str(a)], "stride +offset"), ([str(a), str(b)], "‖B−A‖/‖A‖")):
+        out = subprocess.run([sys.executable, "-m", "tensorscope", "inspect", *args],
+                             capture_output=True, text=True, timeout=120, env=env)
+        assert out.returncode == 0, out.stderr
+        assert header in out.stdout, out.stdout[:2000]
+        assert "model.fc1.weight" in out.stdout  # a key on one line, not folded
