@@ -602,11 +602,12 @@ class GraphScreen(Screen):
             self.notify("nothing to export yet", severity="warning")
             return
         fmt = "svg" if dot_available() else "dot"
-        path = Path.cwd() / f"tensorscope-graph.{fmt}"
         try:
             data = export(self.graph, fmt, collapse="modules" if self.graph.module_types else "none",
                           expanded=self.expanded)
-            path.write_bytes(data)
+            path = _new_file(Path.cwd(), "tensorscope-graph", fmt)
+            with path.open("xb") as handle:  # never over an earlier export (or anything else)
+                handle.write(data)
         except (UserError, OSError) as exc:
             self.notify(f"export failed: {exc}", severity="error")
             return
@@ -791,3 +792,14 @@ def _grad_text(t: Any) -> Text:
     shown = ", ".join(f"{v:.4g}" for v in flat[:6].tolist())
     more = "…" if flat.numel() > 6 else ""
     return Text(f"[{shown}{more}]\nnorm {g.norm():.4g}", "green")
+
+
+def _new_file(folder: Path, stem: str, suffix: str) -> Path:
+    """``stem.suffix`` in ``folder``, or ``stem-2.suffix``, ``stem-3.suffix``... : the first
+    name not taken yet, so each export keeps the ones before it."""
+    path = folder / f"{stem}.{suffix}"
+    number = 2
+    while path.exists():
+        path = folder / f"{stem}-{number}.{suffix}"
+        number += 1
+    return path

@@ -155,6 +155,10 @@ async def test_search_and_export(tmp_path, monkeypatch) -> None:
         await pilot.pause()
         written = list(tmp_path.glob("tensorscope-graph.*"))
         assert len(written) == 1 and written[0].stat().st_size > 0
+        await pilot.press("x")  # a second export keeps the first (it overwrote it silently)
+        await pilot.pause()
+        names = {p.name for p in tmp_path.glob("tensorscope-graph*")}
+        assert names == {written[0].name, written[0].name.replace("graph.", "graph-2.")}
 
 
 async def test_without_dot_the_outline_works_and_canvas_says_how_to_install(monkeypatch) -> None:
