@@ -79,6 +79,7 @@ _NUMBER_FIELDS = ("loss", "wall_time", "grad_norm", "grad_norm_clipped", "sample
                   "step_time_s", "data_time_s", "compute_time_s")
 _INT_FIELDS = ("epoch", "batch_size", "rank")
 _DICT_FIELDS = ("memory", "amp", "modules", "params", "signals")
+_NULLABLE = frozenset({"memory", "amp"})
 _NESTED_NUMBERS = {"memory": ("allocated", "reserved", "peak", "rss"),
                    "amp": ("scale", "growth_tracker")}
 
@@ -111,8 +112,10 @@ def _record_problem(fields: dict[str, Any]) -> str | None:
         return f"lr must be a list of numbers, got {lr!r}"[:120]
     for name in _DICT_FIELDS:
         value = fields.get(name)
-        if value is not None and not isinstance(value, dict):
-            return f"{name} must be an object, got {value!r}"[:120]
+        # memory and amp may be null; the others default to {} and are walked as dicts.
+        if (value is not None or name not in _NULLABLE) and not isinstance(value, dict):
+            if name in fields:
+                return f"{name} must be an object, got {value!r}"[:120]
     for name, keys in _NESTED_NUMBERS.items():
         inner = fields.get(name) or {}
         for key in keys:

@@ -62,6 +62,8 @@ BAD_STEP_LINES = [
     {"step": 1, "amp": {"scale": "65536"}},
     {"step": 1, "modules": {"fc": 3}},
     {"step": 1, "signals": []},
+    {"step": 1, "modules": None},  # the charts walk it as a dict
+    {"step": 1, "lr": None},
 ]
 
 
