@@ -220,32 +220,34 @@ class LiveRun:
 
         SIGSTOP stops the child's clocks for nobody: the step in flight when the user
         paused would otherwise last as long as the pause, and its samples/s, the step-time
-        chart and the ETA with it. The step's own times (end at ``wall_time``, first
-        forward ``data_time_s`` after its start) say which part the pause fell in; the time
-        taken out is kept in ``signals["paused_s"]``."""
+        chart and the ETA with it. The step ends at ``wall_time``; its step time, data
+        wait (from its start) and compute (up to its end) are each shortened by the part of
+        the pauses that fell inside them. The time taken out is kept in
+        ``signals["paused_s"]``."""
         end, took = event.get("wall_time"), event.get("step_time_s")
         if not isinstance(end, (int, float)) or not isinstance(took, (int, float)) or took <= 0:
             return
+
+        def paused_within(begin: float, finish: float) -> float:
+            total = 0.0
+            for stopped, resumed in self._pauses:
+                resumed = end if resumed is None else resumed
+                total += max(0.0, min(finish, resumed) - max(begin, stopped))
+            return total
+
         start = end - took
-        data = event.get("data_time_s")
-        split = start + data if isinstance(data, (int, float)) and 0 <= data <= took else None
-        paused = in_data = 0.0
-        for begin, finish in self._pauses:
-            finish = end if finish is None else finish
-            overlap = min(end, finish) - max(start, begin)
-            if overlap > 0:
-                paused += overlap
-                if split is not None:
-                    in_data += max(0.0, min(split, finish) - max(start, begin))
+        paused = paused_within(start, end)
         if paused <= 0:
             return
         left = took - paused
         event["step_time_s"] = left if left > 0 else None
-        if split is not None:
-            event["data_time_s"] = max(0.0, data - in_data)
-            compute = event.get("compute_time_s")
-            if isinstance(compute, (int, float)):
-                event["compute_time_s"] = max(0.0, compute - (paused - in_data))
+        data = event.get("data_time_s")
+        if isinstance(data, (int, float)) and data > 0:
+            event["data_time_s"] = max(0.0, data - paused_within(start, start + data))
+        compute = event.get("compute_time_s")
+        if isinstance(compute, (int, float)) and compute > 0:
+            # (On the first step there is no data wait: compute is the whole step.)
+            event["compute_time_s"] = max(0.0, compute - paused_within(end - compute, end))
         batch = event.get("batch_size")
         if event.get("samples_per_s") is not None:
             event["samples_per_s"] = (batch / left if isinstance(batch, (int, float)) and left > 0
@@ -283,8 +285,9 @@ class LiveRun:
             except (TypeError, ValueError):
                 # Authenticated but not a step record the UI can chart: dropped and
                 # counted with the other malformed frames, and not written to --record.
-                self.bad_records += 1
-                self._bump()
+                with self._lock:  # (one server thread per connection: ranks)
+                    self.bad_records += 1
+                    self._version += 1
                 return
         with self._lock:
             if kind == "step":

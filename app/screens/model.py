@@ -505,9 +505,9 @@ class ModelScreen(Screen):
         hist_widget = self.query_one("#module-hist", Histogram)
         if stats is None:
             why = ("not hooked" if hooked_here is False else
+                   "no steps yet: press r (run) or n (one step)" if self._latest is None else
                    "the model as a whole is not hooked, its modules are: select one"
                    if hooked_here is None else
-                   "no steps yet: press r (run) or n (one step)" if self._latest is None else
                    "no output this step (containers like ModuleList, or a module the forward never calls)")
             text.append(why, style="dim")
             hist_widget.counts = ()

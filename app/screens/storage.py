@@ -75,13 +75,20 @@ class _Statement(threading.Thread):
         self.result: Any = None
         self.error: Exception | None = None
         self.interrupted = False
+        self._in_statement = False
+        """True only while the user's code runs: an interrupt outside it would land in
+        this thread's own bookkeeping."""
 
     def run(self) -> None:
         from tensorscope.errors import UserError
         from tensorscope.evaluate import execute
 
         try:
-            self.result = execute(self.source, self.namespace)
+            try:
+                self._in_statement = True
+                self.result = execute(self.source, self.namespace)
+            finally:
+                self._in_statement = False
         except UserError as exc:
             self.error = exc
         except KeyboardInterrupt:
@@ -91,7 +98,7 @@ class _Statement(threading.Thread):
 
     def interrupt(self) -> None:
         """Raise KeyboardInterrupt in the statement at its next Python instruction."""
-        if self.ident is not None:
+        if self.ident is not None and self._in_statement:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.ident),
                                                        ctypes.py_object(KeyboardInterrupt))
 
@@ -229,6 +236,12 @@ class StorageScreen(Screen):
         self.query_one("#console", Input).placeholder = CONSOLE_PLACEHOLDER
         self.refresh_bindings()
         self._show_outcome(job)
+
+    def on_unmount(self) -> None:
+        # The screen is being rebuilt (a demo loaded into a new Storage screen) or the app
+        # is closing: a statement left running would spin with nobody to stop it.
+        if self._console_job is not None:
+            self._console_job.interrupt()
 
     def action_interrupt(self) -> None:
         job = self._console_job

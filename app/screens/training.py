@@ -32,6 +32,7 @@ POLL_S = 0.1
 CHART_EVERY_S = 0.5
 """The least time between taking in new data while a run streams."""
 GRAD_TITLE = "gradient norm (before / after clipping)"
+GRAD_EMPTY_LIVE = "no gradients seen yet"
 CHART_IDS = ("ch-loss", "ch-lr", "ch-grad", "ch-sps", "ch-time", "ch-mem", "ch-amp")
 CHARTS_PER_TICK = 2
 """Charts redrawn per poll tick: a full redraw spreads over four ticks (0.4 s)."""
@@ -182,7 +183,7 @@ class TrainingScreen(Screen):
         self.query_one("#ch-loss", LineChart).marker_label = "skipped"
         self.query_one("#ch-amp", LineChart).empty_text = (
             "no GradScaler seen in this run (AMP scale and skipped steps appear here)")
-        self.query_one("#ch-grad", LineChart).empty_text = "no gradients seen yet"
+        self.query_one("#ch-grad", LineChart).empty_text = GRAD_EMPTY_LIVE
         log = self.query_one("#tr-log", RichLog)
         log.border_title = "script output"
         self.query_one("#tr-modules-box").border_title = "per-module output (last detailed step)"
@@ -216,7 +217,7 @@ class TrainingScreen(Screen):
         if snap.finished:
             # Over: a chart still empty will stay so. "no data yet" would promise more.
             for chart in self.query(LineChart):
-                if chart.empty_text == EMPTY_LIVE:
+                if chart.empty_text in (EMPTY_LIVE, GRAD_EMPTY_LIVE):
                     chart.empty_text = "none in this run"
             self._draw_some(len(CHART_IDS))
 

@@ -257,3 +257,30 @@ async def test_a_statement_that_never_ends_leaves_the_ui_usable_and_ctrl_c_stops
         await pilot.pause()
         assert app.context.namespace["y"].tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
         assert app.is_running
+
+
+async def test_a_statement_still_running_is_interrupted_when_its_screen_is_rebuilt() -> None:
+    # Review: loading a demo rebuilds the Storage screen; a statement left running on the
+    # old one would spin with no screen left to stop it.
+    from demos import get
+    from tensorscope.app.screens.demos import open_scenario_screen
+
+    app = make_app(AppContext(), screen="storage")
+    async with app.run_test(size=SIZE) as pilot:
+        old = app.screen
+        console = old.query_one("#console", Input)
+        console.value = "while True: pass"
+        await pilot.press("enter")
+        await pilot.pause()
+        job = old._console_job
+        assert job is not None and job.is_alive()
+        try:
+            app.open_screen("demos")  # the statement goes on meanwhile
+            await pilot.pause()
+            assert job.is_alive()
+            open_scenario_screen(app, get("memory-sharing"), "storage")
+            await pilot.pause()
+            job.join(5)
+            assert app.screen is not old and not job.is_alive() and job.interrupted
+        finally:
+            job.interrupt()

@@ -337,6 +337,7 @@ async def test_a_finished_recording_does_not_promise_data_it_will_never_get(tmp_
         await pilot.pause()
         screen = app.screen
         assert screen.query_one("#ch-sps", LineChart).empty_text == "none in this run"
+        assert screen.query_one("#ch-grad", LineChart).empty_text == "none in this run"
         memory = screen.query_one("#ch-mem", LineChart)
         assert memory.border_title == "memory" and memory.empty_text == "none in this run"
         table = screen.query_one("#tr-modules")

@@ -207,3 +207,36 @@ def test_send_later_builds_on_the_sender_thread_in_order_and_drops_a_failing_bui
         assert set(built_on) == {"tensorscope-sender"}
     finally:
         server.close()
+
+
+def test_a_pause_is_taken_out_of_the_part_of_the_step_it_fell_in(tmp_path) -> None:
+    from tensorscope.runsource import LiveRun
+
+    run = LiveRun(str(tmp_path / "train.py"), [])
+    try:
+        run._pauses = [[100.0, 105.0]]
+
+        def step(**fields):
+            event = {"wall_time": 106.0, "step_time_s": 7.0, "batch_size": 10,
+                     "samples_per_s": 10 / 7.0, "signals": {}, **fields}
+            run._leave_out_pauses(event)
+            return event
+
+        # Paused while waiting for data (first forward at 105.5): the wait shrinks.
+        e = step(data_time_s=6.5, compute_time_s=0.5)
+        assert (e["step_time_s"], e["data_time_s"], e["compute_time_s"]) == (2.0, 1.5, 0.5)
+        assert e["samples_per_s"] == 5.0 and e["signals"]["paused_s"] == 5.0
+        # Paused mid-compute (first forward at 99.5).
+        e = step(data_time_s=0.5, compute_time_s=6.5)
+        assert (e["step_time_s"], e["data_time_s"], e["compute_time_s"]) == (2.0, 0.5, 1.5)
+        # The first step has no data wait: its compute is the whole step (review).
+        e = step(data_time_s=None, compute_time_s=7.0)
+        assert (e["step_time_s"], e["compute_time_s"]) == (2.0, 2.0)
+        # A step that ended before the pause is left alone; a pause still open counts
+        # up to the step's end.
+        e = step(wall_time=99.0)
+        assert e["step_time_s"] == 7.0 and "paused_s" not in e["signals"]
+        run._pauses = [[100.0, None]]
+        assert step(data_time_s=1.0, compute_time_s=6.0)["signals"]["paused_s"] == 6.0
+    finally:
+        run.server.close()
