@@ -19,20 +19,23 @@ from textual.worker import Worker, WorkerState
 from tensorscope.app.widgets.findings_view import as_dict, evidence_table, finding_header
 from tensorscope.errors import one_line
 
-EMPTY_HELP = """\
-The doctor names common PyTorch training bugs — gradients carried across steps, in-place
-changes to saved tensors, evaluation in training mode or with a graph, host syncs in the
-loop, device mix-ups, exploding or vanishing gradients, parameters that never change,
-dead ReLUs, AMP skipped steps, a diverging loss — from what a run records.
-
-Nothing is attached yet. To get findings:
-
-  tensorscope run train.py       run your script under tensorscope (this screen: key d)
-  tensorscope replay run.jsonl   read a recorded run
-  tensorscope demo NAME          open a scenario that has a bug (e.g. missing-zero-grad)
-
-or press e for the Demos screen and open a scenario's Doctor button.
-"""
+# The paragraph is one line each, so that it wraps at the box's width (an 80-column
+# terminal over SSH); the command lines fit 70 columns, the box's inside there.
+EMPTY_HELP = (
+    "The doctor names common PyTorch training bugs — gradients carried across steps, "
+    "in-place changes to saved tensors, evaluation in training mode or with a graph, host "
+    "syncs in the loop, device mix-ups, exploding or vanishing gradients, parameters that "
+    "never change, dead ReLUs, AMP skipped steps, a diverging loss — from what a run "
+    "records.\n"
+    "\n"
+    "Nothing is attached yet. To get findings:\n"
+    "\n"
+    "  tensorscope run train.py       run your script under tensorscope\n"
+    "  tensorscope replay run.jsonl   read a recorded run\n"
+    "  tensorscope demo NAME          open a demo, e.g. missing-zero-grad\n"
+    "\n"
+    "or press e for the Demos screen, pick a scenario and press d.\n"
+)
 
 POLL_S = 1.0
 """How often a live run is re-read; the doctor re-runs only when the run has moved."""
@@ -44,9 +47,9 @@ class DoctorScreen(Screen):
     DEFAULT_CSS = """
     DoctorScreen #doctor-source { height: auto; padding: 0 1; color: $text-muted; }
     DoctorScreen #doctor-empty { padding: 1 2; border: round $primary; margin: 1 2; height: auto;
-                                 width: 100; }
+                                 width: 100; max-width: 100%; }
     DoctorScreen #doctor-main { height: 1fr; }
-    DoctorScreen #doctor-list { width: 60; height: 1fr; border: round $primary; }
+    DoctorScreen #doctor-list { width: 45%; max-width: 60; height: 1fr; border: round $primary; }
     DoctorScreen #doctor-detail { width: 1fr; height: 1fr; border: round $secondary; padding: 0 1; }
     DoctorScreen #doctor-jump { margin-top: 1; }
     """

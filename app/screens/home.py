@@ -65,7 +65,10 @@ class HomeScreen(Screen):
                             content-align: center middle; }
     HomeScreen #home-tagline { color: $text-muted; content-align: center middle; width: 100%;
                                margin-bottom: 1; }
-    HomeScreen OptionList { height: auto; max-height: 24; border: none; padding: 0; }
+    /* One row per screen, the summary cut with an ellipsis on a narrow terminal: wrapped
+       under the key column, the list outgrew an 80x24 window and hid its last rows. */
+    HomeScreen OptionList { height: auto; max-height: 24; border: none; padding: 0;
+                            text-wrap: nowrap; text-overflow: ellipsis; }
     HomeScreen #home-env { margin-top: 1; content-align: center middle; width: 100%; }
     HomeScreen #home-hint { color: $text-muted; margin-top: 1; content-align: center middle;
                             width: 100%; }

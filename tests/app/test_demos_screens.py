@@ -81,6 +81,18 @@ async def test_doctor_with_nothing_attached_says_how() -> None:
         assert "tensorscope run" in text and "tensorscope demo" in text
 
 
+async def test_the_doctors_help_fits_an_80_column_terminal() -> None:
+    app = make_app(screen="doctor")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        box = app.screen.query_one("#doctor-empty", Static)
+        assert box.region.x + box.region.width <= 80
+        text = str(box.content)
+        # The command lines fit the box's inside (70 columns there): no wrapped commands.
+        inside = box.content_region.width
+        assert all(len(line) <= inside for line in text.splitlines() if line.startswith("  "))
+
+
 async def test_doctor_on_a_healthy_demo_says_nothing_wrong() -> None:
     app = make_app(AppContext(**get("memory-sharing").context_fields()), screen="doctor")
     async with app.run_test(size=(160, 48)) as pilot:

@@ -55,3 +55,16 @@ async def test_escape_leaves_an_input_so_letters_navigate_again() -> None:
         await pilot.press("m")
         await pilot.pause()
         assert app.current_mode == "model"
+
+
+async def test_an_80x24_terminal_shows_every_screen_one_row_each() -> None:
+    # Found in a walk-through: at 80x24 the summaries wrapped under the key column, the
+    # list outgrew the window and its last rows (Inspect) could not be reached.
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        options = app.screen.query_one("#home-screens", OptionList)
+        assert options.size.height == len(REGISTRY)  # one row each, all shown
+        bottom = options.region.y + options.region.height
+        assert bottom <= 24 - 1  # above the footer
+
