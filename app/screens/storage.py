@@ -118,9 +118,12 @@ class StorageScreen(Screen):
                              border-title-color: $accent; }
     StorageScreen #welcome-text { margin: 1 0; }
     StorageScreen #examples { height: auto; max-height: 12; border: none; background: $surface; }
-    StorageScreen #detail { height: 8; padding: 0 1;
+    /* 8 and 7 rows on a tall terminal; a fifth of the height each on a short one (80x24
+       over SSH left the grid and the strip 4 rows between them). */
+    StorageScreen #detail { height: 20%; max-height: 8; min-height: 4; padding: 0 1;
                             border: round $primary-darken-2; border-title-color: $accent; }
-    StorageScreen #history { height: 7; border: round $primary-darken-2; border-title-color: $accent;
+    StorageScreen #history { height: 20%; max-height: 7; min-height: 4;
+                             border: round $primary-darken-2; border-title-color: $accent;
                              background: $surface; scrollbar-size-vertical: 1; }
     """
 

@@ -284,3 +284,14 @@ async def test_a_statement_still_running_is_interrupted_when_its_screen_is_rebui
             assert app.screen is not old and not job.is_alive() and job.interrupted
         finally:
             job.interrupt()
+
+
+async def test_an_80x24_terminal_leaves_the_grid_rows_to_draw_in() -> None:
+    # Found in a walk-through: at 80x24 the element and history panes (8 + 7 rows) left
+    # the grid and the storage strip 2 rows each: the picture itself never showed.
+    ctx = AppContext(statements=["x = torch.arange(12.).reshape(3, 4)", "t = x.T"])
+    app = make_app(ctx, screen="storage")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.screen.query_one("#grid", TensorGrid).size.height >= 3
+        assert app.screen.query_one("#strip", StorageStrip).size.height >= 3
