@@ -19,7 +19,7 @@ from textual.worker import Worker, WorkerState
 from tensorscope.app.widgets.findings_view import as_dict, evidence_table, finding_header
 from tensorscope.errors import one_line
 
-# The paragraph is one line each, so that it wraps at the box's width (an 80-column
+# The paragraph is one logical line, so that it wraps at the box's width (an 80-column
 # terminal over SSH); the command lines fit 70 columns, the box's inside there.
 EMPTY_HELP = (
     "The doctor names common PyTorch training bugs — gradients carried across steps, "
