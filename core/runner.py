@@ -787,11 +787,11 @@ class Instrumentation:
             if raw[_RAW_LOSS] is not None and self._loss_source is None:
                 self._loss_source = "a loss module"
             batch = self._batch
-            autocast = self._autocast = raw[_RAW_AUTOCAST]
+            self._autocast = raw[_RAW_AUTOCAST]
             self._batch = raw[_RAW_BATCH] or batch
             self._step_done(now)
             self.emit_later(partial(_plain_event, raw, self.step, epoch, memory, rank, batch,
-                                    self.hook_errors, self._loss_source, autocast))
+                                    self.hook_errors, self._loss_source))
         except Exception:
             self.hook_errors += 1
         return True
@@ -866,8 +866,7 @@ _RAW_LOSS, _RAW_NOW, _RAW_AUTOCAST, _RAW_BATCH = (
 
 
 def _plain_event(raw: tuple[Any, ...], step: int, epoch: int | None, memory: Any, rank: Any,
-                 batch: int | None, hook_errors: int, loss_source: str | None,
-                 autocast: str | None) -> dict[str, Any]:
+                 batch: int | None, hook_errors: int, loss_source: str | None) -> dict[str, Any]:
     """A plain step's event, on the sender's thread: the watch's record (plain_record)
     completed as _from_watch and _end_step complete it (the runner's step count, the
     script's epoch, memory and rank, its hook errors and loss source, the AMP state)."""
@@ -880,9 +879,8 @@ def _plain_event(raw: tuple[Any, ...], step: int, epoch: int | None, memory: Any
     signals = record.signals
     signals["hook_errors"] = hook_errors + int(signals.get("hook_errors") or 0)
     signals["loss_source"] = loss_source
-    if autocast is not None:
-        record.amp = {"scale": None, "growth_tracker": None, "skipped": False,
-                      "autocast_dtype": autocast}
+    if record.amp is not None:  # autocast without a GradScaler: no step is ever skipped
+        record.amp["skipped"] = False
     return record.to_json()
 
 

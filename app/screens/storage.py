@@ -224,7 +224,8 @@ class StorageScreen(Screen):
             return
         self._console_job = job
         self._log(Text("  … still running: ctrl+c interrupts it", style="yellow"))
-        self.query_one("#console", Input).placeholder = "(running the last statement: ctrl+c interrupts it)"
+        self.query_one("#console", Input).placeholder = (
+            "(running the last statement: ctrl+c interrupts it)")
         self._poll = self.set_interval(0.1, self._check_running)
         self.refresh_bindings()  # ctrl+c now means something: the footer shows it
 
@@ -263,30 +264,22 @@ class StorageScreen(Screen):
             self._log(Text("  ✘ interrupted (KeyboardInterrupt): names it assigned before "
                            "that are kept", style="bold red"))
         else:
-            self._present(job.source, job.namespace, job.before, job.result, job.error)
+            self._present(job)
         self.refresh_tensors()
 
     def run_statement(self, source: str) -> None:
         """Run one statement in the shared namespace, on this thread (the statements given
         on the command line, in order, before the screen shows); show its outcome."""
-        from tensorscope.errors import UserError
-        from tensorscope.evaluate import execute
-
-        namespace = self.app.context.ensure_namespace()
         self._log(Text.assemble(("› ", "bold cyan"), source))
-        before = {name: id(value) for name, value in namespace.items()}
-        result = error = None
-        try:
-            result = execute(source, namespace)
-        except UserError as exc:
-            error = exc
-        self._present(source, namespace, before, result, error)
+        job = _Statement(source, self.app.context.ensure_namespace())
+        job.run()  # (not start(): here, in order)
+        self._present(job)
 
-    def _present(self, source: str, namespace: dict[str, Any], before: dict[str, int],
-                 result: Any, error: Exception | None) -> None:
+    def _present(self, job: "_Statement") -> None:
         """A statement's outcome in the history, and the tensor it made selected."""
-        if error is not None:
-            self._log(Text("  ✘ " + str(error), style="bold red"))
+        source, namespace, result = job.source, job.namespace, job.result
+        if job.error is not None:
+            self._log(Text("  ✘ " + str(job.error), style="bold red"))
             self._explain_view(source, namespace)
             return
         self._view_help = None
@@ -299,7 +292,7 @@ class StorageScreen(Screen):
                 self.selected = "_"
             else:
                 self._log(Text("  → " + _short_repr(result), style="dim"))
-        changed = [n for n, v in namespace.items() if before.get(n) != id(v) and _is_tensor(v)]
+        changed = [n for n, v in namespace.items() if job.before.get(n) != id(v) and _is_tensor(v)]
         if changed:
             self.selected = changed[-1]
 

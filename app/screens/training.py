@@ -550,7 +550,6 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-
 def _ending(snap) -> str:
     """How a finished run ended, for the progress line: "done" only for a clean end."""
     exit_code = snap.exit_code if snap.exit_code is not None else snap.meta.get("exit_code")
