@@ -104,7 +104,9 @@ The norm reads every gradient once: on a CPU that pass runs at memory speed and 
 fixed ~2 % of a small MLP's step (both grow with the parameter count; bench/README.md), more
 than the rest of a plain step's bookkeeping. When one pass costs more than this share of the
 step, plain steps take it every few steps (``signals["grad_norm_every"]``) and the others
-record ``grad_norm`` as None: never an estimate. Detail steps, the first steps and
+record ``grad_norm`` as None: never an estimate. The share is what is left once the rest of
+the bookkeeping is paid, if that is less: on short CPU steps that bookkeeping alone can fill
+the budget, and the pass then comes once in MAX_NORM_GAP steps. Detail steps, the first steps and
 ``max_overhead=None`` always take it. On an accelerator the pass is queued, costs its launch
 only, and so is taken every step."""
 
@@ -187,6 +189,8 @@ class WatchSession:
         """The spacing of detail steps in use now (>= every; larger when detail is costly)."""
         self._cost_detail: deque[float] = deque(maxlen=7)
         self._cost_plain: deque[float] = deque(maxlen=15)
+        self._cost_rest: deque[float] = deque(maxlen=15)
+        """Plain steps' cost without their passes over the gradients (see _schedule_norm)."""
         self._work_s: deque[float] = deque(maxlen=15)
         self._norm_costs: deque[tuple[float, float]] = deque(maxlen=9)
         """(all passes of a step, one pass) for the last steps that took the norm."""
@@ -806,6 +810,7 @@ class WatchSession:
             if self._attached:
                 self._syncs.begin(self._step + 1)  # host syncs: count the next step if sampled
         if raw is not None:
+            sink_start = hook_clock()
             try:
                 if self.plain_sink(raw):
                     return None
@@ -813,6 +818,11 @@ class WatchSession:
             except Exception as exc:
                 self._count_error(exc)
                 return None
+            finally:
+                # The consumer runs on the training thread too (tensorscope run's
+                # bookkeeping): its time is charged with the next step's, this step's
+                # cost being already in ``raw``.
+                self._overhead_s += hook_clock() - sink_start
         if record is not None:
             if self.max_records > 0:
                 self.records.append(record)
@@ -866,7 +876,11 @@ class WatchSession:
         swing the schedule.
         """
         self._work_s.append(max(step_time - cost, 1e-9))
-        (self._cost_detail if detail else self._cost_plain).append(cost)
+        if detail:
+            self._cost_detail.append(cost)
+        else:
+            self._cost_plain.append(cost)
+            self._cost_rest.append(cost - self._norm_time)
         if self._norm_due:
             self._schedule_norm()
         if not detail:
@@ -931,10 +945,16 @@ class WatchSession:
                 and self._work_s and on_host):
             per_pass = min(map(_second, self._norm_costs))  # map, not a generator: no frames
             if per_pass > self.norm_always_s:
-                budget = max(NORM_SHARE * max(self.max_overhead * _median(self._work_s),
-                                              self.min_budget_s), self.norm_always_s)
+                whole = max(self.max_overhead * _median(self._work_s), self.min_budget_s)
+                budget = max(NORM_SHARE * whole, self.norm_always_s)
+                if self._cost_rest:
+                    # The rest of a plain step's bookkeeping is paid first, with PyTorch's
+                    # dispatch into the hooks on top (UNSEEN_COST): the pass gets at most
+                    # what that leaves of the budget, and MAX_NORM_GAP when nothing is left
+                    # (short CPU steps, where the bookkeeping alone fills the budget).
+                    budget = min(budget, whole - UNSEEN_COST * _median(self._cost_rest))
                 cost = min(map(_first, self._norm_costs))
-                wanted = -(-cost // budget)
+                wanted = -(-cost // budget) if budget > 0 else MAX_NORM_GAP
                 gap = int(min(max(wanted, 1), 2 * self.norm_every, MAX_NORM_GAP))
         self.norm_every = gap
         self._next_norm = self._step + gap

@@ -120,3 +120,38 @@ def test_plain_record_of_deferred_values_equals_the_one_of_floats() -> None:
     assert built == plain_record(floats)
     assert built.grad_norm == float("inf") and built.params == {
         "b": {"grad_norm": float("inf"), "nonfinite_grad": True}}
+
+
+
+def test_the_runner_s_time_on_a_plain_step_is_charged_as_overhead() -> None:
+    # tensorscope run's own bookkeeping of a plain step (the watch's plain_sink) runs on
+    # the training thread after the watch measured that step: it is charged with the next
+    # step's overhead, which the schedule then budgets against. 20 ms per call: far more
+    # than the rest of a toy step's bookkeeping, so it shows whatever the machine's speed.
+    import time
+
+    events: list = []
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = nn.MSELoss()
+    instr = Instrumentation(__file__, events.append, detail="steps", emit_later=events.append)
+    instr.install()
+    try:
+        for step in range(12):
+            if step == 4:  # the watch is attached and the first steps are sent by now
+                sink = instr._watched.plain_sink
+
+                def slow_sink(raw):
+                    time.sleep(0.02)
+                    return sink(raw)
+
+                instr._watched.plain_sink = slow_sink
+            opt.zero_grad()
+            loss_fn(model(torch.randn(8, 4)), torch.randn(8, 2)).backward()
+            opt.step()
+    finally:
+        instr.finish()
+    steps = [e() if callable(e) else e for e in events]
+    charged = [e["signals"]["overhead_s"] for e in steps if e["type"] == "step"]
+    assert len(charged) == 12
+    assert all(cost >= 0.02 for cost in charged[-6:])

@@ -544,13 +544,16 @@ def test_norm_schedule_spaces_the_pass_by_its_share_of_the_budget() -> None:
     from tensorscope.watch import MAX_NORM_GAP, NORM_ALWAYS_S, NORM_SHARE, WatchSession
 
     def gaps(cost: float, work: float, max_overhead: float | None = 0.02, passes: int = 1,
-             rounds: int = 6) -> list[int]:
-        """The spacing after each of ``rounds`` steps that took the norm at this price."""
+             rounds: int = 6, rest: float | None = None) -> list[int]:
+        """The spacing after each of ``rounds`` steps that took the norm at this price
+        (``rest``: the other bookkeeping of a plain step, when measured)."""
         s = WatchSession(nn.Linear(2, 2), max_overhead=max_overhead)
         s.min_budget_s = 0.0
         s._step, out = 10, []
         for _ in range(rounds):
             s._work_s.append(work)
+            if rest is not None:
+                s._cost_rest.append(rest)
             s._norm_due, s._norm_time, s._norm_passes = True, cost, passes
             s._schedule_norm()
             assert s._next_norm == s._step + s.norm_every
@@ -571,6 +574,18 @@ def test_norm_schedule_spaces_the_pass_by_its_share_of_the_budget() -> None:
     assert gaps(2 * 0.8 * NORM_ALWAYS_S, 0.001, passes=2) == [1] * 6
     # ...while the budget is charged all of them: two passes of 120 µs each.
     assert gaps(0.000240, 0.007, passes=2)[-1] == 5
+    # The rest of the bookkeeping is paid first (with PyTorch's unseen share on top):
+    # 2 % of 7 ms is 140 µs; 70 µs x UNSEEN_COST leaves 28 µs of it for a 120 µs pass
+    # (the third alone would have allowed every 3rd step)...
+    assert gaps(0.000120, 0.007, rest=0.000070)[-1] == 5
+    # ...and 90 µs leaves nothing: the pass comes once in MAX_NORM_GAP steps, reached
+    # by doubling, however cheap it would be against a third of the budget.
+    assert gaps(0.000120, 0.007, rest=0.000090) == [1, 1, 2, 4, MAX_NORM_GAP, MAX_NORM_GAP]
+    assert gaps(0.000070, 0.007, rest=0.000090)[-1] == MAX_NORM_GAP
+    # On long steps the same bookkeeping leaves the third whole: unchanged.
+    assert gaps(0.000400, 0.100, rest=0.000090) == [1] * 6
+    # A pass under the floor stays on every step whatever the rest costs.
+    assert gaps(0.000040, 0.007, rest=0.000500) == [1] * 6
     # A pass is priced by the least of the last readings: a loaded machine's wall clock
     # only reads more (preempted mid-pass), and a cheap pass must stay on every step.
     s = WatchSession(nn.Linear(2, 2), max_overhead=0.02)
