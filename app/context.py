@@ -42,6 +42,11 @@ class AppContext:
     demo: Any | None = None
     """The demo scenario the app was opened on, if any."""
 
+    console_grad_enabled: bool = True
+    """Grad mode for the console's statements. Each runs on a thread of its own and grad
+    mode belongs to a thread, so a statement that sets it (``torch.set_grad_enabled(False)``)
+    hands it on to the next here, as a REPL would."""
+
     def ensure_namespace(self) -> dict[str, Any]:
         """The shared namespace, created on first use with torch, nn and F in scope."""
         if self.namespace is None:

@@ -24,6 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Header, Input, OptionList, RichLog, Static
 from textual.widgets.option_list import Option
 
+from tensorscope.app.inspect_report import human_bytes
 from tensorscope.app.widgets.console_input import ConsoleInput
 from tensorscope.app.widgets.steady_footer import SteadyFooter
 from tensorscope.app.widgets.storage_strip import StorageStrip, StripSource, StripView
@@ -67,10 +68,12 @@ class _Statement(threading.Thread):
     """One console statement, run on a daemon thread (a statement that never ends must
     not keep the app from quitting)."""
 
-    def __init__(self, source: str, namespace: dict[str, Any]) -> None:
+    def __init__(self, source: str, namespace: dict[str, Any], grad_enabled: bool = True) -> None:
         super().__init__(name="tensorscope-console", daemon=True)
         self.source = source
         self.namespace = namespace
+        self.grad_enabled = grad_enabled
+        """Grad mode the statement starts under; once it is over, the mode it left."""
         self.before = {name: id(value) for name, value in namespace.items()}
         self.result: Any = None
         self.error: Exception | None = None
@@ -80,15 +83,23 @@ class _Statement(threading.Thread):
         this thread's own bookkeeping."""
 
     def run(self) -> None:
+        import torch
+
         from tensorscope.errors import UserError
         from tensorscope.evaluate import execute
 
+        # Grad mode is per thread: the statement gets the console's, and the thread that
+        # runs it (the UI thread, for the command line's statements) keeps its own.
+        own = torch.is_grad_enabled()
+        torch.set_grad_enabled(self.grad_enabled)
         try:
             try:
                 self._in_statement = True
                 self.result = execute(self.source, self.namespace)
             finally:
                 self._in_statement = False
+                self.grad_enabled = torch.is_grad_enabled()
+                torch.set_grad_enabled(own)
         except UserError as exc:
             self.error = exc
         except KeyboardInterrupt:
@@ -216,7 +227,7 @@ class StorageScreen(Screen):
         once; a long torch op or sleep when it returns)."""
         namespace = self.app.context.ensure_namespace()
         self._log(Text.assemble(("› ", "bold cyan"), source))
-        job = _Statement(source, namespace)
+        job = _Statement(source, namespace, self.app.context.console_grad_enabled)
         job.start()
         job.join(FOREGROUND_S)
         if not job.is_alive():
@@ -260,6 +271,7 @@ class StorageScreen(Screen):
         return True
 
     def _show_outcome(self, job: "_Statement") -> None:
+        self.app.context.console_grad_enabled = job.grad_enabled
         if job.interrupted:
             self._log(Text("  ✘ interrupted (KeyboardInterrupt): names it assigned before "
                            "that are kept", style="bold red"))
@@ -271,8 +283,10 @@ class StorageScreen(Screen):
         """Run one statement in the shared namespace, on this thread (the statements given
         on the command line, in order, before the screen shows); show its outcome."""
         self._log(Text.assemble(("› ", "bold cyan"), source))
-        job = _Statement(source, self.app.context.ensure_namespace())
+        context = self.app.context
+        job = _Statement(source, context.ensure_namespace(), context.console_grad_enabled)
         job.run()  # (not start(): here, in order)
+        context.console_grad_enabled = job.grad_enabled
         self._present(job)
 
     def _present(self, job: "_Statement") -> None:
@@ -359,7 +373,7 @@ class StorageScreen(Screen):
         for g, names in enumerate(self._groups):
             first = self._tensors[names[0]]
             size = first.untyped_storage().nbytes()
-            options.add_option(Option(Text(f"storage {g + 1} · {_bytes(size)}", style="bold dim"),
+            options.add_option(Option(Text(f"storage {g + 1} · {human_bytes(size)}", style="bold dim"),
                                       disabled=True))
             count += 1
             for name in names:
@@ -448,7 +462,7 @@ class StorageScreen(Screen):
         text = Text()
         text.append(f"{layout.storage_size:,} cell{'s' if layout.storage_size != 1 else ''} of "
                     f"{layout.dtype}", style="bold")
-        text.append(f" · {_bytes(layout.storage_nbytes)} · marks: ", style="dim")
+        text.append(f" · {human_bytes(layout.storage_nbytes)} · marks: ", style="dim")
         for name in group:
             text.append("▀ " + name + "  ", style=self._colour[name] + (" bold" if name == self.selected else ""))
         overlaps = self._overlaps(group)
@@ -591,14 +605,6 @@ def _strides(t: Any) -> str:
         return "(" + ", ".join(str(s) for s in t.stride()) + ")"
     except RuntimeError:
         return ""
-
-
-def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _short_repr(value: Any) -> str:

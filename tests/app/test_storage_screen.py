@@ -295,3 +295,23 @@ async def test_an_80x24_terminal_leaves_the_grid_rows_to_draw_in() -> None:
         await pilot.pause()
         assert app.screen.query_one("#grid", TensorGrid).size.height >= 3
         assert app.screen.query_one("#strip", StorageStrip).size.height >= 3
+
+
+async def test_grad_mode_set_by_a_statement_holds_for_the_next_ones() -> None:
+    # Each statement runs on a thread of its own and grad mode belongs to a thread:
+    # `torch.set_grad_enabled(False)` used to be forgotten by the next statement, and the
+    # command line's statements (run on the UI thread) changed the UI's own mode.
+    import torch
+
+    context = AppContext(statements=["torch.set_grad_enabled(False)"])
+    app = make_app(context, screen="storage")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert torch.is_grad_enabled()  # the UI thread keeps its own mode
+        await type_statement(pilot, "w = torch.ones(3, requires_grad=True)")
+        await type_statement(pilot, "y = w * 2")
+        assert not app.context.namespace["y"].requires_grad
+        await type_statement(pilot, "torch.set_grad_enabled(True)")
+        await type_statement(pilot, "z = w * 2")
+        assert app.context.namespace["z"].requires_grad
+        assert torch.is_grad_enabled()
