@@ -213,10 +213,17 @@ class DemosScreen(Screen):
             open_scenario_screen(self.app, self._current, event.button.name)
 
     def action_doctor(self) -> None:
-        if self._current is not None and "doctor" in self._current.screens:
-            open_scenario_screen(self.app, self._current, "doctor")
-        else:  # a demo the doctor has nothing to say about: the Doctor as anywhere else
-            self.app.open_screen("doctor")
+        current = self._current
+        if current is None:
+            return
+        if "doctor" in current.screens:
+            open_scenario_screen(self.app, current, "doctor")
+            return
+        # Opening the Doctor anyway would show whatever run was loaded before (another
+        # demo's findings, as if they were this one's): say where this lesson shows instead.
+        where = ", ".join(SCREEN_TITLES.get(name, name) for name in current.screens)
+        self.app.notify(f"{current.name} has no doctor view: it shows on {where} "
+                        "(the buttons below its code)", severity="warning")
 
 
 def _facts_table(facts: dict[str, Any]) -> Table:
