@@ -29,6 +29,7 @@ from textual.widgets import Button, Footer, Header, Input, Static, Tree
 from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
+from tensorscope.app.inspect_report import human_bytes
 from tensorscope.app.widgets.graph_canvas import KIND_COLOURS, GraphCanvas
 from tensorscope.autograd import shape_text
 
@@ -738,7 +739,8 @@ def node_details(graph: Any, node: Any) -> Table:
             if s.state == "undefined":
                 grid.add_row(s.name, Text("None", "dim"))
                 continue
-            body = Text(f"{'×'.join(map(str, s.shape)) or 'scalar'} {s.dtype} · {_bytes(s.nbytes)}\n")
+            size = human_bytes(s.nbytes) if s.nbytes is not None else "?"
+            body = Text(f"{'×'.join(map(str, s.shape)) or 'scalar'} {s.dtype} · {size}\n")
             ver = f"version {s.version_saved} at save, {s.version_now} now"
             body.append(ver, "red bold" if s.state == "modified" else "green")
             if s.state == "modified":
@@ -752,16 +754,6 @@ def node_details(graph: Any, node: Any) -> Table:
         for k, v in node.attrs.items():
             grid.add_row(k, escape(v))
     return grid
-
-
-def _bytes(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _layout_text(t: Any) -> str:

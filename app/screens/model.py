@@ -29,6 +29,7 @@ from textual.widgets import (DataTable, Footer, Header, OptionList, Sparkline, S
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
+from tensorscope.app.inspect_report import human_bytes
 from tensorscope.app.widgets.histogram import Histogram
 from tensorscope.app.widgets.module_tree import ModuleTree, compact
 
@@ -215,7 +216,7 @@ class ModelScreen(Screen):
         t = totals(self.model)
         frozen = t["params"] - t["trainable"]
         self.query_one("#model-summary", Static).update(Text.assemble(
-            (type(self.model).__name__, "bold"), f" · {t['modules']} modules · {_bytes(t['bytes'])}\n",
+            (type(self.model).__name__, "bold"), f" · {t['modules']} modules · {human_bytes(t['bytes'])}\n",
             (f"{t['params']:,}", "bold"), f" parameters ({t['param_tensors']} tensors), ",
             (f"{t['trainable']:,}", "bold"), " trainable", (f", {frozen:,} frozen" if frozen else "", "yellow"),
             f"\n{t['buffers']:,} buffer elements ({t['buffer_tensors']} buffers)",
@@ -573,15 +574,6 @@ class ModelScreen(Screen):
             text.append(bar + "\n", style="cyan")
         text.append("input side first; bars on a log scale over 8 decades", style="dim")
         view.update(text)
-
-
-
-
-def _bytes(n: int) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
 def _num(v: Any) -> str:
