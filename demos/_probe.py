@@ -52,6 +52,9 @@ class Probe:
         self.scaler = scaler
         self.manual = manual or optimizer is None or scaler is not None
         self.records: list[StepRecord] = []
+        self._steps = 0
+        """Training steps so far: records count them from 1, as ``tensorscope run`` does
+        (an evaluation record carries the number of the last step before it)."""
         self._handles: list[Any] = []
         self._names = {id(p): n for n, p in model.named_parameters()}
         self._trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -205,8 +208,9 @@ class Probe:
             if amp is not None:
                 amp["skipped"] = bool(skipped)
         now = time.perf_counter()
+        self._steps += 1
         record = StepRecord(
-            step=len(self.records), loss=loss, wall_time=time.time(),
+            step=self._steps, loss=loss, wall_time=time.time(),
             lr=[float(g["lr"]) for g in self.optimizer.param_groups] if self.optimizer else [],
             grad_norm=self._grad_norm, step_time_s=now - self._t0, amp=amp, params=params,
             modules={path: {"type": "ReLU", "dead_fraction": v[0]} for path, v in self._dead.items()},
@@ -236,7 +240,7 @@ class Probe:
 
     def eval_record(self, loss: float | None = None) -> StepRecord:
         """Close an evaluation pass as its own record (phase "eval")."""
-        record = StepRecord(step=len(self.records), loss=loss, phase="eval", signals={
+        record = StepRecord(step=self._steps, loss=loss, phase="eval", signals={
             "eval_forward_with_graph": self._eval_forwards,
             "train_mode_forward_no_grad": self._train_mode_no_grad,
         })

@@ -12,7 +12,8 @@ from tensorscope.demos._probe import Probe
 from tensorscope.demos._scenario import Observation, Scenario
 
 STEPS = 12
-INJECT_AT = 4
+INJECT_AT = 3
+"""The loop index whose gradient overflows: the 4th step (records count steps from 1)."""
 
 LESSON = """\
 **Scale, check, skip, shrink.** Under `autocast` the forward runs matmuls in a 16-bit type.
@@ -84,7 +85,7 @@ def measure(fixed: bool) -> Observation:
         "skipped_steps": [r.step for r in probe.records if r.amp["skipped"]],
         "scales": [a["scale"] for a in amp],
         "lrs": [round(r.lr[0], 5) for r in probe.records],
-        "injected_inf_at_step": INJECT_AT,
+        "injected_inf_at_step": INJECT_AT + 1,
     }
     return Observation(facts, probe.records)
 

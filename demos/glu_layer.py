@@ -85,7 +85,7 @@ def measure(fixed: bool) -> Observation:
     # Tell the doctor one training step happened (its model check needs a step).
     from tensorscope.telemetry import StepRecord
 
-    return Observation(facts, [StepRecord(step=0, loss=float(loss.detach()))], model=model)
+    return Observation(facts, [StepRecord(step=1, loss=float(loss.detach()))], model=model)
 
 
 def _context() -> dict:
