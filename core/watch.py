@@ -1053,7 +1053,7 @@ class WatchSession:
             compute_time_s=(now - first) if first is not None else None,
             memory=memory,
             amp=amp,
-            modules=pending.decode(got["modules"]) if pending.pending else {},
+            modules=_unscaled(pending.decode(got["modules"]), scale) if pending.pending else {},
             params=params,
             signals={
                 # Measured on full steps only (None: not this step; see _reset_step).
@@ -1239,6 +1239,18 @@ def _settled(got: dict[str, Any]) -> dict[str, Any]:
         return got
     loss, norms = settle(loss, got["grad"])
     return {**got, "loss": [[loss]] if loss is not None else (), "grad": norms}
+
+
+def _unscaled(modules: dict[str, dict[str, Any]], scale: float | None) -> dict[str, dict[str, Any]]:
+    """Per-module statistics with a GradScaler's scale divided out of the gradient norms:
+    the gradients flowing out of modules are those of the scaled loss (as the per-weight
+    norms taken during backward are; _build_record divides those too)."""
+    if scale:
+        for entry in modules.values():
+            norm = entry.get("grad_norm")
+            if norm is not None:
+                entry["grad_norm"] = norm / scale
+    return modules
 
 
 def _root_sum_sq(values: list[float]) -> float:

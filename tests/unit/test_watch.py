@@ -323,6 +323,33 @@ def test_grad_scaler_amp_fields_and_unscaled_grad_norm() -> None:
     assert rec.grad_norm_clipped is None
 
 
+def test_per_module_gradient_norms_are_unscaled_under_a_grad_scaler() -> None:
+    # Found on the Training screen of an AMP replay: the per-module gradient norms read
+    # 1e5 where the weights' read 0.4 — the outputs' gradients were the scaled loss's.
+    def module_grads(scaled: bool) -> dict[str, float]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16) if scaled else None
+        x = torch.randn(16, 4)
+        with tensorscope.watch(model, opt, scaler, max_overhead=None) as session:
+            opt.zero_grad()
+            loss = model(x).pow(2).mean()
+            (scaler.scale(loss) if scaled else loss).backward()
+            if scaled:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+        rec = session.records[0]
+        assert rec.signals["detail"]
+        return {path: stats["grad_norm"] for path, stats in rec.modules.items()}
+
+    plain, scaled = module_grads(False), module_grads(True)
+    assert plain and scaled.keys() == plain.keys()
+    assert scaled == {path: pytest.approx(value, rel=1e-5) for path, value in plain.items()}
+
+
 def test_a_huge_grad_scaler_scale_still_gives_a_finite_unscaled_norm() -> None:
     # A long run's scale keeps doubling: at 2**100, scaled float32 gradients are finite
     # but their squares are not, so a float32 norm of them is inf.
