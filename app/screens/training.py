@@ -455,11 +455,15 @@ class TrainingScreen(Screen):
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         keys = [k for k in _MODULE_COLUMNS if k in present]
         keys += sorted(present - set(keys) - {"calls", "numel", "min", "max"})[: max(0, 5 - len(keys))]
+        if not any(stats.get("nonfinite") for stats in last.modules.values()):
+            # A column of zeros says nothing and pushed the gradient norm out of the panel
+            # (a third of the screen): it shows, in red, when an output holds inf/NaN.
+            keys = [k for k in keys if k != "nonfinite"]
         table.clear(columns=True)
         table.add_column("module")
         table.add_column("output")
         for key in keys:
-            table.add_column(key.replace("_", " "))
+            table.add_column(_MODULE_HEADERS.get(key, key.replace("_", " ")))
         for path, stats in last.modules.items():
             shape = stats.get("shape")
             table.add_row(
@@ -534,13 +538,22 @@ def ask_before_quit(app: Any) -> None:
 _MODULE_COLUMNS = ("mean", "std", "abs_max", "grad_norm", "nonfinite")
 """Per-module statistics shown first, in this order, when the records carry them."""
 
+_MODULE_HEADERS = {"abs_max": "|max|", "grad_norm": "‖grad‖", "nonfinite": "inf/nan"}
+"""Short headers: the table shares the screen's width with two other panels."""
+
 
 def _cell(key: str, value: object) -> Text:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return Text("—", style="dim")
     if key == "nonfinite" and value:
         return Text(str(value), style="bold red")  # inf/NaN in a module's output
-    return Text(str(value) if isinstance(value, int) else fmt(value))
+    if isinstance(value, int):
+        return Text(str(value))
+    # Three significant digits, not fmt's four: six columns fit a third of a 160-column
+    # screen, and a histogram below says the rest.
+    if value != value or value in (float("inf"), float("-inf")):
+        return Text(str(value), style="bold red")  # a statistic of an output with inf/NaN
+    return Text(f"{value:.3g}")
 
 
 def _clock(seconds: float) -> str:

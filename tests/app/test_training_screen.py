@@ -344,3 +344,37 @@ async def test_a_finished_recording_does_not_promise_data_it_will_never_get(tmp_
         rows = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
         assert rows[0] == "none in this run: it had no detail steps"
         assert all(len(row) <= 45 for row in rows)  # a third of 160 columns, borders and all
+
+
+async def test_per_module_table_fits_its_panel_and_shows_inf_nan_only_when_found(tmp_path) -> None:
+    # Found at 160x48: seven columns of four-digit numbers outgrew the panel (a third of
+    # the width) and cut the gradient norm to "grad no". A column of zeros (inf/nan
+    # counts) goes; it comes back, in red, with an output that holds inf/NaN.
+    import json
+
+    from textual.widgets import DataTable
+
+    app = _app("minimal_run.jsonl")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#tr-modules", DataTable)
+        headers = [str(c.label) for c in table.columns.values()]
+        assert headers == ["module", "output", "mean", "std", "|max|", "‖grad‖"]
+        assert table.max_scroll_x == 0  # nothing cut off to the right
+    lines = (RECORDS / "minimal_run.jsonl").read_text().splitlines()
+    last = max(i for i, line in enumerate(lines) if '"modules": {"' in line)
+    event = json.loads(lines[last])
+    first = next(iter(event["modules"]))
+    event["modules"][first].update(nonfinite=3, mean=float("nan"))
+    lines[last] = json.dumps(event)
+    bad = tmp_path / "nan_run.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    app = make_app(AppContext(run=ReplayRun(str(bad))), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#tr-modules", DataTable)
+        headers = [str(c.label) for c in table.columns.values()]
+        assert headers[-1] == "inf/nan"
+        row = table.get_row_at(0)
+        assert str(row[headers.index("mean")]) == "nan" and str(row[-1]) == "3"
+        assert "red" in str(row[-1].style)
