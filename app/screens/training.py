@@ -342,8 +342,8 @@ class TrainingScreen(Screen):
         if snap.exit_code is not None:
             text.append(f"   exit code {snap.exit_code}", style="bold red" if snap.exit_code else "bold")
         if snap.error:
-            message = f"{snap.error.get('exc_type')}: {snap.error.get('message')}"
-            text.append(f"   {message[:90]}", style="red")
+            # The type only: the message, often long, has the progress line to itself.
+            text.append(f"   {snap.error.get('exc_type')}", style="red")
         problems = {k: v for k, v in snap.counters.items() if v}
         if problems:
             text.append("   " + " ".join(f"{k.replace('_', ' ')} {v}" for k, v in problems.items()),
@@ -374,7 +374,9 @@ class TrainingScreen(Screen):
                        self.query_one("#tr-run-label")):
             widget.display = bool(per_epoch)
         if not per_epoch:
-            if snap.finished and not steps:
+            if snap.error:
+                set_eta(f"{_ending(snap)} (its traceback: script output)")
+            elif snap.finished and not steps:
                 set_eta("no training step ran")
             else:
                 set_eta("run length unknown: no DataLoader with a length in the script, so "
@@ -566,7 +568,10 @@ def _clock(seconds: float) -> str:
 def _ending(snap) -> str:
     """How a finished run ended, for the progress line: "done" only for a clean end."""
     exit_code = snap.exit_code if snap.exit_code is not None else snap.meta.get("exit_code")
-    if snap.error or snap.meta.get("error") or snap.state == "crashed":
+    error = snap.error or snap.meta.get("error")
+    if isinstance(error, dict):
+        return f"crashed: {error.get('exc_type')}: {error.get('message')}"
+    if error or snap.state == "crashed":
         return "crashed"
     if exit_code not in (None, 0):
         return f"exit code {exit_code}"

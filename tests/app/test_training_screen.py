@@ -41,7 +41,13 @@ async def test_replay_of_a_crash_shows_its_traceback_and_exit_code() -> None:
         log = app.screen.query_one("#tr-log")
         text = "\n".join(line.text for line in log.lines)
         assert "RuntimeError" in text and "crashed" in str(log.border_title)
-        assert "exit code 1" in str(app.screen.query_one("#tr-status").content)
+        status = str(app.screen.query_one("#tr-status").content)
+        assert "exit code 1" in status and "RuntimeError" in status
+        # The whole message, which the one-line status cut (walk-through), has the
+        # progress line to itself.
+        message = "mat1 and mat2 shapes cannot be multiplied (16x9 and 8x1)"
+        assert message not in status
+        assert message in str(app.screen.query_one("#tr-eta").content)
 
 
 @pytest.mark.slow
