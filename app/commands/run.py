@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 
@@ -70,7 +71,8 @@ def _after_ui(source) -> int:
 
 
 def _finish_after_ui(source, shown: int) -> int:
-    if source.running and source.quit_choice == "stop":
+    stopped = source.running and source.quit_choice == "stop"
+    if stopped:
         source.stop()
     elif source.running:
         resume = getattr(source, "resume", None)
@@ -81,10 +83,22 @@ def _finish_after_ui(source, shown: int) -> int:
     # Keep relaying the script's output until it ends, so its pipes never break.
     while source.wait(0.2) is None:
         shown = _relay(source, shown)
+    snap = source.snapshot()
+    error = snap.error or {}
+    traceback = error.get("traceback")
+    if stopped and error.get("exc_type") == "KeyboardInterrupt" and traceback:
+        # The user asked for the stop: the KeyboardInterrupt's traceback (torch's frames
+        # and all) says nothing they did not choose; one line says where the script was.
+        _relay_without(source, shown, traceback)
+        step = error.get("step")
+        when = f"after step {step}" if step else "before its first optimizer step"
+        sys.stderr.write(f"tensorscope: stopped the script as asked, {when}"
+                         f"{_where(traceback, snap.meta.get('script'))}\n")
+        source.close()
+        return int(source.wait() or 0)
     shown = _relay(source, shown)
     source.close()
     snap = source.snapshot()
-    traceback = (snap.error or {}).get("traceback")
     if traceback and not _relayed(traceback, snap.output_since(relayed_from)[0]):
         # The UI showed it; the terminal keeps it too, as `python script.py` would have
         # (unless the script's own stderr, relayed above, already printed it).
@@ -95,6 +109,42 @@ def _finish_after_ui(source, shown: int) -> int:
 def _relayed(traceback: str, lines: tuple[str, ...]) -> bool:
     last = traceback.rstrip().splitlines()[-1:] if traceback.strip() else []
     return bool(last) and last[0] in lines
+
+
+def _relay_without(source, shown: int, traceback: str) -> None:
+    """_relay, leaving out the last run of lines that is ``traceback``."""
+    lines, missed = source.snapshot().output_since(shown)
+    block = traceback.rstrip("\n").splitlines()
+    lines = list(lines)
+    for start in range(len(lines) - len(block), -1, -1):
+        if lines[start:start + len(block)] == block:
+            del lines[start:start + len(block)]
+            break
+    if missed:
+        sys.stdout.write(f"tensorscope: {missed} lines of the script's output were not kept\n")
+    for line in lines:
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _where(traceback: str, script: str | None = None) -> str:
+    """' (in FILE line N: CODE)' for the innermost frame of a Python traceback that runs
+    ``script`` (the innermost of all when none does, or no script is given), or ''."""
+    lines = traceback.rstrip("\n").splitlines()
+    frames = []
+    for i, line in enumerate(lines):
+        frame = line.strip()
+        if frame.startswith('File "') and ", line " in frame:
+            path, rest = frame[len('File "'):].split('", line ', 1)
+            code = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            if code.startswith('File "'):
+                code = ""  # a frame without source (a compiled module, a REPL)
+            frames.append((os.path.basename(path), rest.split(",", 1)[0], code))
+    if not frames:
+        return ""
+    own = [f for f in frames if script and f[0] == os.path.basename(script)]
+    name, number, code = (own or frames)[-1]
+    return f" (in {name} line {number}: {code})" if code else f" (in {name} line {number})"
 
 
 def _relay(source, shown: int) -> int:
