@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
@@ -28,6 +28,8 @@ _GLYPHS = {
 }
 LOGO = "\n".join(" ".join(_GLYPHS[ch][row] for ch in "tensorscope") for row in range(3))
 TAGLINE = "PyTorch internals, made visible while real code runs."
+SHORT_TERMINAL_ROWS = 30
+"""Below this many rows the home screen leaves its logo out."""
 
 
 def environment_line() -> Text:
@@ -91,6 +93,11 @@ class HomeScreen(Screen):
 
     def on_mount(self) -> None:
         self._probe_environment()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # An 80x24 window (a common SSH default) has no room for the 3-row logo and the
+        # whole key hint: the hint, which says how to use the app, wins.
+        self.query_one("#home-logo").display = event.size.height >= SHORT_TERMINAL_ROWS
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="home",
           description="probe torch and graphviz")

@@ -67,4 +67,14 @@ async def test_an_80x24_terminal_shows_every_screen_one_row_each() -> None:
         assert options.size.height == len(REGISTRY)  # one row each, all shown
         bottom = options.region.y + options.region.height
         assert bottom <= 24 - 1  # above the footer
+        # The key hint, all three of its lines, inside the box: the logo makes way for it
+        # (it cut the hint after its first line).
+        hint = app.screen.query_one("#home-hint")
+        box = app.screen.query_one("#home-box")
+        assert not app.screen.query_one("#home-logo").display
+        assert hint.size.height == 3
+        assert hint.region.y + hint.region.height <= box.region.y + box.region.height - 1
+    async with make_app().run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        assert pilot.app.screen.query_one("#home-logo").display  # room for it here
 
