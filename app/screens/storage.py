@@ -119,8 +119,10 @@ class StorageScreen(Screen):
 
     DEFAULT_CSS = """
     StorageScreen #storage-main { height: 1fr; }
-    StorageScreen #sidebar { width: 34; border: round $primary-darken-2; border-title-color: $accent; }
-    StorageScreen #tensor-list { border: none; height: 1fr; background: $surface; }
+    StorageScreen #sidebar { width: 30%; max-width: 34; min-width: 24; border: round $primary-darken-2;
+                             border-title-color: $accent; }
+    StorageScreen #tensor-list { border: none; height: 1fr; background: $surface;
+                                 text-wrap: nowrap; text-overflow: ellipsis; }
     StorageScreen #grid-pane { width: 1fr; border: round $primary-darken-2; border-title-color: $accent; }
     StorageScreen #strip-pane { width: 1fr; border: round $primary-darken-2; border-title-color: $accent; }
     StorageScreen #grid-facts, StorageScreen #strip-legend { height: auto; padding: 0 1; }
@@ -370,6 +372,9 @@ class StorageScreen(Screen):
         options.clear_options()
         highlight = None
         count = 0
+        # Names padded to the longest (at most 10), not a fixed width: on an 80-column
+        # terminal the sidebar is 24 wide, and a fixed 6 cut the strides off.
+        pad = min(max((len(n) for names in self._groups for n in names), default=1), 10)
         for g, names in enumerate(self._groups):
             first = self._tensors[names[0]]
             size = first.untyped_storage().nbytes()
@@ -378,7 +383,7 @@ class StorageScreen(Screen):
             count += 1
             for name in names:
                 t = self._tensors[name]
-                label = Text.assemble(("■ ", self._colour[name]), (f"{name:<6}", "bold"),
+                label = Text.assemble(("■ ", self._colour[name]), (f"{name:<{pad}}", "bold"),
                                       (f" {_shape(t)}", ""), (f" {_strides(t)}", "dim"))
                 label.truncate(30, overflow="ellipsis")
                 options.add_option(Option(label, id=name))

@@ -315,3 +315,17 @@ async def test_grad_mode_set_by_a_statement_holds_for_the_next_ones() -> None:
         await type_statement(pilot, "z = w * 2")
         assert app.context.namespace["z"].requires_grad
         assert torch.is_grad_enabled()
+
+
+async def test_an_80_column_terminal_keeps_each_tensor_s_strides_in_the_sidebar() -> None:
+    # Found at 80x24: the sidebar stayed 34 wide (the grid and strip panes got 21 columns
+    # each), and narrower, its rows wrapped: names were padded to 6 whatever their length.
+    app = make_app(AppContext(statements=SYLLABUS), screen="storage")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        listing = app.screen.query_one("#tensor-list", OptionList)
+        assert listing.size.width < 30
+        rows = [line_text(listing, y) for y in range(4)]
+        assert any("x" in row and "[3, 4] (4, 1)" in row for row in rows), rows
+        assert any("t" in row and "[4, 3] (1, 4)" in row for row in rows), rows
+        assert app.screen.query_one("#grid-pane").size.width >= 24
