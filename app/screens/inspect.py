@@ -68,7 +68,9 @@ class InspectScreen(Screen):
     InspectScreen #inspect-status { height: auto; padding: 0 1; color: $text-muted; }
     InspectScreen #inspect-error { height: auto; padding: 0 1; }
     InspectScreen #inspect-body { height: 1fr; }
-    InspectScreen #inspect-tree { width: 56; min-width: 30; border: round $primary-darken-2;
+    /* 56 columns on a wide terminal; on an 80-column one the Selected pane beside it
+       needs 40 to show its values at all. */
+    InspectScreen #inspect-tree { width: 45%; max-width: 56; min-width: 30; border: round $primary-darken-2;
                                   border-title-color: $accent; }
     InspectScreen #inspect-tree:focus { border: round $accent; }
     InspectScreen TabbedContent { width: 1fr; }

@@ -166,3 +166,17 @@ async def test_storage_map_marks_every_key_of_a_tied_storage(tmp_path) -> None:
         assert strip.source.selected == "model.head.weight"
         legend = _text(app.screen.query_one("#inspect-strip-legend", Static))
         assert "storage s0" in legend and "model.emb.weight" in legend
+
+
+async def test_an_80_column_terminal_leaves_the_selected_pane_room_for_its_values(tmp_path) -> None:
+    # Found at 80x24: the key tree kept its 56 columns and the Selected pane beside it
+    # showed its labels ("file", "kind", "holds") with no room left for the values.
+    path = make.adam_checkpoint(tmp_path / "a.pt")
+    app = make_app(AppContext(checkpoints=[str(path)]), screen="inspect")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.query_one("#inspect-tree", Tree).size.width <= 40
+        assert app.screen.query_one(TabbedContent).size.width >= 40
+    async with _opened([path]) as (app, pilot):
+        assert app.screen.query_one("#inspect-tree", Tree).outer_size.width == 56  # as before
