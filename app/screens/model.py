@@ -54,13 +54,16 @@ class ModelScreen(Screen):
     ModelScreen #model-empty-text { margin-bottom: 1; }
     ModelScreen #model-examples { height: auto; max-height: 12; width: 100; border: round $primary; }
     ModelScreen #model-main { height: 1fr; }
-    ModelScreen #model-left { width: 56; }
+    /* Fixed sizes on a wide terminal; shares on an 80x24 one, where the fixed ones pushed
+       the module's panels off the right edge. */
+    ModelScreen #model-left { width: 45%; max-width: 56; min-width: 30; }
     ModelScreen #model-summary { height: auto; padding: 0 1; color: $text-muted; }
     ModelScreen #model-right { width: 1fr; padding: 0 0 0 1; }
     ModelScreen #model-status { height: 4; border: round $primary-darken-2; padding: 0 1; }
-    ModelScreen #model-detail { height: 15; }
-    ModelScreen #module-stats { width: 38; height: 15; border: round $primary-darken-2; padding: 0 1; }
-    ModelScreen #module-hist { height: 15; border: round $primary-darken-2; padding: 0 1; }
+    ModelScreen #model-detail { height: 40%; max-height: 15; min-height: 8; }
+    ModelScreen #module-stats { width: 50%; max-width: 38; min-width: 24; height: 100%;
+                                border: round $primary-darken-2; padding: 0 1; }
+    ModelScreen #module-hist { height: 100%; border: round $primary-darken-2; padding: 0 1; }
     ModelScreen #module-sparks { height: 5; border: round $primary-darken-2; padding: 0 1; }
     ModelScreen .spark-box { width: 1fr; padding: 0 1 0 0; }
     ModelScreen .spark-label { height: 1; color: $text-muted; }

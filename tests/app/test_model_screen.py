@@ -166,3 +166,18 @@ async def test_toggle_while_running_and_nothing_left_after_exit() -> None:
     assert all(not (p._backward_hooks or {}) for p in model.parameters())
     assert not module_globals._global_forward_hooks and not module_globals._global_forward_pre_hooks
     assert not optim_globals._global_optimizer_post_hooks
+
+
+async def test_an_80x24_terminal_keeps_every_panel_inside_the_screen() -> None:
+    # Found at 80x24: the tree kept 56 columns and the module panel its 38, so the
+    # module's facts were cut at the right edge and the parameter tabs had no rows.
+    app = make_app(_ctx("two_layer_mlp"), screen="model")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        for selector in ("#model-status", "#module-stats", "#module-hist", "#module-sparks",
+                         "#params-table"):
+            region = screen.query_one(selector).region
+            assert region.width > 0 and region.right <= 80, selector
+        assert screen.query_one("#module-stats").size.width >= 20
+        assert screen.query_one("#params-table").region.height >= 2
