@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
@@ -36,6 +36,8 @@ GRAD_EMPTY_LIVE = "no gradients seen yet"
 CHART_IDS = ("ch-loss", "ch-lr", "ch-grad", "ch-sps", "ch-time", "ch-mem", "ch-amp")
 CHARTS_PER_TICK = 2
 """Charts redrawn per poll tick: a full redraw spreads over four ticks (0.4 s)."""
+HIST_MIN_ROWS = 36
+"""Below this many rows the per-module panel shows its table without the histogram."""
 
 
 class QuitRunScreen(ModalScreen[str]):
@@ -189,6 +191,13 @@ class TrainingScreen(Screen):
         self.query_one("#tr-modules-box").border_title = "per-module output (last detailed step)"
         self._poll()
         self.set_interval(POLL_S, self._poll)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # On a short terminal (80x24) the per-module panel is 7 rows: the histogram's 5 left
+        # the table a header and no row. The table is the panel's point; the histogram of
+        # the highlighted row comes back with the room.
+        if self.app.context.run is not None:
+            self.query_one("#tr-hist").display = event.size.height >= HIST_MIN_ROWS
 
     # --- polling ---------------------------------------------------------------------------
 

@@ -384,3 +384,16 @@ async def test_per_module_table_fits_its_panel_and_shows_inf_nan_only_when_found
         row = table.get_row_at(0)
         assert str(row[headers.index("mean")]) == "nan" and str(row[-1]) == "3"
         assert "red" in str(row[-1].style)
+
+
+async def test_an_80x24_terminal_gives_the_per_module_panel_to_its_table() -> None:
+    # Found at 80x24: the histogram's 5 rows left the table its header and no module.
+    app = _app("minimal_run.jsonl")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert not app.screen.query_one("#tr-hist").display
+        assert app.screen.query_one("#tr-modules").region.height >= 4
+    app = _app("minimal_run.jsonl")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        assert app.screen.query_one("#tr-hist").display
