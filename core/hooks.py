@@ -160,6 +160,8 @@ class HookSet:
         self.bins = bins
         self.sample = sample
         self.grads = grads
+        self.wide_grads = False
+        """Gradient norms in float64 (set by a watch whose GradScaler scale is large)."""
         self._recording = True
         self._attached = False
         self.errors = 0
@@ -311,7 +313,7 @@ class HookSet:
         start = hook_clock()
         try:
             if grad is not None:
-                norm = grad_stats(grad)
+                norm = grad_stats(grad, self.wide_grads)
                 with self._lock:
                     for name in names:
                         self._pending.setdefault(name, _Pending()).grads.append(norm)

@@ -127,10 +127,15 @@ def sample_stats(parts: list[torch.Tensor], bins: int = HIST_BINS) -> torch.Tens
         return torch.cat([head, hist], dim=1)
 
 
-def grad_stats(g: torch.Tensor) -> torch.Tensor:
-    """The squared L2 norm of a gradient, as a one-element tensor on its device."""
+def grad_stats(g: torch.Tensor, wide: bool = False) -> torch.Tensor:
+    """The squared L2 norm of a gradient, as a one-element tensor on its device.
+
+    ``wide``: in float64. A gradient of a loss scaled by a large GradScaler scale has
+    float32 squares that overflow (the scale is divided out only afterwards)."""
     flat = dense_flat(g.detach())
-    if flat.dtype not in (torch.float32, torch.float64):
+    if wide:
+        flat = flat.double()
+    elif flat.dtype not in (torch.float32, torch.float64):
         flat = flat.float()
     return torch.dot(flat, flat).reshape(1)
 

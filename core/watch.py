@@ -210,6 +210,8 @@ class WatchSession:
         self._loss_module = loss
         self.records: list[StepRecord] = []
         self.hooks = HookSet(model, modules)
+        # Until a scale has been read (the first step), any scaler may be a big one.
+        self.hooks.wide_grads = scaler is not None
         self._named_params = [(n, p) for n, p in model.named_parameters()]
         self._trainable = [(n, p) for n, p in self._named_params if p.requires_grad]
         self._trainable_names = [n for n, _ in self._trainable]
@@ -1035,6 +1037,8 @@ class WatchSession:
         if scale_vals:
             skipped = (scale < self._prev_scale) if self._prev_scale is not None else None
             self._prev_scale = scale
+            # The outputs' gradients are the scaled loss's too (see WIDE_NORM_SCALE).
+            self.hooks.wide_grads = scale >= WIDE_NORM_SCALE
             amp = {"scale": scale, "growth_tracker": int(scale_vals[1][0]) if len(scale_vals) > 1 else None,
                    "skipped": skipped, "autocast_dtype": self._autocast}
         elif self._autocast:

@@ -323,14 +323,17 @@ def test_grad_scaler_amp_fields_and_unscaled_grad_norm() -> None:
     assert rec.grad_norm_clipped is None
 
 
-def test_per_module_gradient_norms_are_unscaled_under_a_grad_scaler() -> None:
+@pytest.mark.parametrize("init_scale", [2.0 ** 16, 2.0 ** 100])
+def test_per_module_gradient_norms_are_unscaled_under_a_grad_scaler(init_scale: float) -> None:
     # Found on the Training screen of an AMP replay: the per-module gradient norms read
     # 1e5 where the weights' read 0.4 — the outputs' gradients were the scaled loss's.
+    # A walk-through then saw them turn inf once a long run's scale passed ~1e19 (their
+    # float32 squares overflowed before the scale was divided out).
     def module_grads(scaled: bool) -> dict[str, float]:
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16) if scaled else None
+        scaler = torch.amp.GradScaler("cpu", init_scale=init_scale) if scaled else None
         x = torch.randn(16, 4)
         with tensorscope.watch(model, opt, scaler, max_overhead=None) as session:
             opt.zero_grad()
