@@ -25,28 +25,45 @@ SCREEN_TITLES = {"storage": "Storage", "graph": "Graph", "model": "Model", "trai
                  "doctor": "Doctor", "inspect": "Inspect", "demos": "Demos"}
 
 
-def open_scenario_screen(app: Any, scenario: Any, screen: str) -> None:
-    """Load the scenario into the app's context and switch to ``screen``, rebuilt so that
-    it reads the new context (screens read it when they are built)."""
-    from tensorscope.app.screens import entry
+SUBJECT_FIELDS = {"run": None, "model": None, "model_step": None, "graph_roots": None,
+                  "statements": [], "checkpoints": []}
+"""AppContext fields that say what the screens are about: a scenario sets its own and
+clears the rest (the console's namespace stays: it is the user's)."""
 
-    for key, value in scenario.context_fields().items():
-        setattr(app.context, key, value)
-    if screen == app.current_mode:
-        return
+
+def open_scenario_screen(app: Any, scenario: Any, screen: str) -> None:
+    """Load the scenario into the app's context and switch to ``screen``.
+
+    The scenario becomes the subject of every screen: the fields it does not set are
+    cleared (the Doctor showed the demo loaded before as this one's findings), and every
+    screen built on the old context is rebuilt when next opened (screens read the context
+    when they are built; the Training screen kept the old demo's run). A script still
+    running under ``tensorscope run`` is kept unless the scenario brings a run of its own:
+    the user's script must stay reachable, and quitting must still ask about it."""
+    from tensorscope.app.screens import REGISTRY, entry
+
     if screen != "demos":
         try:
-            target = entry(screen)
+            entry(screen)
         except KeyError:
             app.notify(f"the {screen} screen is not part of this build", severity="warning")
             return
+    fields = {**SUBJECT_FIELDS, **scenario.context_fields()}
+    live = app.context.run
+    if "run" not in scenario.context_fields() and live is not None and live.running:
+        fields["run"] = live
+    for key, value in fields.items():
+        setattr(app.context, key, value)
+    for built in REGISTRY:
+        if built.name in ("demos", app.current_mode):
+            continue
         try:
-            app.remove_mode(screen)
-        except Exception:  # never built yet (or current): nothing to drop
-            pass
-        else:
-            app.add_mode(screen, lambda t=target: t.load()())
-    app.open_screen(screen)
+            app.remove_mode(built.name)
+        except Exception:  # not registered in this app: nothing to rebuild
+            continue
+        app.add_mode(built.name, lambda e=built: e.load()())
+    if screen != app.current_mode:
+        app.open_screen(screen)
 
 
 class DemosScreen(Screen):

@@ -202,8 +202,11 @@ class TrainingScreen(Screen):
     # --- polling ---------------------------------------------------------------------------
 
     def _poll(self) -> None:
+        run = self.app.context.run
+        if run is None:
+            return  # a demo without a run was loaded: this screen is on its way out
         self._draw_some(CHARTS_PER_TICK)
-        snap = self.app.context.run.snapshot()
+        snap = run.snapshot()
         self.query_one(RankPanel).show(snap)
         if snap.version == self._version:
             return

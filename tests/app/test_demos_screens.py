@@ -11,7 +11,7 @@ from tensorscope.app.app import make_app
 from tensorscope.app.commands.demo import landing_screen
 from tensorscope.app.context import AppContext
 from tensorscope.app.screens import doctor as doctor_screen
-from tensorscope.demos import NAMES, get
+from tensorscope.demos import NAMES, catalogue, get
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -76,8 +76,6 @@ async def test_demos_screen_opens_the_doctor_with_the_selected_demo_loaded(way: 
 async def test_d_on_a_demo_without_a_doctor_view_says_so_and_stays() -> None:
     # Found in a walk-through: d on such a demo opened the Doctor on the demo loaded
     # before it, whose findings then read as this one's.
-    from demos import catalogue
-
     app = make_app(screen="demos")
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
@@ -153,3 +151,36 @@ async def test_doctor_runs_one_diagnosis_at_a_time_however_long_it_takes(monkeyp
         assert len(calls) == 1
         assert app.screen.query_one("#doctor-list", OptionList).option_count >= 1
         assert "finding" in str(app.screen.query_one("#doctor-source", Static).content)
+
+
+async def test_a_demo_loaded_after_another_is_what_every_screen_shows() -> None:
+    # Found in a walk-through: after missing-zero-grad, the Doctor of inplace-autograd
+    # (a demo with no run of its own) showed missing-zero-grad's finding as its own, and
+    # the Training screen built for one demo kept showing it after amp-scaler was loaded.
+    app = make_app(screen="demos")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        names = [s.name for s in catalogue()]
+
+        async def load(name: str, key: str = "d") -> None:
+            app.open_screen("demos")
+            await pilot.pause()
+            app.screen.query_one("#demos-list", OptionList).highlighted = names.index(name)
+            await pilot.pause()
+            await pilot.press(key)
+            await _until_the_doctor_lists(app, pilot)
+
+        await load("missing-zero-grad")
+        app.open_screen("training")
+        await pilot.pause()
+        assert "missing-zero-grad" in str(app.screen.query_one("#tr-status").content)
+        await load("inplace-autograd")
+        source = str(app.screen.query_one("#doctor-source", Static).content)
+        assert "inplace-autograd" in source and "missing-zero-grad" not in source
+        assert app.context.run is None
+        await load("amp-scaler")
+        app.open_screen("training")
+        for _ in range(10):
+            await pilot.pause()
+        status = str(app.screen.query_one("#tr-status").content)
+        assert "amp-scaler" in status and "missing-zero-grad" not in status
