@@ -31,7 +31,7 @@ POLL_S = 0.1
 """How often the screen asks the run for a snapshot (10 Hz: well under the 20 Hz cap)."""
 CHART_EVERY_S = 0.5
 """The least time between taking in new data while a run streams."""
-GRAD_TITLE = "gradient norm (before / after clipping)"
+GRAD_TITLE = "gradient norm"
 GRAD_EMPTY_LIVE = "no gradients seen yet"
 CHART_IDS = ("ch-loss", "ch-lr", "ch-grad", "ch-sps", "ch-time", "ch-mem", "ch-amp")
 CHARTS_PER_TICK = 2
@@ -298,9 +298,17 @@ class TrainingScreen(Screen):
             # Under a budget the run takes the exact norm on some steps only (never an
             # estimate on the others): say so where the line is drawn.
             # (The legend names the before / after lines; the panel has no room for both.)
-            chart.border_title = (f"gradient norm · taken 1 step in {self._norm_every}"
-                                  if self._norm_every > 1 else GRAD_TITLE)
-            chart.set_data([s["grad"], s["clipped"]] if s["clipped"].ys else [s["grad"]])
+            # The spacing first: on a narrow panel the title's end is cut. "before / after
+            # clipping" only for a script that clips (its legend then has both lines).
+            clips = bool(s["clipped"].ys)
+            title = "gradient norm"
+            if self._norm_every > 1:
+                title += f" · taken 1 step in {self._norm_every}"
+            if clips:
+                title += " · before / after clipping" if self._norm_every > 1 else (
+                    " (before / after clipping)")
+            chart.border_title = title
+            chart.set_data([s["grad"], s["clipped"]] if clips else [s["grad"]])
         elif chart_id == "ch-sps":
             chart.set_data([s["sps"]])
         elif chart_id == "ch-time":
