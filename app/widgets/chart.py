@@ -24,6 +24,9 @@ from textual.widget import Widget
 EMPTY_LIVE = "no data yet"
 """What a chart with nothing to draw says while its run goes on."""
 
+MAX_LABEL_W = 12
+"""The most columns the y-axis labels take (fmt's numbers fit in 11 and a space)."""
+
 # Braille dot bits for (column 0/1, row 0..3 from the top).
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 
@@ -151,8 +154,6 @@ class LineChart(Widget):
             return self._empty(width)
         legend = self._legend(drawn, width)
         plot_h = max(1, height - 1)
-        label_w = 9
-        plot_w = max(2, width - label_w)
         arrays = [(s, np.asarray(s.xs, dtype=float), self._tf_array(s.ys)) for s in drawn]
         finite = [a[2][np.isfinite(a[2])] for a in arrays]
         finite = [f for f in finite if f.size]
@@ -162,6 +163,11 @@ class LineChart(Widget):
         if hi - lo < 1e-12:
             pad = abs(hi) * 0.05 or 1.0
             lo, hi = lo - pad, hi + pad
+        top, bottom = fmt(self._inv(hi), self.unit), fmt(self._inv(lo), self.unit)
+        # The axis labels and a space before the plot: a 9-character label ("1.002e+04",
+        # "314.7 MiB") used to touch the first column of dots.
+        label_w = min(max(9, len(top) + 1, len(bottom) + 1), MAX_LABEL_W)
+        plot_w = max(2, width - label_w)
         x_lo = min(float(a[1].min()) for a in arrays)
         x_hi = max(float(a[1].max()) for a in arrays)
         x_span = (x_hi - x_lo) or 1.0
@@ -211,9 +217,9 @@ class LineChart(Widget):
         out.append_text(legend)
         for cy in range(plot_h):
             if cy == 0:
-                label = fmt(self._inv(hi), self.unit)
+                label = top
             elif cy == plot_h - 1:
-                label = fmt(self._inv(lo), self.unit)
+                label = bottom
             else:
                 label = ""
             out.append("\n")

@@ -400,3 +400,26 @@ async def test_an_80x24_terminal_gives_the_per_module_panel_to_its_table() -> No
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
         assert app.screen.query_one("#tr-hist").display
+
+
+async def test_axis_labels_keep_a_space_before_the_plot() -> None:
+    # Found in a walk-through: nine-character labels ("1.002e+04", "314.7 MiB") touched
+    # the first column of dots.
+    from textual.app import App
+
+    class One(App):
+        def compose(self):
+            chart = LineChart("memory", unit="B")
+            line = Series("rss", "cyan")
+            for step, value in enumerate((300.0, 314.7, 305.0)):
+                line.append(step, value * 2**20)
+            chart.series = [line]
+            yield chart
+
+    app = One()
+    async with app.run_test(size=(60, 12)) as pilot:
+        await pilot.pause()
+        chart = app.query_one(LineChart)
+        text = chart._draw().plain.splitlines()
+        top, bottom = text[1], text[-1]
+        assert top.startswith("314.7 MiB ") and bottom.startswith("300.0 MiB ")
