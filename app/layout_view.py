@@ -64,8 +64,8 @@ def facts_table(layout: TensorLayout, title: str | None = None) -> Table:
     for i, (name, ok) in enumerate(layout.formats):
         if i:
             formats.append("  ")
-        formats.append(("✔ " if ok else "✘ ") + name, style="green" if ok else "red")
-    table.add_row("contiguous", formats)
+        formats.append(("✔ " if ok else "✘ not ") + name, style="green" if ok else "red")
+    table.add_row("memory format", formats)
     if layout.expanded_dims:
         table.add_row("expanded", f"dims {list(layout.expanded_dims)} have stride 0: "
                       "their elements all read the same cells")
@@ -144,10 +144,10 @@ def storage_strip(layout: TensorLayout, limit: int = STRIP_LIMIT) -> Text:
     return text
 
 
-def view_notes(notes: Sequence[tuple[str, str | None, bool]]) -> Text:
-    """Lines like ``view(-1): fails — <torch's error>; reshape(-1) copies``."""
+def view_notes(notes: Sequence[tuple[str, str | None, bool, str | None]]) -> Text:
+    """Lines like ``view(-1): fails — <torch's error>; why; reshape(-1) copies``."""
     text = Text()
-    for i, (shape_text, failure, copies) in enumerate(notes):
+    for i, (shape_text, failure, copies, why) in enumerate(notes):
         if i:
             text.append("\n")
         if failure is None:
@@ -157,6 +157,9 @@ def view_notes(notes: Sequence[tuple[str, str | None, bool]]) -> Text:
             text.append(f"view({shape_text})", style="bold")
             text.append(" fails: ", style="red")
             text.append(failure)
+            if why:
+                text.append("\n  why: ", style="bold")
+                text.append(why)
             text.append(f"\n  fix: reshape({shape_text}) ", style="bold")
             text.append("copies into new storage" if copies else "works without a copy",
                         style="yellow" if copies else "green")
@@ -165,7 +168,7 @@ def view_notes(notes: Sequence[tuple[str, str | None, bool]]) -> Text:
 
 
 def layout_report(layout: TensorLayout, tensor: Any | None, title: str,
-                  notes: Sequence[tuple[str, str | None, bool]] = ()) -> Group:
+                  notes: Sequence[tuple[str, str | None, bool, str | None]] = ()) -> Group:
     """The whole human report of ``tensorscope layout``."""
     parts: list[Any] = [Text(title, style="bold magenta"), Text(""), facts_table(layout), Text("")]
     parts.append(Text("Logical grid — value @ storage index (offset + Σ iₖ·strideₖ)", style="bold"))

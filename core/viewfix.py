@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from tensorscope.storage import check_supported, reshape_copies, view_failure
+from tensorscope.view_rule import resolve_shape, view_blocker
 
 # Methods that make views (or at worst a copy) and change nothing: safe to evaluate again.
 _SAFE_METHODS = {
@@ -40,12 +41,15 @@ class ViewFix:
     measured: bool
     """True when the fixes were applied and their data pointers compared; False when
     decided from the layout alone (tensors over COPY_LIMIT elements)."""
+    why: str | None = None
+    """torch's error in the tensor's own sizes and strides (core/view_rule.py)."""
 
     def lines(self) -> list[str]:
         shape = ", ".join(str(s) for s in self.shape)
         how = "new data pointer" if self.measured else "decided from the strides"
         return [
             f"{self.receiver}.view({shape}) fails: {self.error}",
+            *([f"why: {self.why}"] if self.why else []),
             f"fix 1: {self.receiver}.reshape({shape}) "
             + (f"copies ({how})" if self.reshape_copied else "returns a view (same data pointer)"),
             f"fix 2: {self.receiver}.contiguous().view({shape}) "
@@ -110,13 +114,17 @@ def explain_view(source: str, namespace: dict[str, Any]) -> ViewFix | None:
 
 def _fixes(receiver: str, tensor: torch.Tensor, shape: tuple[int, ...], error: str,
            would_copy: bool) -> ViewFix:
+    why = view_blocker(tuple(tensor.shape), tensor.stride(), resolve_shape(shape, tensor.numel()))
     if tensor.numel() > COPY_LIMIT or tensor.device.type == "meta":
-        return ViewFix(receiver, shape, error, would_copy, not tensor.is_contiguous(), measured=False)
+        return ViewFix(receiver, shape, error, would_copy, not tensor.is_contiguous(),
+                       measured=False, why=why)
     before = tensor.untyped_storage().data_ptr()
     try:
         reshaped = tensor.reshape(shape)
         reshape_copied = reshaped.untyped_storage().data_ptr() != before
     except RuntimeError:
-        return ViewFix(receiver, shape, error, would_copy, not tensor.is_contiguous(), measured=False)
+        return ViewFix(receiver, shape, error, would_copy, not tensor.is_contiguous(),
+                       measured=False, why=why)
     contiguous_copied = tensor.contiguous().untyped_storage().data_ptr() != before
-    return ViewFix(receiver, shape, error, reshape_copied, contiguous_copied, measured=True)
+    return ViewFix(receiver, shape, error, reshape_copied, contiguous_copied, measured=True,
+                   why=why)

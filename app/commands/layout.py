@@ -20,17 +20,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tensorscope.evaluate import evaluate
     from tensorscope.storage import check_supported, layout_of, reshape_copies, view_failure
+    from tensorscope.view_rule import view_blocker
 
     tensor = check_supported(evaluate(args.expr), "the expression's value")
     layout = layout_of(tensor, name=args.expr)
     # The classic question: can it be flattened with view(), and would reshape() copy?
     notes = []
     if tensor.dim() > 1 and tensor.numel() > 0:
-        notes.append(("-1", view_failure(tensor, (-1,)), reshape_copies(tensor, (-1,))))
+        notes.append(("-1", view_failure(tensor, (-1,)), reshape_copies(tensor, (-1,)),
+                      view_blocker(tuple(tensor.shape), tensor.stride(), (tensor.numel(),))))
     if args.json:
         payload = layout.to_json()
         payload["expr"] = args.expr
-        payload["flatten"] = [{"shape": [-1], "view_error": f, "reshape_copies": c} for _, f, c in notes]
+        payload["flatten"] = [{"shape": [-1], "view_error": f, "why": why, "reshape_copies": c}
+                              for _, f, c, why in notes]
         print(json.dumps(payload))
         return 0
     from rich.console import Console

@@ -449,7 +449,7 @@ class StorageScreen(Screen):
         text.append(f"  strides {list(layout.strides)}  offset {layout.storage_offset}\n")
         text.append(f"{layout.dtype} ({layout.itemsize} B) on {layout.device}  ", style="dim")
         for name, ok in layout.formats:
-            text.append(("✔ " if ok else "✘ ") + name + "  ", style="green" if ok else "red")
+            text.append(("✔ " if ok else "✘ not ") + name + "  ", style="green" if ok else "red")
         if layout.is_view:
             text.append("a view of its base" if layout.shares_storage_with_base
                         else "a view (on another storage)", style="cyan")

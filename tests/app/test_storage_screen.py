@@ -118,6 +118,10 @@ async def test_invalid_view_shows_torchs_error_and_the_fix() -> None:
         assert "t.reshape(12) copies (new data pointer)" in detail
         assert ".contiguous().view(12)" in detail
         assert "fix 1" in history_text(app)
+        # Torch's message alone names no dimension (walk-through): the reason, in t's own
+        # sizes and strides.
+        why = "merges dim 0 with dim 1"
+        assert why in history_text(app).replace("\n", " ") or why in detail
         await type_statement(pilot, "flat = t.reshape(12)")
         assert app.screen.selected == "flat"
         assert "view size" not in str(app.screen.query_one("#detail", Static).content)

@@ -109,6 +109,9 @@ def test_explain_view_measures_the_fixes() -> None:
     assert fix is not None and fix.receiver == "t" and fix.shape == (12,)
     assert fix.reshape_copied and fix.contiguous_copied and fix.measured
     assert "view size is not compatible" in fix.error
+    assert fix.why is not None and "dim 0 would need stride 12; its stride is 1" in fix.why
+    assert fix.lines()[1] == "why: " + fix.why
+    assert explain_view("flat = t.view(2, -1)", ns).why is not None  # -1 resolved first
     assert explain_view("flat = x.view(12)", ns) is None  # that view works
     assert explain_view("x.view(5)", ns) is None  # a wrong shape, not a layout problem
     # A receiver that calls user code is never evaluated twice.

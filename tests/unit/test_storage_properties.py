@@ -238,3 +238,47 @@ def test_every_dtype_values_and_layout(dtype) -> None:
         expected = expected.to(torch.int64)
     assert storage.value_window(t) == expected.tolist()
     assert storage.value_window(t, 1, 2) == expected.tolist()[1:3]
+
+
+def _factorisations(n: int, dims: int, data) -> list[int]:
+    """A random shape of ``dims`` sizes whose product is n (sizes of 1 included)."""
+    shape = []
+    left = n
+    for _ in range(dims - 1):
+        divisors = [d for d in range(1, left + 1) if left % d == 0]
+        size = data.draw(st.sampled_from(divisors))
+        shape.append(size)
+        left //= size
+    return shape + [left]
+
+
+@SETTINGS
+@given(st.data())
+def test_view_blocker_says_why_exactly_when_torch_refuses_the_view(data) -> None:
+    # The plain reason the Storage console gives for a failed view() agrees with torch: a
+    # sentence for every shape torch refuses, none for a shape it accepts.
+    from tensorscope.view_rule import view_blocker
+
+    dims = data.draw(st.integers(1, 4))
+    sizes = [data.draw(st.integers(1, 4)) for _ in range(dims)]
+    strides = [data.draw(st.integers(0, 24)) for _ in range(dims)]
+    n = 1
+    for s in sizes:
+        n *= s
+    target = _factorisations(n, data.draw(st.integers(1, 4)), data)
+    t = torch.empty(0, device="meta").as_strided(sizes, strides)
+    refused = view_failure(t, tuple(target)) is not None
+    reason = view_blocker(sizes, strides, target)
+    assert (reason is not None) == refused, (sizes, strides, target, reason)
+
+
+def test_view_blocker_names_the_transpose_s_dims() -> None:
+    from tensorscope.view_rule import view_blocker
+
+    t = torch.arange(12.).reshape(3, 4).T
+    assert view_blocker(t.shape, t.stride(), (12,)) == (
+        "the new shape merges dim 0 with dim 1, and they are not one evenly spaced run of "
+        "storage: dim 1 covers 3 elements at stride 4, so dim 0 would need stride 12; its "
+        "stride is 1")
+    assert view_blocker(t.shape, t.stride(), (4, 3)) is None
+    assert view_blocker(t.shape, t.stride(), (2, 2, 3)) is None  # splitting a dim is free
