@@ -33,8 +33,7 @@ class DistributedRun(LiveRun):
     """N ranks of one script, launched by torch.distributed's engine, watched as one run."""
 
     def __init__(self, script: str, args: list[str], *, nproc: int, **kwargs: Any) -> None:
-        if not 1 <= nproc <= MAX_NPROC:
-            raise UserError(f"--nproc must be between 1 and {MAX_NPROC} (got {nproc})")
+        check_nproc(nproc)
         self.nproc = nproc
         self._rank_errors: dict[int, dict[str, Any]] = {}
         self._rank_ends: dict[int, dict[str, Any]] = {}
@@ -130,3 +129,8 @@ def _how(failure: dict[str, Any]) -> str:
         return f"killed by {failure['signal']}"
     return f"exit code {failure.get('exitcode')}"
 
+
+def check_nproc(nproc: int) -> None:
+    """UserError unless ``nproc`` is a rank count this machine's launcher is asked for."""
+    if not 1 <= nproc <= MAX_NPROC:
+        raise UserError(f"--nproc must be between 1 and {MAX_NPROC} (got {nproc})")

@@ -42,6 +42,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tensorscope.runsource import LiveRun, check_script
 
+    if args.nproc is not None:
+        from tensorscope.distributed_run import check_nproc
+
+        check_nproc(args.nproc)  # before the script: the option's own mistake comes first
     script = check_script(args.script)
     # Options after the script belong to the script, except ours (argparse put ours in args).
     script_args = list(args.extra)

@@ -398,6 +398,10 @@ class TrainingScreen(Screen):
                 set_eta(f"{_ending(snap)} (its traceback: script output)")
             elif snap.finished and not steps:
                 set_eta("no training step ran")
+            elif snap.finished:
+                # Over: a progress bar would have nothing left to measure, so no word on
+                # the DataLoader (a demo or a replay has none to find anyway).
+                set_eta(f"{steps} step{'s' if steps != 1 else ''} · {_ending(snap)}")
             else:
                 set_eta("run length unknown: no DataLoader with a length in the script, so "
                         "no progress bar")
@@ -436,7 +440,8 @@ class TrainingScreen(Screen):
             script = os.path.basename(str(meta.get("script", "?")))
             dropped = snap.counters.get("dropped_lines") or 0
             log.write(Text(f"recorded run of {script}", style="bold"))
-            log.write(Text(f"{len(snap.records)} records read"
+            count = len(snap.records)
+            log.write(Text(f"{count} record{'s' if count != 1 else ''} read"
                            + (f"; {dropped} incomplete or unreadable line{'s' if dropped != 1 else ''}"
                               " dropped" if dropped else ""),
                            style="yellow" if dropped else "dim"))

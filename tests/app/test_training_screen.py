@@ -32,6 +32,8 @@ async def test_replay_charts_every_step_and_marks_the_skipped_one() -> None:
         assert scale.ys[3] == scale.ys[2] / 2 and max(scale.ys) > scale.ys[2]
         status = str(app.screen.query_one("#tr-status").content)
         assert "RECORDED" in status and "GradScaler" in status and "step 40" in status
+        # Over, with no DataLoader length: how it ended, not advice about progress bars.
+        assert str(app.screen.query_one("#tr-eta").content) == "40 steps · done"
 
 
 async def test_replay_of_a_crash_shows_its_traceback_and_exit_code() -> None:

@@ -104,6 +104,14 @@ def test_bad_scripts_are_one_line_exit_2(tmp_path: Path, content, needle) -> Non
     assert "Traceback" not in out.stderr
 
 
+def test_a_bad_nproc_is_named_before_the_script_is_looked_for(tmp_path: Path) -> None:
+    # Walk-through: `run --nproc 0 typo.py` said "no such script"; fixing the name then
+    # met the --nproc error. The option's own mistake comes first.
+    out = run_cli("run", "--nproc", "0", str(tmp_path / "typo.py"), "--headless")
+    assert out.returncode == 2
+    assert out.stderr.strip() == "tensorscope: --nproc must be between 1 and 64 (got 0)"
+
+
 def test_replay_of_a_missing_file_is_one_line_exit_2(tmp_path: Path) -> None:
     out = run_cli("replay", str(tmp_path / "none.jsonl"))
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
