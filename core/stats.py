@@ -127,15 +127,26 @@ def sample_stats(parts: list[torch.Tensor], bins: int = HIST_BINS) -> torch.Tens
         return torch.cat([head, hist], dim=1)
 
 
+WIDE_CHUNK = 1 << 20
+"""Elements per float64 piece of a wide gradient norm (8 MiB of float64 at a time)."""
+
+
 def grad_stats(g: torch.Tensor, wide: bool = False) -> torch.Tensor:
     """The squared L2 norm of a gradient, as a one-element tensor on its device.
 
-    ``wide``: in float64. A gradient of a loss scaled by a large GradScaler scale has
-    float32 squares that overflow (the scale is divided out only afterwards)."""
+    ``wide``: summed in float64. A gradient of a loss scaled by a large GradScaler scale
+    has float32 squares that overflow (the scale is divided out only afterwards). Taken
+    in pieces of WIDE_CHUNK elements: a float64 copy of a whole logits-sized gradient
+    could run the user's device out of memory. (MPS has no float64: float32 there.)"""
     flat = dense_flat(g.detach())
-    if wide:
-        flat = flat.double()
-    elif flat.dtype not in (torch.float32, torch.float64):
+    if wide and flat.dtype != torch.float64 and flat.device.type != "mps":
+        total = None
+        for piece in flat.split(WIDE_CHUNK):
+            piece = piece.double()
+            part = torch.dot(piece, piece)
+            total = part if total is None else total + part
+        return total.reshape(1) if total is not None else flat.new_zeros(1, dtype=torch.float64)
+    if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.float()
     return torch.dot(flat, flat).reshape(1)
 

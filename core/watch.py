@@ -210,8 +210,9 @@ class WatchSession:
         self._loss_module = loss
         self.records: list[StepRecord] = []
         self.hooks = HookSet(model, modules)
-        # Until a scale has been read (the first step), any scaler may be a big one.
-        self.hooks.wide_grads = scaler is not None
+        # Until a scale has been read (the first step), any enabled scaler may be a big one.
+        self.hooks.wide_grads = bool(scaler is not None
+                                     and getattr(scaler, "is_enabled", lambda: False)())
         self._named_params = [(n, p) for n, p in model.named_parameters()]
         self._trainable = [(n, p) for n, p in self._named_params if p.requires_grad]
         self._trainable_names = [n for n, _ in self._trainable]
@@ -927,9 +928,10 @@ class WatchSession:
 
         Runs once per step, after _schedule_detail has the step's work time. A step that
         took the norm is charged all its passes over the gradients (a full step makes two,
-        more with gradient accumulation) against NORM_SHARE of the budget: the
-        least over the last few such steps; NORM_ALWAYS_S is a price per pass. The gap
-        grows at most twofold per measured step, so no one reading can drop many norms.
+        more with gradient accumulation) against NORM_SHARE of the budget, or against what
+        the rest of a plain step's bookkeeping leaves of it when that is less: the least
+        over the last few such steps; NORM_ALWAYS_S is a price per pass. The gap grows at
+        most twofold per measured step, so no one reading can drop many norms.
         """
         if not self._norm_due:
             return

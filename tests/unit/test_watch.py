@@ -336,21 +336,34 @@ def test_per_module_gradient_norms_are_unscaled_under_a_grad_scaler(init_scale: 
         scaler = torch.amp.GradScaler("cpu", init_scale=init_scale) if scaled else None
         x = torch.randn(16, 4)
         with tensorscope.watch(model, opt, scaler, max_overhead=None) as session:
-            opt.zero_grad()
-            loss = model(x).pow(2).mean()
-            (scaler.scale(loss) if scaled else loss).backward()
-            if scaled:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-        rec = session.records[0]
-        assert rec.signals["detail"]
-        return {path: stats["grad_norm"] for path, stats in rec.modules.items()}
+            for _ in range(2):  # the first step before any scale is read, then after
+                opt.zero_grad()
+                loss = model(x).pow(2).mean()
+                (scaler.scale(loss) if scaled else loss).backward()
+                if scaled:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
+        assert all(r.signals["detail"] for r in session.records)
+        return [{path: stats["grad_norm"] for path, stats in r.modules.items()}
+                for r in session.records]
 
-    plain, scaled = module_grads(False), module_grads(True)
-    assert plain and scaled.keys() == plain.keys()
-    assert scaled == {path: pytest.approx(value, rel=1e-5) for path, value in plain.items()}
+    for plain, scaled in zip(module_grads(False), module_grads(True), strict=True):
+        assert plain and scaled.keys() == plain.keys()
+        assert scaled == {path: pytest.approx(value, rel=1e-5) for path, value in plain.items()}
+
+
+def test_a_wide_gradient_norm_is_summed_in_pieces_and_matches_the_plain_one() -> None:
+    from tensorscope.stats import WIDE_CHUNK, grad_stats
+
+    g = torch.randn(2 * WIDE_CHUNK + 5)
+    wide = grad_stats(g, wide=True)
+    assert wide.dtype == torch.float64
+    assert wide.item() == pytest.approx(float(g.double().pow(2).sum()), rel=1e-12)
+    huge = torch.full((10,), 1e20)
+    assert grad_stats(huge).item() == float("inf")  # float32 squares overflow...
+    assert grad_stats(huge, wide=True).item() == pytest.approx(10 * 1e40)  # ...float64 ones do not
 
 
 def test_a_huge_grad_scaler_scale_still_gives_a_finite_unscaled_norm() -> None:
