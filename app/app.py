@@ -56,8 +56,8 @@ class TensorscopeApp(App):
     async def action_quit(self) -> None:
         """ctrl+q: while a script runs under `tensorscope run`, ask what becomes of it
         first (leave it running, stop it, or stay), as q on the Training screen does."""
-        run = self.context.run
-        if run is None or not run.running:
+        runs = (self.context.run, self.context.own_run)
+        if not any(run is not None and run.running for run in runs):
             self.exit()
             return
         from tensorscope.app.screens.training import ask_before_quit
@@ -90,8 +90,9 @@ class TensorscopeApp(App):
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             from tensorscope.errors import one_line
 
+            # markup=False: an exception's text may hold brackets ("[/data/train]").
             self.notify(one_line(event.worker.error), title=event.worker.name or "background job",
-                        severity="error", timeout=8)
+                        severity="error", timeout=8, markup=False)
 
 
 def make_app(context: AppContext | None = None, *, screen: str = "home") -> TensorscopeApp:

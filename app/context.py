@@ -33,6 +33,14 @@ class AppContext:
     run: Any | None = None
     """A live run (``tensorscope run``) or a recorded one (``replay``) for Training/Doctor."""
 
+    own_run: Any | None = None
+    """The script this app was started to watch (``tensorscope run``): quitting asks about
+    it while it runs, even after a demo's run took ``run``'s place on screen."""
+
+    scenario_fields: tuple[str, ...] = ()
+    """The fields the last loaded demo set (screens/demos.py): the next demo clears those
+    it does not set, and never what the user opened the app on."""
+
     checkpoints: list[str] = field(default_factory=list)
     """Checkpoint files for the Inspect screen (two mean a diff)."""
 

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from tensorscope.app.context import AppContext
 
     try:
-        make_app(AppContext(run=source), screen="training").run()
+        make_app(AppContext(run=source, own_run=source), screen="training").run()
     finally:
         code = _after_ui(source)
     return code

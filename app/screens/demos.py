@@ -25,22 +25,15 @@ SCREEN_TITLES = {"storage": "Storage", "graph": "Graph", "model": "Model", "trai
                  "doctor": "Doctor", "inspect": "Inspect", "demos": "Demos"}
 
 
-SUBJECT_FIELDS = {"run": None, "model": None, "model_step": None, "graph_roots": None,
-                  "statements": [], "checkpoints": []}
-"""AppContext fields that say what the screens are about: a scenario sets its own and
-clears the rest (the console's namespace stays: it is the user's)."""
+SCREEN_FIELDS = {"training": ("run",), "doctor": ("run", "demo"), "model": ("model", "model_step"),
+                 "graph": ("graph_roots", "model"), "storage": ("statements",),
+                 "inspect": ("checkpoints", "trust_checkpoints")}
+"""The AppContext fields each screen reads when it is built (a change rebuilds it)."""
 
 
 def open_scenario_screen(app: Any, scenario: Any, screen: str) -> None:
-    """Load the scenario into the app's context and switch to ``screen``.
-
-    The scenario becomes the subject of every screen: the fields it does not set are
-    cleared (the Doctor showed the demo loaded before as this one's findings), and every
-    screen built on the old context is rebuilt when next opened (screens read the context
-    when they are built; the Training screen kept the old demo's run). A script still
-    running under ``tensorscope run`` is kept unless the scenario brings a run of its own:
-    the user's script must stay reachable, and quitting must still ask about it."""
-    from tensorscope.app.screens import REGISTRY, entry
+    """Load the scenario into the app's context (load_scenario) and switch to ``screen``."""
+    from tensorscope.app.screens import entry
 
     if screen != "demos":
         try:
@@ -48,22 +41,51 @@ def open_scenario_screen(app: Any, scenario: Any, screen: str) -> None:
         except KeyError:
             app.notify(f"the {screen} screen is not part of this build", severity="warning")
             return
-    fields = {**SUBJECT_FIELDS, **scenario.context_fields()}
-    live = app.context.run
-    if "run" not in scenario.context_fields() and live is not None and live.running:
-        fields["run"] = live
-    for key, value in fields.items():
-        setattr(app.context, key, value)
+    load_scenario(app, scenario)
+    if screen != app.current_mode:
+        app.open_screen(screen)
+
+
+def load_scenario(app: Any, scenario: Any) -> None:
+    """Make the scenario what the app's screens show.
+
+    The scenario becomes the subject of the screens it has a view on. What the demo loaded
+    before it set and this one does not is cleared (the Doctor showed that demo's findings
+    as this one's); what the user opened the app on (checkpoints, a model, the script
+    under ``tensorscope run``) stays unless this demo sets its own (quitting still asks
+    about that script: ``own_run``). Every screen built on a field that changed is rebuilt
+    when next opened (screens read the context when they are built)."""
+    from tensorscope.app.context import AppContext
+    from tensorscope.app.screens import REGISTRY
+
+    context = app.context
+    fields = scenario.context_fields()  # once: a demo's run measures the demo
+    blank = AppContext()
+    updates = {key: getattr(blank, key) for key in context.scenario_fields
+               if key not in fields and key != "demo"}
+    updates.update(fields)
+    changed = {key for key, value in updates.items() if not _same(getattr(context, key, None), value)}
+    for key, value in updates.items():
+        setattr(context, key, value)
+    context.scenario_fields = tuple(fields)
     for built in REGISTRY:
         if built.name in ("demos", app.current_mode):
             continue
+        if not changed.intersection(SCREEN_FIELDS.get(built.name, changed)):
+            continue  # nothing it reads changed: kept as the user left it
         try:
             app.remove_mode(built.name)
         except Exception:  # not registered in this app: nothing to rebuild
             continue
         app.add_mode(built.name, lambda e=built: e.load()())
-    if screen != app.current_mode:
-        app.open_screen(screen)
+
+
+def _same(old: Any, new: Any) -> bool:
+    """One subject: the same object, or two equal lists of paths or statements (a fresh
+    empty list is no change). Never ``==`` on anything else: tensors compare elementwise."""
+    if old is new:
+        return True
+    return isinstance(old, list) and isinstance(new, list) and old == new
 
 
 class DemosScreen(Screen):
@@ -201,6 +223,9 @@ class DemosScreen(Screen):
     def action_run_demo(self) -> None:
         if self._current is None:
             return
+        # Run it and make it the subject: the screen keys (t, m, g, d) then open this demo,
+        # as its buttons do (a walk-through found them on the demo loaded before).
+        load_scenario(self.app, self._current)
         self.query_one("#demos-results", Static).update(Text(f"running {self._current.name}…", style="italic"))
         self._run(self._current)
 

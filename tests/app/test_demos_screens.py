@@ -11,6 +11,7 @@ from tensorscope.app.app import make_app
 from tensorscope.app.commands.demo import landing_screen
 from tensorscope.app.context import AppContext
 from tensorscope.app.screens import doctor as doctor_screen
+from tensorscope.app.screens.demos import open_scenario_screen
 from tensorscope.demos import NAMES, catalogue, get
 
 
@@ -184,3 +185,72 @@ async def test_a_demo_loaded_after_another_is_what_every_screen_shows() -> None:
             await pilot.pause()
         status = str(app.screen.query_one("#tr-status").content)
         assert "amp-scaler" in status and "missing-zero-grad" not in status
+
+
+async def test_a_demo_keeps_what_the_user_opened_the_app_on(tmp_path) -> None:
+    # Review: clearing every subject on a demo load threw away checkpoints given on the
+    # command line. A demo clears only what the demo before it set.
+    import torch
+
+    path = tmp_path / "mine.pt"
+    torch.save({"w": torch.zeros(2)}, path)
+    app = make_app(AppContext(checkpoints=[str(path)]), screen="demos")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        open_scenario_screen(app, get("inplace-autograd"), "graph")
+        await pilot.pause()
+        assert app.context.checkpoints == [str(path)]
+        open_scenario_screen(app, get("checkpoint-resume"), "inspect")  # a demo's own files
+        await pilot.pause()
+        theirs = list(app.context.checkpoints)
+        assert theirs and str(path) not in theirs
+        app.open_screen("demos")
+        await pilot.pause()
+        open_scenario_screen(app, get("memory-sharing"), "storage")
+        await pilot.pause()
+        assert app.context.checkpoints == []  # the demo's files went with it
+        assert app.context.run is None
+
+
+async def test_quitting_still_asks_about_the_users_script_after_a_demo_s_run(tmp_path) -> None:
+    # Review: a training demo's run took the place of the script under tensorscope run,
+    # and ctrl+q then quit without asking whether to stop that script.
+    from tensorscope.app.screens.training import QuitRunScreen
+
+    class Running:
+        running = True
+        quit_choice = None
+
+        def snapshot(self):  # never drawn here: the demo's run is on screen
+            raise AssertionError
+
+    mine = Running()
+    app = make_app(AppContext(own_run=mine), screen="demos")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        open_scenario_screen(app, get("amp-scaler"), "doctor")
+        await pilot.pause()
+        assert app.context.run is not mine and app.context.own_run is mine
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, QuitRunScreen)
+
+
+async def test_r_makes_the_demo_what_the_screen_keys_open() -> None:
+    # Walk-through: after r on amp-scaler, t opened the demo loaded before it (or nothing).
+    app = make_app(screen="demos")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        names = [s.name for s in catalogue()]
+        listing = app.screen.query_one("#demos-list", OptionList)
+        listing.highlighted = names.index("amp-scaler")
+        listing.focus()
+        await pilot.pause()
+        await pilot.press("r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("t")
+        for _ in range(5):
+            await pilot.pause()
+        assert app.current_mode == "training"
+        assert "demo:amp-scaler" in str(app.screen.query_one("#tr-status").content)
