@@ -468,7 +468,7 @@ class GraphScreen(Screen):
         if found != self._matches:
             self._matches, self._match_at = found, -1
         if not found:
-            self.notify(f"no node matches '{event.value}'", severity="warning")
+            self.notify(f"no node matches '{event.value}'", severity="warning", markup=False)
             return
         self._match_at = (self._match_at + 1) % len(found)
         self._select(node_id=found[self._match_at])
@@ -610,9 +610,9 @@ class GraphScreen(Screen):
             with path.open("xb") as handle:  # never over an earlier export (or anything else)
                 handle.write(data)
         except (UserError, OSError) as exc:
-            self.notify(f"export failed: {exc}", severity="error")
+            self.notify(f"export failed: {exc}", severity="error", markup=False)
             return
-        self.notify(f"exported the current view to {path}", title="Export")
+        self.notify(f"exported the current view to {path}", title="Export", markup=False)
 
     # -- text ---------------------------------------------------------------------------
 

@@ -196,8 +196,8 @@ class TrainingScreen(Screen):
         # On a short terminal (80x24) the per-module panel is 7 rows: the histogram's 5 left
         # the table a header and no row. The table is the panel's point; the histogram of
         # the highlighted row comes back with the room.
-        if self.app.context.run is not None:
-            self.query_one("#tr-hist").display = event.size.height >= HIST_MIN_ROWS
+        for hist in self.query("#tr-hist"):  # (none on a screen built with no run)
+            hist.display = event.size.height >= HIST_MIN_ROWS
 
     # --- polling ---------------------------------------------------------------------------
 
@@ -387,8 +387,10 @@ class TrainingScreen(Screen):
         def set_eta(text: str) -> None:
             # The label fills the rest of its one-line row (1fr), so a new text never needs
             # a layout pass; the same text is not even a repaint.
+            # Text, not a str: a str is read as markup, and a crash's message may hold
+            # brackets ("No such split [/data/train]" raised MarkupError in review).
             if str(eta.content) != text:
-                eta.update(text, layout=False)
+                eta.update(Text(text), layout=False)
 
         for widget in (epoch_bar, run_bar, self.query_one("#tr-epoch-label"),
                        self.query_one("#tr-run-label")):
@@ -546,8 +548,10 @@ class TrainingScreen(Screen):
 
 
 def ask_before_quit(app: Any) -> None:
-    """Quit, first asking what becomes of a script that still runs (q here, ctrl+q anywhere)."""
-    source = app.context.run
+    """Quit, first asking what becomes of a script that still runs (q here, ctrl+q anywhere):
+    the one this app was started to watch, even while a demo's run is on screen."""
+    own = app.context.own_run
+    source = own if own is not None and own.running else app.context.run
     if source is None or not source.running:
         app.exit()
         return
@@ -595,7 +599,8 @@ def _ending(snap) -> str:
     exit_code = snap.exit_code if snap.exit_code is not None else snap.meta.get("exit_code")
     error = snap.error or snap.meta.get("error")
     if isinstance(error, dict):
-        return f"crashed: {error.get('exc_type')}: {error.get('message')}"
+        message = error.get("message")
+        return f"crashed: {error.get('exc_type')}" + (f": {message}" if message else "")
     if error or snap.state == "crashed":
         return "crashed"
     if exit_code not in (None, 0):

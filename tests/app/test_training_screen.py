@@ -425,3 +425,25 @@ async def test_axis_labels_keep_a_space_before_the_plot() -> None:
         text = chart._draw().plain.splitlines()
         top, bottom = text[1], text[-1]
         assert top.startswith("314.7 MiB ") and bottom.startswith("300.0 MiB ")
+
+
+async def test_a_crash_message_with_brackets_is_shown_as_it_is(tmp_path: Path) -> None:
+    # Review: the progress line took the message as Textual markup: "[/data/train]"
+    # raised MarkupError and closed the app; "[b]" vanished.
+    import json
+
+    lines = (RECORDS / "crash_run.jsonl").read_text().splitlines()
+    out = []
+    for line in lines:
+        event = json.loads(line)
+        if event.get("type") == "error":
+            event["message"] = "no such split [/data/train] in [b]"
+        out.append(json.dumps(event))
+    path = tmp_path / "bracket.jsonl"
+    path.write_text("\n".join(out) + "\n")
+    app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause(0.3)
+        assert app.is_running
+        eta = str(app.screen.query_one("#tr-eta").content)
+        assert "no such split [/data/train] in [b]" in eta
