@@ -156,10 +156,16 @@ class DoctorScreen(Screen):
         self.query_one("#doctor-empty").display = False
         self.query_one("#doctor-main").display = True
         count = len(message.findings)
+        crash = _crash(self.app.context)
+        if count:
+            verdict = (f"{count} finding{'s' if count != 1 else ''}", "bold red")
+        elif crash:
+            # No detector names a bug, but the run did not end well: never "all is well".
+            verdict = (f"no known bug pattern, but the run crashed: {crash}", "bold yellow")
+        else:
+            verdict = ("no findings: nothing looks wrong", "green")
         self.query_one("#doctor-source", Static).update(Text.assemble(
-            (message.source, "bold"), " · ",
-            (f"{count} finding{'s' if count != 1 else ''}" if count else "no findings: nothing looks wrong",
-             "bold red" if count else "green")))
+            (message.source, "bold"), " · ", verdict))
         option_list = self.query_one("#doctor-list", OptionList)
         highlighted = option_list.highlighted
         option_list.clear_options()
@@ -168,6 +174,14 @@ class DoctorScreen(Screen):
             option_list.highlighted = min(highlighted or 0, count - 1)
             self._show(message.findings[option_list.highlighted])
             option_list.focus()
+        elif crash:
+            self.query_one("#doctor-finding", Static).update(Text(
+                f"The run crashed ({crash}). None of the doctor's detectors matches it: the "
+                "traceback on the Training screen says where.", style="yellow"))
+            button = self.query_one("#doctor-jump", Button)
+            button.display = True
+            button.label = "Show it on the Training screen  (t)"
+            self._jump_to = "training"
         else:
             self.query_one("#doctor-finding", Static).update(Text(
                 "The doctor checked every detector on this source and found nothing.", style="green"))
@@ -225,3 +239,18 @@ def _run_records(run: Any) -> tuple[list[Any], list[Any]]:
     if snap is not None:
         return list(snap.records), [snap.error] if getattr(snap, "error", None) else []
     return list(getattr(run, "records", []) or []), list(getattr(run, "errors", []) or [])
+
+
+def _crash(context: Any) -> str | None:
+    """"ExcType: message" of the attached run's crash, if it crashed (else None)."""
+    run = getattr(context, "run", None)
+    if run is None:
+        return None
+    try:
+        error = run.snapshot().error
+    except Exception:  # a source that cannot say: no claim either way
+        return None
+    if not isinstance(error, dict):
+        return None
+    message = str(error.get("message") or "")
+    return f"{error.get('exc_type')}" + (f": {message}" if message else "")

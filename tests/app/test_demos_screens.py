@@ -254,3 +254,25 @@ async def test_r_makes_the_demo_what_the_screen_keys_open() -> None:
             await pilot.pause()
         assert app.current_mode == "training"
         assert "demo:amp-scaler" in str(app.screen.query_one("#tr-status").content)
+
+
+async def test_the_doctor_never_calls_a_crashed_run_fine() -> None:
+    # Walk-through: replaying a crashed run, the Doctor said "no findings: nothing looks
+    # wrong" while the Training screen said "exit code 1 RuntimeError".
+    from pathlib import Path
+
+    from tensorscope.runsource import ReplayRun
+
+    records = Path(__file__).resolve().parent.parent / "fixtures" / "records"
+    app = make_app(AppContext(run=ReplayRun(str(records / "crash_run.jsonl"))), screen="doctor")
+    async with app.run_test(size=(160, 48)) as pilot:
+        for _ in range(20):
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            if "crash" in str(app.screen.query_one("#doctor-source", Static).content):
+                break
+        source = str(app.screen.query_one("#doctor-source", Static).content)
+        assert "nothing looks wrong" not in source
+        assert "the run crashed: RuntimeError: mat1 and mat2 shapes" in source
+        jump = app.screen.query_one("#doctor-jump", Button)
+        assert jump.display and "Training" in str(jump.label)
