@@ -528,7 +528,18 @@ class StorageScreen(Screen):
     def _update_detail(self, event: TensorGrid.CellSelected | None) -> None:
         detail = self.query_one("#detail", Static)
         text = Text()
+        fix = self._view_help
+        if fix is not None:
+            # First, and in the tensor's own terms: on a short terminal this panel has two
+            # rows, and torch's long message (in the history) pushed the reason out of it.
+            shape = ", ".join(str(s) for s in fix.shape)
+            text.append(f"✘ {fix.receiver}.view({shape}) fails: ", style="red")
+            text.append(fix.why or fix.error, style="red")
+            for line in fix.lines()[2 if fix.why else 1:]:
+                text.append("\n  " + line, style="yellow")
         if event is not None and event.grid.source is not None:
+            if text:
+                text.append("\n")
             source = event.grid.source
             layout = source.layout
             where = ", ".join(str(i) for i in event.position)
@@ -540,14 +551,6 @@ class StorageScreen(Screen):
             if others:
                 text.append("\nthe same cell is also ", style="dim")
                 text.append(", ".join(others))
-        fix = self._view_help
-        if fix is not None:
-            lines = fix.lines()
-            if text:
-                text.append("\n")
-            text.append("✘ " + lines[0], style="red")
-            for line in lines[1:]:
-                text.append("\n  " + line, style="yellow")
         # A fixed height, so a new selection repaints the panel without a layout pass.
         detail.update(text if text else Text("Pick an element (arrows or a click) to see which cell it reads.",
                                              style="dim"), layout=False)
