@@ -47,7 +47,13 @@ class Histogram(Static):
             self._show(Text("no activation recorded yet for this module", style="dim"))
             return
         rows = max(1, (self.size.height or 8) - 2)
-        width = max(1, (self.size.width or 48) // len(counts))
+        available = self.size.width or 48
+        if len(counts) > available:
+            # Narrower than the bins (an 80-column terminal): neighbouring bins are added
+            # up, so a row never outgrows the widget and wraps into broken bars.
+            per = -(-len(counts) // available)
+            counts = [sum(counts[i:i + per]) for i in range(0, len(counts), per)]
+        width = max(1, available // len(counts))
         peak = max(counts) or 1
         levels = [c / peak * rows * 8 for c in counts]
         text = Text()

@@ -181,3 +181,27 @@ async def test_an_80x24_terminal_keeps_every_panel_inside_the_screen() -> None:
             assert region.width > 0 and region.right <= 80, selector
         assert screen.query_one("#module-stats").size.width >= 20
         assert screen.query_one("#params-table").region.height >= 2
+
+
+async def test_a_histogram_narrower_than_its_bins_adds_them_up_instead_of_wrapping() -> None:
+    # Walk-through at 80x24: 48 bins in a 20-column panel wrapped into broken bars.
+    from textual.app import App
+
+    from tensorscope.app.widgets.histogram import Histogram
+
+    class One(App):
+        CSS = "Histogram { width: 20; height: 6; }"
+
+        def compose(self):
+            yield Histogram()
+
+    app = One()
+    async with app.run_test(size=(40, 10)) as pilot:
+        hist = app.query_one(Histogram)
+        hist.counts = tuple(range(48))
+        hist.value_range = (-1.0, 1.0)
+        await pilot.pause()
+        lines = [hist.render_line(y).text.rstrip() for y in range(hist.size.height)]
+        bars = lines[: hist.size.height - 2]
+        assert all(len(line) <= 20 for line in lines), lines
+        assert bars[-1].strip() and "█" in bars[0]  # bars drawn, the tallest reaching the top
