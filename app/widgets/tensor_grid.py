@@ -186,7 +186,11 @@ class TensorGrid(ScrollView, can_focus=True):
         # Segments start at column c0's cell; shift so that scroll_x lines up, keep the label.
         label, cells = segments[0], segments[1:]
         skip = max(0, sx - self._c0 * self.cell_width)
-        body = Strip(cells).crop(skip, skip + max(width - self._label_width, 0))
+        end = skip + max(width - self._label_width, 0)
+        # Whole cells only at the right edge: a cut one turned "10 @10" into "10 @1", a
+        # wrong cell index (walk-through at 120 columns). The rest of the row stays blank.
+        end = max(skip, end - end % self.cell_width)
+        body = Strip(cells).crop(skip, end)
         return Strip([label, *body]).adjust_cell_length(width).simplify()
 
     def _row_label(self, row: int) -> str:

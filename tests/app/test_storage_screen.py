@@ -332,3 +332,20 @@ async def test_an_80_column_terminal_keeps_each_tensor_s_strides_in_the_sidebar(
         assert any("x" in row and "[3, 4] (4, 1)" in row for row in rows), rows
         assert any("t" in row and "[4, 3] (1, 4)" in row for row in rows), rows
         assert app.screen.query_one("#grid-pane").size.width >= 24
+
+
+async def test_a_cell_cut_by_the_grid_s_edge_is_left_out_not_misquoted() -> None:
+    # Walk-through at 120x40: the grid's right edge cut "10 @10" to "10 @1", a wrong cell.
+    import re
+
+    app = make_app(AppContext(statements=SYLLABUS), screen="storage")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await type_statement(pilot, "t = x.T")
+        grid = app.screen.query_one("#grid", TensorGrid)
+        t = app.context.namespace["t"]
+        for row in range(t.shape[0]):
+            line = line_text(grid, row + 1)
+            shown = [int(n) for n in re.findall(r"@(\d+)", line)]
+            truth = [row * t.stride(0) + c * t.stride(1) for c in range(t.shape[1])]
+            assert shown == truth[:len(shown)], (line, truth)
