@@ -298,7 +298,9 @@ class InspectScreen(Screen):
         text = Text(node.name, style="bold" if node.kind == "tensor" else "")
         if node.kind == "tensor":
             entry = ckpt.tensors[node.tensor]
-            text.append(f"  {entry.dtype} {report.shape_text(entry.shape)}", style="cyan")
+            # Shape before dtype: the tree is cut at its right edge on a narrow terminal,
+            # and a cut shape ("[32, 1" for [32, 16]) reads as a wrong one.
+            text.append(f"  {report.shape_text(entry.shape)} {entry.dtype}", style="cyan")
             if entry.storage in shared:
                 text.append(f"  ⇄{entry.storage}", style="yellow")
             row = self._diff_rows.get(node.key)

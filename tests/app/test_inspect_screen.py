@@ -180,3 +180,18 @@ async def test_an_80_column_terminal_leaves_the_selected_pane_room_for_its_value
         assert app.screen.query_one(TabbedContent).size.width >= 40
     async with _opened([path]) as (app, pilot):
         assert app.screen.query_one("#inspect-tree", Tree).outer_size.width == 56  # as before
+
+
+async def test_a_narrow_key_tree_cuts_the_dtype_not_the_shape(tmp_path) -> None:
+    # Walk-through at 80x24: the tree's edge cut "float32 [32, 16]" to "float32 [32, 1".
+    import re
+
+    path = make.adam_checkpoint(tmp_path / "a.pt")
+    app = make_app(AppContext(checkpoints=[str(path)]), screen="inspect")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        tree = app.screen.query_one("#inspect-tree", Tree)
+        lines = [tree.render_line(y).text for y in range(tree.size.height)]
+        shapes = [line for line in lines if re.search(r"\[\d", line)]
+        assert shapes and all(re.search(r"\[[\d, ]*\]", line) for line in shapes), shapes
