@@ -219,10 +219,10 @@ class ModelScreen(Screen):
         t = totals(self.model)
         frozen = t["params"] - t["trainable"]
         self.query_one("#model-summary", Static).update(Text.assemble(
-            (type(self.model).__name__, "bold"), f" · {t['modules']} modules · {human_bytes(t['bytes'])}\n",
-            (f"{t['params']:,}", "bold"), f" parameters ({t['param_tensors']} tensors), ",
+            (type(self.model).__name__, "bold"), f" · {_count(t['modules'], 'module')} · {human_bytes(t['bytes'])}\n",
+            (f"{t['params']:,}", "bold"), f" parameters ({_count(t['param_tensors'], 'tensor')}), ",
             (f"{t['trainable']:,}", "bold"), " trainable", (f", {frozen:,} frozen" if frozen else "", "yellow"),
-            f"\n{t['buffers']:,} buffer elements ({t['buffer_tensors']} buffers)",
+            f"\n{t['buffers']:,} buffer elements ({_count(t['buffer_tensors'], 'buffer')})",
         ))
 
     def _fill_tables(self) -> None:
@@ -478,7 +478,7 @@ class ModelScreen(Screen):
             if last is not None:
                 text.append(f" · last step {last * 1e3:.1f} ms in hooks", style="dim")
         else:
-            text.append(f"detached: nothing hooked; {len(self.hooked)} modules get hooks when it runs "
+            text.append(f"detached: nothing hooked; {_count(len(self.hooked), 'module')} get hooks when it runs "
                         "(r or n)", style="dim")
         if self._error:
             text.append(f"\nstep failed: {self._error}", style="bold red")
@@ -577,6 +577,11 @@ class ModelScreen(Screen):
             text.append(bar + "\n", style="cyan")
         text.append("input side first; bars on a log scale over 8 decades", style="dim")
         view.update(text)
+
+
+def _count(n: int, noun: str) -> str:
+    """"1 module", "3 modules"."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _num(v: Any) -> str:

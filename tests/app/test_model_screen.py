@@ -205,3 +205,14 @@ async def test_a_histogram_narrower_than_its_bins_adds_them_up_instead_of_wrappi
         bars = lines[: hist.size.height - 2]
         assert all(len(line) <= 20 for line in lines), lines
         assert bars[-1].strip() and "█" in bars[0]  # bars drawn, the tallest reaching the top
+
+
+async def test_counts_of_one_are_singular() -> None:
+    # Walk-through: "1 modules".
+    from torch import nn
+
+    app = make_app(AppContext(model=nn.Linear(2, 2)), screen="model")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        summary = str(app.screen.query_one("#model-summary", Static).content)
+        assert "Linear · 1 module · " in summary and "(2 tensors)" in summary
