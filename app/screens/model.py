@@ -171,6 +171,18 @@ class ModelScreen(Screen):
         if ctx.model is not None:
             self.load(ctx.model, ctx.model_step)
         else:
+            label = _run_model_name(ctx)
+            if label:
+                # Walk-through: under tensorscope run this said "No model was given" while the
+                # Training screen named the script's model. That model lives in the script's
+                # own process; what this screen shows of a model, the run streams there.
+                self.query_one("#model-empty-text", Static).update(Text.assemble(
+                    ("The script's model (", "bold"), (str(label), "bold cyan"),
+                    (") runs in the script's own process: ", "bold"),
+                    "its per-module statistics (activations, gradient norms, histograms) are on "
+                    "the Training screen (t), from the run's detail steps. This screen opens a "
+                    "model in this process; pick an example model below (Enter opens it; each "
+                    "comes with a synthetic training step):"))
             examples.focus()
 
     # -- loading -----------------------------------------------------------------------
@@ -577,6 +589,16 @@ class ModelScreen(Screen):
             text.append(bar + "\n", style="cyan")
         text.append("input side first; bars on a log scale over 8 decades", style="dim")
         view.update(text)
+
+
+def _run_model_name(ctx: Any) -> str | None:
+    """The class name of the model the attached run trains, when it reported one."""
+    run = ctx.run or ctx.own_run
+    try:
+        name = (run.snapshot().model or {}).get("model") if run is not None else None
+    except Exception:  # a source that cannot say: the screen's usual text
+        return None
+    return str(name) if name else None
 
 
 def _count(n: int, noun: str) -> str:

@@ -216,3 +216,19 @@ async def test_counts_of_one_are_singular() -> None:
         await pilot.pause()
         summary = str(app.screen.query_one("#model-summary", Static).content)
         assert "Linear · 1 module · " in summary and "(2 tensors)" in summary
+
+
+async def test_under_a_run_the_empty_model_screen_points_to_the_training_screen() -> None:
+    # Walk-through: during tensorscope run, Model said "No model was given" while the
+    # Training screen named the script's Sequential.
+    from pathlib import Path
+
+    from tensorscope.runsource import ReplayRun
+
+    records = Path(__file__).resolve().parent.parent / "fixtures" / "records"
+    app = make_app(AppContext(run=ReplayRun(str(records / "minimal_run.jsonl"))), screen="model")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        text = str(app.screen.query_one("#model-empty-text", Static).content)
+        assert "The script's model (Sequential)" in text and "Training screen (t)" in text
+        assert "No model was given" not in text
