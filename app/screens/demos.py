@@ -244,6 +244,10 @@ class DemosScreen(Screen):
         self._results[message.name] = message.summary if message.error is None else {"error": message.error}
         if self._current is not None and self._current.name == message.name:
             self._render_results()
+            # On a short terminal the results land below the fold: r seemed to do nothing
+            # (walk-through at 120x40 and 80x24).
+            results = self.query_one("#demos-results", Static)
+            self.call_after_refresh(results.scroll_visible, top=True, animate=False)
 
     @on(Button.Pressed, "#run-demo")
     def _run_pressed(self) -> None:

@@ -158,6 +158,7 @@ class ModelScreen(Screen):
         examples = self.query_one("#model-examples", OptionList)
         for name, ex_title, exercises in zoo.catalogue():
             examples.add_option(Option(Text.assemble((f"{ex_title:<28}", "bold"), (exercises, "dim")), id=name))
+        examples.highlighted = 0  # Enter opens the first at once; Down moves to the second
         self.query_one("#module-stats", Static).border_title = "module"
         self.query_one("#module-hist", Histogram).border_title = "activation histogram"
         self.query_one("#module-sparks", Horizontal).border_title = f"over time (last {HISTORY} steps)"

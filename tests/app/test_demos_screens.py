@@ -276,3 +276,22 @@ async def test_the_doctor_never_calls_a_crashed_run_fine() -> None:
         assert "the run crashed: RuntimeError: mat1 and mat2 shapes" in source
         jump = app.screen.query_one("#doctor-jump", Button)
         assert jump.display and "Training" in str(jump.label)
+
+
+async def test_after_r_on_a_short_terminal_the_results_are_scrolled_into_view() -> None:
+    app = make_app(screen="demos")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        names = [s.name for s in catalogue()]
+        listing = app.screen.query_one("#demos-list", OptionList)
+        listing.highlighted = names.index("grad-accumulation")
+        listing.focus()
+        await pilot.pause()
+        await pilot.press("r")
+        await app.workers.wait_for_complete()
+        for _ in range(5):
+            await pilot.pause()
+        body = app.screen.query_one("#demos-body")
+        results = app.screen.query_one("#demos-results")
+        assert body.scroll_y > 0
+        assert results.region.y < body.region.bottom  # at least its top is on screen
