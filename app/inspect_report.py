@@ -160,7 +160,7 @@ def metadata_table(ckpt: Any) -> Table | None:
 def totals_tables(ckpt: Any) -> list[Table]:
     out = []
     for title, rows in (("Totals by dtype", ckpt.totals_by_dtype()),
-                        ("Totals by top-level module", ckpt.totals_by_module())):
+                        ("Totals by top-level module (optimizer state apart)", ckpt.totals_by_module())):
         table = Table(title=title, title_justify="left", header_style="bold")
         table.add_column(title.split()[-1] if "dtype" in title else "module")
         table.add_column("tensors", justify="right")
