@@ -26,7 +26,8 @@ SCREEN_TITLES = {"storage": "Storage", "graph": "Graph", "model": "Model", "trai
 
 
 SCREEN_FIELDS = {"training": ("run",), "doctor": ("run", "demo"), "model": ("model", "model_step"),
-                 "graph": ("graph_roots", "model"), "storage": ("statements",),
+                 "graph": ("graph_roots", "model", "namespace"),
+                 "storage": ("statements", "namespace"),
                  "inspect": ("checkpoints", "trust_checkpoints")}
 """The AppContext fields each screen reads when it is built (a change rebuilds it)."""
 
