@@ -351,14 +351,8 @@ class TrainingScreen(Screen):
             text.append(f"  epoch {last.epoch}")
         if last is not None and last.loss is not None:
             text.append(f"  loss {fmt(last.loss)}")
-        model = snap.model or {}
-        if model.get("model"):
-            text.append(f"   {model['model']} ({fmt(model.get('parameters'))} params) · "
-                        f"{model.get('optimizer')}" + (" · GradScaler" if model.get("scaler") else ""),
-                        style="dim")
-        others = model.get("other_optimizers")
-        if others:
-            text.append(f"  (also steps: {', '.join(others)}, not charted)", style="yellow")
+        # How the run ends, and what went wrong, before the model's description: on an
+        # 80-column terminal the line's end is cut, and it took the exit code with it.
         if snap.exit_code is not None:
             text.append(f"   exit code {snap.exit_code}", style="bold red" if snap.exit_code else "bold")
         if snap.error:
@@ -368,8 +362,16 @@ class TrainingScreen(Screen):
         if problems:
             text.append("   " + " ".join(f"{k.replace('_', ' ')} {v}" for k, v in problems.items()),
                         style="yellow")
-        if snap.source == "live" and not snap.finished:
-            text.append("   p pause/resume · q quit", style="dim")
+        model = snap.model or {}
+        if model.get("model"):
+            text.append(f"   {model['model']} ({fmt(model.get('parameters'))} params) · "
+                        f"{model.get('optimizer')}" + (" · GradScaler" if model.get("scaler") else ""),
+                        style="dim")
+        others = model.get("other_optimizers")
+        if others:
+            text.append(f"  (also steps: {', '.join(others)}, not charted)", style="yellow")
+        # (No key hint here: the footer shows p and ctrl+q, and the hint was what a narrow
+        # terminal cut first, to a lone "p".)
         # Fixed size (one line; the ETA label takes the row's rest): new text is a repaint,
         # never a layout pass of the whole screen.
         self.query_one("#tr-status", Static).update(text, layout=False)

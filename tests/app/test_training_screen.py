@@ -447,3 +447,15 @@ async def test_a_crash_message_with_brackets_is_shown_as_it_is(tmp_path: Path) -
         assert app.is_running
         eta = str(app.screen.query_one("#tr-eta").content)
         assert "no such split [/data/train] in [b]" in eta
+
+
+async def test_an_80_column_status_line_keeps_the_exit_code() -> None:
+    # Walk-through at 80 columns: the model's description pushed "exit code 1" and the
+    # exception's name off the one-line status.
+    app = _app("crash_run.jsonl")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        status = app.screen.query_one("#tr-status")
+        shown = status.render_line(0).text
+        assert "exit code 1" in shown, shown
+        assert "RuntimeError" in app.screen.query_one("#tr-eta").render_line(0).text
