@@ -89,7 +89,7 @@ class DoctorScreen(Screen):
         self.query_one("#doctor-detail").border_title = "Evidence and fix"
         self.query_one("#doctor-main").display = False
         self._refresh()
-        if getattr(self.app.context, "run", None) is not None:
+        if _subject_run(self.app.context) is not None:
             self.set_interval(POLL_S, self._refresh)
 
     def on_screen_resume(self) -> None:
@@ -98,7 +98,7 @@ class DoctorScreen(Screen):
     # -- sources ------------------------------------------------------------------------
     def _source_label(self) -> str | None:
         ctx = self.app.context
-        run = getattr(ctx, "run", None)
+        run = _subject_run(ctx)
         if run is not None:
             return f"run: {_run_label(run)}"
         demo = getattr(ctx, "demo", None)
@@ -114,7 +114,7 @@ class DoctorScreen(Screen):
             self.query_one("#doctor-empty").display = True
             self.query_one("#doctor-main").display = False
             return
-        run = getattr(self.app.context, "run", None)
+        run = _subject_run(self.app.context)
         version = _run_version(run) if run is not None else ("demo", self.app.context.demo.name)
         if (version is not None and version == self._version) or self._examining:
             return  # (after a diagnosis in flight, the next poll takes the newest version)
@@ -137,7 +137,7 @@ class DoctorScreen(Screen):
         from tensorscope.doctor import diagnose
 
         ctx = self.app.context
-        run = getattr(ctx, "run", None)
+        run = _subject_run(ctx)
         observation = getattr(run, "observation", None)
         if observation is not None:  # a demo's run: its model, errors and graph count too
             found = observation.findings()
@@ -241,9 +241,19 @@ def _run_records(run: Any) -> tuple[list[Any], list[Any]]:
     return list(getattr(run, "records", []) or []), list(getattr(run, "errors", []) or [])
 
 
+def _subject_run(context: Any) -> Any:
+    """The run the Doctor examines: the context's, unless a demo loaded after it brought
+    none of its own (a script under tensorscope run, then a graph demo: the demo)."""
+    run = getattr(context, "run", None)
+    fields = getattr(context, "scenario_fields", ())
+    if run is not None and fields and "run" not in fields and getattr(context, "demo", None):
+        return None
+    return run
+
+
 def _crash(context: Any) -> str | None:
     """"ExcType: message" of the attached run's crash, if it crashed (else None)."""
-    run = getattr(context, "run", None)
+    run = _subject_run(context)
     if run is None:
         return None
     try:

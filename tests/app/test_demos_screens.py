@@ -295,3 +295,22 @@ async def test_after_r_on_a_short_terminal_the_results_are_scrolled_into_view() 
         results = app.screen.query_one("#demos-results")
         assert body.scroll_y > 0
         assert results.region.y < body.region.bottom  # at least its top is on screen
+
+
+async def test_the_doctor_of_a_demo_loaded_during_a_run_is_the_demo_s() -> None:
+    # The script under tensorscope run stays the run (quitting asks about it), but a demo
+    # loaded after it with no run of its own is what d was asked about.
+    from pathlib import Path
+
+    from tensorscope.runsource import ReplayRun
+
+    records = Path(__file__).resolve().parent.parent / "fixtures" / "records"
+    mine = ReplayRun(str(records / "minimal_run.jsonl"))
+    app = make_app(AppContext(run=mine), screen="demos")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        open_scenario_screen(app, get("inplace-autograd"), "doctor")
+        await _until_the_doctor_lists(app, pilot)
+        source = str(app.screen.query_one("#doctor-source", Static).content)
+        assert source.startswith("demo: inplace-autograd"), source
+        assert app.context.run is mine
