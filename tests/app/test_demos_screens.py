@@ -236,19 +236,24 @@ async def test_quitting_still_asks_about_the_users_script_after_a_demo_s_run(tmp
         assert isinstance(app.screen, QuitRunScreen)
 
 
+async def _run_with_r(app, pilot, name: str) -> None:
+    """Select the demo ``name`` on the Demos screen and press r; wait for its run."""
+    await pilot.pause()
+    names = [s.name for s in catalogue()]
+    listing = app.screen.query_one("#demos-list", OptionList)
+    listing.highlighted = names.index(name)
+    listing.focus()
+    await pilot.pause()
+    await pilot.press("r")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 async def test_r_makes_the_demo_what_the_screen_keys_open() -> None:
     # Walk-through: after r on amp-scaler, t opened the demo loaded before it (or nothing).
     app = make_app(screen="demos")
     async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.pause()
-        names = [s.name for s in catalogue()]
-        listing = app.screen.query_one("#demos-list", OptionList)
-        listing.highlighted = names.index("amp-scaler")
-        listing.focus()
-        await pilot.pause()
-        await pilot.press("r")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await _run_with_r(app, pilot, "amp-scaler")
         await pilot.press("t")
         for _ in range(5):
             await pilot.pause()
@@ -281,14 +286,7 @@ async def test_the_doctor_never_calls_a_crashed_run_fine() -> None:
 async def test_after_r_on_a_short_terminal_the_results_are_scrolled_into_view() -> None:
     app = make_app(screen="demos")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
-        names = [s.name for s in catalogue()]
-        listing = app.screen.query_one("#demos-list", OptionList)
-        listing.highlighted = names.index("grad-accumulation")
-        listing.focus()
-        await pilot.pause()
-        await pilot.press("r")
-        await app.workers.wait_for_complete()
+        await _run_with_r(app, pilot, "grad-accumulation")
         for _ in range(5):
             await pilot.pause()
         body = app.screen.query_one("#demos-body")

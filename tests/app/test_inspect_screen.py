@@ -26,10 +26,10 @@ def _text(widget: Static) -> str:
 
 
 @asynccontextmanager
-async def _opened(paths: list):
+async def _opened(paths: list, size: tuple[int, int] = SIZE):
     """The Inspect screen on these files, once their loading workers are done."""
     app = make_app(AppContext(checkpoints=[str(p) for p in paths]), screen="inspect")
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
         yield app, pilot
@@ -172,10 +172,7 @@ async def test_an_80_column_terminal_leaves_the_selected_pane_room_for_its_value
     # Found at 80x24: the key tree kept its 56 columns and the Selected pane beside it
     # showed its labels ("file", "kind", "holds") with no room left for the values.
     path = make.adam_checkpoint(tmp_path / "a.pt")
-    app = make_app(AppContext(checkpoints=[str(path)]), screen="inspect")
-    async with app.run_test(size=(80, 24)) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+    async with _opened([path], size=(80, 24)) as (app, pilot):
         assert app.screen.query_one("#inspect-tree", Tree).size.width <= 40
         assert app.screen.query_one(TabbedContent).size.width >= 40
     async with _opened([path]) as (app, pilot):
@@ -187,10 +184,7 @@ async def test_a_narrow_key_tree_cuts_the_dtype_not_the_shape(tmp_path) -> None:
     import re
 
     path = make.adam_checkpoint(tmp_path / "a.pt")
-    app = make_app(AppContext(checkpoints=[str(path)]), screen="inspect")
-    async with app.run_test(size=(80, 24)) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+    async with _opened([path], size=(80, 24)) as (app, pilot):
         tree = app.screen.query_one("#inspect-tree", Tree)
         lines = [tree.render_line(y).text for y in range(tree.size.height)]
         shapes = [line for line in lines if re.search(r"\[\d", line)]
