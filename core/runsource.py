@@ -71,6 +71,14 @@ class RunSnapshot:
         return self.output[len(self.output) - kept:], new - kept
 
     @property
+    def crash(self) -> str | None:
+        """"ExcType: message" of the run's crash (None when it did not crash)."""
+        if not self.error:
+            return None
+        message = self.error.get("message")
+        return f"{self.error.get('exc_type')}" + (f": {message}" if message else "")
+
+    @property
     def train(self) -> list[StepRecord]:
         return [r for r in self.records if r.phase == "train"]
 

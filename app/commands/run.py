@@ -93,7 +93,7 @@ def _finish_after_ui(source, shown: int) -> int:
     if stopped and error.get("exc_type") == "KeyboardInterrupt" and traceback:
         # The user asked for the stop: the KeyboardInterrupt's traceback (torch's frames
         # and all) says nothing they did not choose; one line says where the script was.
-        _relay_without(source, shown, traceback)
+        _relay(source, shown, leave_out=traceback)
         step = error.get("step")
         when = f"after step {step}" if step else "before its first optimizer step"
         sys.stderr.write(f"tensorscope: stopped the script as asked, {when}"
@@ -113,22 +113,6 @@ def _finish_after_ui(source, shown: int) -> int:
 def _relayed(traceback: str, lines: tuple[str, ...]) -> bool:
     last = traceback.rstrip().splitlines()[-1:] if traceback.strip() else []
     return bool(last) and last[0] in lines
-
-
-def _relay_without(source, shown: int, traceback: str) -> None:
-    """_relay, leaving out the last run of lines that is ``traceback``."""
-    lines, missed = source.snapshot().output_since(shown)
-    block = traceback.rstrip("\n").splitlines()
-    lines = list(lines)
-    for start in range(len(lines) - len(block), -1, -1):
-        if lines[start:start + len(block)] == block:
-            del lines[start:start + len(block)]
-            break
-    if missed:
-        sys.stdout.write(f"tensorscope: {missed} lines of the script's output were not kept\n")
-    for line in lines:
-        sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 def _where(traceback: str, script: str | None = None) -> str:
@@ -151,10 +135,18 @@ def _where(traceback: str, script: str | None = None) -> str:
     return f" (in {name} line {number}: {code})" if code else f" (in {name} line {number})"
 
 
-def _relay(source, shown: int) -> int:
-    """Print the lines after the first ``shown`` the script printed; the new count."""
+def _relay(source, shown: int, leave_out: str | None = None) -> int:
+    """Print the lines after the first ``shown`` the script printed; the new count.
+    ``leave_out``: a block of lines (a traceback) not to print, its last run only."""
     snap = source.snapshot()
     lines, missed = snap.output_since(shown)
+    if leave_out:
+        block = leave_out.rstrip("\n").splitlines()
+        lines = list(lines)
+        for start in range(len(lines) - len(block), -1, -1):
+            if lines[start:start + len(block)] == block:
+                del lines[start:start + len(block)]
+                break
     if missed:
         sys.stdout.write(f"tensorscope: {missed} lines of the script's output were not kept\n")
     for line in lines:

@@ -257,10 +257,6 @@ def _crash(context: Any) -> str | None:
     if run is None:
         return None
     try:
-        error = run.snapshot().error
+        return run.snapshot().crash
     except Exception:  # a source that cannot say: no claim either way
         return None
-    if not isinstance(error, dict):
-        return None
-    message = str(error.get("message") or "")
-    return f"{error.get('exc_type')}" + (f": {message}" if message else "")

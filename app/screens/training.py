@@ -598,15 +598,12 @@ def _clock(seconds: float) -> str:
 
 def _ending(snap) -> str:
     """How a finished run ended, for the progress line: "done" only for a clean end."""
-    exit_code = snap.exit_code if snap.exit_code is not None else snap.meta.get("exit_code")
-    error = snap.error or snap.meta.get("error")
-    if isinstance(error, dict):
-        message = error.get("message")
-        return f"crashed: {error.get('exc_type')}" + (f": {message}" if message else "")
-    if error or snap.state == "crashed":
+    if snap.crash:
+        return f"crashed: {snap.crash}"
+    if snap.state == "crashed":
         return "crashed"
-    if exit_code not in (None, 0):
-        return f"exit code {exit_code}"
+    if snap.exit_code not in (None, 0):
+        return f"exit code {snap.exit_code}"
     if snap.source == "replay" and not snap.meta.get("ended"):
         return "cut off (no end line)"
     return "done"
