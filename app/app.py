@@ -56,10 +56,8 @@ class TensorscopeApp(App):
     async def action_quit(self) -> None:
         """ctrl+q: while a script runs under `tensorscope run`, ask what becomes of it
         first (leave it running, stop it, or stay), as q on the Training screen does."""
-        runs = (self.context.run, self.context.own_run)
-        if not any(run is not None and run.running for run in runs):
-            self.exit()
-            return
+        # ask_before_quit quits at once when nothing runs: the one place that says which
+        # script quitting asks about.
         from tensorscope.app.screens.training import ask_before_quit
 
         ask_before_quit(self)

@@ -68,13 +68,13 @@ class _Statement(threading.Thread):
     """One console statement, run on a daemon thread (a statement that never ends must
     not keep the app from quitting)."""
 
-    def __init__(self, source: str, namespace: dict[str, Any], grad_enabled: bool = True) -> None:
+    def __init__(self, source: str, context: Any) -> None:
         super().__init__(name="tensorscope-console", daemon=True)
         self.source = source
-        self.namespace = namespace
-        self.grad_enabled = grad_enabled
-        """Grad mode the statement starts under; once it is over, the mode it left."""
-        self.before = {name: id(value) for name, value in namespace.items()}
+        self.context = context
+        """The app's context: its namespace, and the console's grad mode (handed on)."""
+        self.namespace = context.ensure_namespace()
+        self.before = {name: id(value) for name, value in self.namespace.items()}
         self.result: Any = None
         self.error: Exception | None = None
         self.interrupted = False
@@ -88,17 +88,18 @@ class _Statement(threading.Thread):
         from tensorscope.errors import UserError
         from tensorscope.evaluate import execute
 
-        # Grad mode is per thread: the statement gets the console's, and the thread that
-        # runs it (the UI thread, for the command line's statements) keeps its own.
+        # Grad mode is per thread: the statement gets the console's and hands on the mode
+        # it leaves (however it ends), and the thread that runs it (the UI thread, for the
+        # command line's statements) keeps its own.
         own = torch.is_grad_enabled()
-        torch.set_grad_enabled(self.grad_enabled)
+        torch.set_grad_enabled(self.context.console_grad_enabled)
         try:
             try:
                 self._in_statement = True
                 self.result = execute(self.source, self.namespace)
             finally:
                 self._in_statement = False
-                self.grad_enabled = torch.is_grad_enabled()
+                self.context.console_grad_enabled = torch.is_grad_enabled()
                 torch.set_grad_enabled(own)
         except UserError as exc:
             self.error = exc
@@ -227,9 +228,8 @@ class StorageScreen(Screen):
         FOREGROUND_S is shown at once, as before; a longer one leaves the UI responsive,
         says so, and ctrl+c raises KeyboardInterrupt in it (a pure-Python loop stops at
         once; a long torch op or sleep when it returns)."""
-        namespace = self.app.context.ensure_namespace()
         self._log(Text.assemble(("› ", "bold cyan"), source))
-        job = _Statement(source, namespace, self.app.context.console_grad_enabled)
+        job = _Statement(source, self.app.context)
         job.start()
         job.join(FOREGROUND_S)
         if not job.is_alive():
@@ -273,7 +273,6 @@ class StorageScreen(Screen):
         return True
 
     def _show_outcome(self, job: "_Statement") -> None:
-        self.app.context.console_grad_enabled = job.grad_enabled
         if job.interrupted:
             self._log(Text("  ✘ interrupted (KeyboardInterrupt): names it assigned before "
                            "that are kept", style="bold red"))
@@ -285,10 +284,8 @@ class StorageScreen(Screen):
         """Run one statement in the shared namespace, on this thread (the statements given
         on the command line, in order, before the screen shows); show its outcome."""
         self._log(Text.assemble(("› ", "bold cyan"), source))
-        context = self.app.context
-        job = _Statement(source, context.ensure_namespace(), context.console_grad_enabled)
+        job = _Statement(source, self.app.context)
         job.run()  # (not start(): here, in order)
-        context.console_grad_enabled = job.grad_enabled
         self._present(job)
 
     def _present(self, job: "_Statement") -> None:
@@ -385,7 +382,6 @@ class StorageScreen(Screen):
                 t = self._tensors[name]
                 label = Text.assemble(("■ ", self._colour[name]), (f"{name:<{pad}}", "bold"),
                                       (f" {_shape(t)}", ""), (f" {_strides(t)}", "dim"))
-                label.truncate(30, overflow="ellipsis")
                 options.add_option(Option(label, id=name))
                 if name == self.selected:
                     highlight = count
