@@ -140,12 +140,9 @@ def grad_stats(g: torch.Tensor, wide: bool = False) -> torch.Tensor:
     could run the user's device out of memory. (MPS has no float64: float32 there.)"""
     flat = dense_flat(g.detach())
     if wide and flat.dtype != torch.float64 and flat.device.type != "mps":
-        total = None
-        for piece in flat.split(WIDE_CHUNK):
-            piece = piece.double()
-            part = torch.dot(piece, piece)
-            total = part if total is None else total + part
-        return total.reshape(1) if total is not None else flat.new_zeros(1, dtype=torch.float64)
+        # map is lazy: one float64 piece at a time (an empty gradient still gives one piece).
+        pieces = map(torch.Tensor.double, flat.split(WIDE_CHUNK))
+        return sum(torch.dot(piece, piece) for piece in pieces).reshape(1)
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.float()
     return torch.dot(flat, flat).reshape(1)
