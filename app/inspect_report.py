@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tensorscope.app.quantities import human_bytes  # (inspect_detail reads it here)
 from rich.console import Group
 from rich.syntax import Syntax
 from rich.table import Table
@@ -20,15 +21,6 @@ FORMATS = {
     "legacy": "torch.save legacy (pre-1.6) format",
     "torchscript": "TorchScript archive (torch.jit.save)",
 }
-
-
-def human_bytes(n: int | float) -> str:
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def number(x: float | None) -> str:

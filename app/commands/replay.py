@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tensorscope.app.quantities import plural
+
 HELP = "open a recorded run (JSON Lines from run --record) in the Training screen"
 
 
@@ -20,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
         dropped = source.dropped
         why = ("no step or run lines in it" if not dropped else
-               f"{dropped} line{'s' if dropped != 1 else ''} could not be read")
+               f"{dropped} {plural(dropped, 'line')} could not be read")
         raise UserError(f"{args.file} holds no tensorscope records ({why})")
     from tensorscope.app.app import make_app
     from tensorscope.app.context import AppContext

@@ -16,6 +16,7 @@ from textual.widgets import Button, Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
+from tensorscope.app.quantities import plural
 from tensorscope.app.widgets.findings_view import as_dict, evidence_table, finding_header
 from tensorscope.errors import one_line
 
@@ -158,7 +159,7 @@ class DoctorScreen(Screen):
         count = len(message.findings)
         crash = _crash(self.app.context)
         if count:
-            verdict = (f"{count} finding{'s' if count != 1 else ''}", "bold red")
+            verdict = (f"{count} {plural(count, 'finding')}", "bold red")
         elif crash:
             # No detector names a bug, but the run did not end well: never "all is well".
             verdict = (f"no known bug pattern, but the run crashed: {crash}", "bold yellow")

@@ -29,7 +29,7 @@ from textual.widgets import Button, Footer, Header, Input, Static, Tree
 from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
-from tensorscope.app.inspect_report import human_bytes
+from tensorscope.app.quantities import human_bytes, plural
 from tensorscope.app.widgets.graph_canvas import KIND_COLOURS, GraphCanvas
 from tensorscope.autograd import shape_text
 
@@ -361,7 +361,7 @@ class GraphScreen(Screen):
         for path in kids:
             count = self._counts.get(path, 0)
             title = path or "(model)"
-            nodes = f"{count} node{'s' if count != 1 else ''}"
+            nodes = f"{count} {plural(count, 'node')}"
             label = Text.assemble((title, "bold " + KIND_COLOURS["module"]),
                                   (f" {g.module_types.get(path, '')} · {nodes}", "dim"))
             node = parent.add(label, data=("module", path))
@@ -629,9 +629,9 @@ class GraphScreen(Screen):
             shown = len(self.view.nodes) if self.view is not None else 0
             leaves = sum(1 for n in g.nodes if n.kind == "leaf")
             how = {"recorded": "modules recorded", "parameters": "modules by parameters"}
-            parts = [f"{len(g.nodes)} node{'s' if len(g.nodes) != 1 else ''}",
-                     f"{leaves} lea{'ves' if leaves != 1 else 'f'}",
-                     f"{shown} box{'es' if shown != 1 else ''}", self.zoom]
+            parts = [f"{len(g.nodes)} {plural(len(g.nodes), 'node')}",
+                     f"{leaves} {plural(leaves, 'leaf', 'leaves')}",
+                     f"{shown} {plural(shown, 'box', 'boxes')}", self.zoom]
             if g.attribution in how:
                 parts.append(how[g.attribution])
             if any(n.freed for n in g.nodes):
@@ -667,7 +667,7 @@ class GraphScreen(Screen):
         text = Text()
         text.append(path or "(model)", "bold " + KIND_COLOURS["module"])
         text.append(f"  {cls}\n\n")
-        text.append(f"{len(inside)} node{'s' if len(inside) != 1 else ''} made by this module's forward\n")
+        text.append(f"{len(inside)} {plural(len(inside), 'node')} made by this module's forward\n")
         text.append(f"{sum(1 for n in inside if n.kind == 'leaf')} parameters\n\n")
         folded = self._selected_key() == f"m:{path}"
         text.append("Press + to expand it." if folded else "Press - to fold it into one box.",

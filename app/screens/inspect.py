@@ -26,6 +26,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane, Tree
 
 from tensorscope.app import inspect_report as report
+from tensorscope.app.quantities import plural
 from tensorscope.app.widgets.storage_strip import StorageStrip, StripSource, StripView
 
 #: Legend colours of the keys drawn against one storage (the Storage screen's palette).
@@ -385,7 +386,7 @@ class InspectScreen(Screen):
         text = Text()
         text.append(f"storage {storage.id}", style="bold")
         cells = storage.bytes // value.element_size()
-        text.append(f" · {cells:,} cell{'s' if cells != 1 else ''} of {entry.dtype} · "
+        text.append(f" · {cells:,} {plural(cells, 'cell')} of {entry.dtype} · "
                     f"saved on {storage.device} · rows: cell number, value, one mark per key\n")
         for k in keys:
             text.append("▀ ", style=colours[k])

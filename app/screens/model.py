@@ -29,7 +29,7 @@ from textual.widgets import (DataTable, Footer, Header, OptionList, Sparkline, S
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
-from tensorscope.app.inspect_report import human_bytes
+from tensorscope.app.quantities import human_bytes, plural
 from tensorscope.app.widgets.histogram import Histogram
 from tensorscope.app.widgets.module_tree import ModuleTree, compact
 
@@ -232,10 +232,10 @@ class ModelScreen(Screen):
         t = totals(self.model)
         frozen = t["params"] - t["trainable"]
         self.query_one("#model-summary", Static).update(Text.assemble(
-            (type(self.model).__name__, "bold"), f" · {_count(t['modules'], 'module')} · {human_bytes(t['bytes'])}\n",
-            (f"{t['params']:,}", "bold"), f" parameters ({_count(t['param_tensors'], 'tensor')}), ",
+            (type(self.model).__name__, "bold"), f" · {t['modules']} {plural(t['modules'], 'module')} · {human_bytes(t['bytes'])}\n",
+            (f"{t['params']:,}", "bold"), f" parameters ({t['param_tensors']} {plural(t['param_tensors'], 'tensor')}), ",
             (f"{t['trainable']:,}", "bold"), " trainable", (f", {frozen:,} frozen" if frozen else "", "yellow"),
-            f"\n{t['buffers']:,} buffer elements ({_count(t['buffer_tensors'], 'buffer')})",
+            f"\n{t['buffers']:,} buffer elements ({t['buffer_tensors']} {plural(t['buffer_tensors'], 'buffer')})",
         ))
 
     def _fill_tables(self) -> None:
@@ -491,7 +491,7 @@ class ModelScreen(Screen):
             if last is not None:
                 text.append(f" · last step {last * 1e3:.1f} ms in hooks", style="dim")
         else:
-            text.append(f"detached: nothing hooked; {_count(len(self.hooked), 'module')} get hooks when it runs "
+            text.append(f"detached: nothing hooked; {len(self.hooked)} {plural(len(self.hooked), 'module')} get hooks when it runs "
                         "(r or n)", style="dim")
         if self._error:
             text.append(f"\nstep failed: {self._error}", style="bold red")
@@ -600,11 +600,6 @@ def _run_model_name(ctx: Any) -> str | None:
     except Exception:  # a source that cannot say: the screen's usual text
         return None
     return str(name) if name else None
-
-
-def _count(n: int, noun: str) -> str:
-    """"1 module", "3 modules"."""
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _num(v: Any) -> str:

@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Header, Input, OptionList, RichLog, Static
 from textual.widgets.option_list import Option
 
-from tensorscope.app.inspect_report import human_bytes
+from tensorscope.app.quantities import human_bytes, plural
 from tensorscope.app.widgets.console_input import ConsoleInput
 from tensorscope.app.widgets.steady_footer import SteadyFooter
 from tensorscope.app.widgets.storage_strip import StorageStrip, StripSource, StripView
@@ -461,7 +461,7 @@ class StorageScreen(Screen):
 
     def _legend(self, layout: Any, group: list[str]) -> Text:
         text = Text()
-        text.append(f"{layout.storage_size:,} cell{'s' if layout.storage_size != 1 else ''} of "
+        text.append(f"{layout.storage_size:,} {plural(layout.storage_size, 'cell')} of "
                     f"{layout.dtype}", style="bold")
         text.append(f" · {human_bytes(layout.storage_nbytes)} · marks: ", style="dim")
         for name in group:

@@ -22,6 +22,7 @@ from textual.reactive import Reactive
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Header, Label, ProgressBar, RichLog, Static
 
+from tensorscope.app.quantities import plural
 from tensorscope.app.widgets.chart import EMPTY_LIVE, LineChart, Series, fmt
 from tensorscope.app.widgets.histogram import Histogram
 from tensorscope.app.widgets.rank_panel import RankPanel
@@ -405,7 +406,7 @@ class TrainingScreen(Screen):
             elif snap.finished:
                 # Over: a progress bar would have nothing left to measure, so no word on
                 # the DataLoader (a demo or a replay has none to find anyway).
-                set_eta(f"{steps} step{'s' if steps != 1 else ''} · {_ending(snap)}")
+                set_eta(f"{steps} {plural(steps, 'step')} · {_ending(snap)}")
             else:
                 set_eta("run length unknown: no DataLoader with a length in the script, so "
                         "no progress bar")
@@ -445,8 +446,8 @@ class TrainingScreen(Screen):
             dropped = snap.counters.get("dropped_lines") or 0
             log.write(Text(f"recorded run of {script}", style="bold"))
             count = len(snap.records)
-            log.write(Text(f"{count} record{'s' if count != 1 else ''} read"
-                           + (f"; {dropped} incomplete or unreadable line{'s' if dropped != 1 else ''}"
+            log.write(Text(f"{count} {plural(count, 'record')} read"
+                           + (f"; {dropped} incomplete or unreadable {plural(dropped, 'line')}"
                               " dropped" if dropped else ""),
                            style="yellow" if dropped else "dim"))
             if not meta.get("ended"):

@@ -8,6 +8,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from tensorscope.app.quantities import plural
+
 SEVERITY_STYLE = {"error": ("✖", "bold red"), "warning": ("▲", "bold yellow"), "info": ("●", "bold blue")}
 
 
@@ -44,7 +46,7 @@ def findings_renderable(findings: Iterable[Any], *, compact: bool = False) -> Gr
     items = [as_dict(f) for f in findings]
     if not items:
         return Group(Text("doctor: no findings", style="green"))
-    parts: list[Any] = [Text(f"doctor: {len(items)} finding{'s' if len(items) != 1 else ''}", style="bold")]
+    parts: list[Any] = [Text(f"doctor: {len(items)} {plural(len(items), 'finding')}", style="bold")]
     for f in items:
         parts.append(finding_header(f))
         if not compact:

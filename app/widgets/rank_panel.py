@@ -23,6 +23,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from tensorscope.app.quantities import plural
 from tensorscope.app.widgets.chart import fmt
 
 REFRESH_S = 1.0
@@ -119,7 +120,7 @@ def status_line(summary: Any, meta: dict, failures: dict) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     nproc = meta.get("nproc")
     ranks = len(summary.ranks)
-    text.append(f"{ranks} rank{'s' if ranks != 1 else ''}", style="bold")
+    text.append(f"{ranks} {plural(ranks, 'rank')}", style="bold")
     if nproc and nproc != ranks:
         text.append(f" of {nproc} reporting", style="yellow")
     complete = [p for p in summary.loss if p.ranks == max(ranks, 1)]
