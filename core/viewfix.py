@@ -44,12 +44,20 @@ class ViewFix:
     why: str | None = None
     """torch's error in the tensor's own sizes and strides (core/view_rule.py)."""
 
+    @property
+    def call(self) -> str:
+        """The refused call as written: ``t.view(12)``."""
+        return f"{self.receiver}.view({', '.join(str(s) for s in self.shape)})"
+
     def lines(self) -> list[str]:
+        return [f"{self.call} fails: {self.error}",
+                *([f"why: {self.why}"] if self.why else []), *self.fix_lines()]
+
+    def fix_lines(self) -> list[str]:
+        """The two fixes, each saying whether it copied."""
         shape = ", ".join(str(s) for s in self.shape)
         how = "new data pointer" if self.measured else "decided from the strides"
         return [
-            f"{self.receiver}.view({shape}) fails: {self.error}",
-            *([f"why: {self.why}"] if self.why else []),
             f"fix 1: {self.receiver}.reshape({shape}) "
             + (f"copies ({how})" if self.reshape_copied else "returns a view (same data pointer)"),
             f"fix 2: {self.receiver}.contiguous().view({shape}) "

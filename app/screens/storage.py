@@ -528,10 +528,9 @@ class StorageScreen(Screen):
         if fix is not None:
             # First, and in the tensor's own terms: on a short terminal this panel has two
             # rows, and torch's long message (in the history) pushed the reason out of it.
-            shape = ", ".join(str(s) for s in fix.shape)
-            text.append(f"✘ {fix.receiver}.view({shape}) fails: ", style="red")
+            text.append(f"✘ {fix.call} fails: ", style="red")
             text.append(fix.why or fix.error, style="red")
-            for line in fix.lines()[2 if fix.why else 1:]:
+            for line in fix.fix_lines():
                 text.append("\n  " + line, style="yellow")
         if event is not None and event.grid.source is not None:
             if text:
