@@ -38,8 +38,8 @@ def view_blocker(sizes: Sequence[int], strides: Sequence[int],
             while view_d >= 0 and (viewed < chunk or target[view_d] == 1):
                 viewed *= target[view_d]
                 view_d -= 1
-            if viewed != chunk:
-                return _sentence(sizes, strides, d, chunk_end, chunk, base)
+            if viewed != chunk:  # (never at d == 0: equal counts close the last chunk)
+                return _sentence(strides, d, chunk_end, chunk, base)
             if d > 0:
                 base, chunk, viewed, chunk_end = strides[d - 1], 1, 1, d - 1
     return None
@@ -51,11 +51,8 @@ def resolve_shape(shape: Sequence[int], numel: int) -> tuple[int, ...]:
     return tuple((numel // known if known else 0) if s == -1 else s for s in shape)
 
 
-def _sentence(sizes: list[int], strides: list[int], d: int, chunk_end: int, chunk: int,
-              base: int) -> str:
+def _sentence(strides: list[int], d: int, chunk_end: int, chunk: int, base: int) -> str:
     """The new shape needs dim ``d - 1`` merged with the chunk ``d..chunk_end``."""
-    if d == 0:  # (cannot happen with equal element counts; kept as a plain fallback)
-        return "the new shape does not split the tensor along its own dimension boundaries"
     outer = d - 1
     inner, covers = (f"dim {d}", "covers") if chunk_end == d else (f"dims {d}-{chunk_end}", "cover")
     return (f"the new shape merges dim {outer} with {inner}, and they are not one evenly "
