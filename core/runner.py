@@ -74,6 +74,10 @@ HOLD_MAX = 8
 """Step 1's record waits for at most this many records after it (see _flush)."""
 MEMORY_EVERY_S = 0.1
 """Memory is a system call on CPU: read it at most ten times a second, not every step."""
+SCALER_SCAN_S = 1.0
+"""A script without a GradScaler at its first step may create one later (mixed precision
+turned on after a warm-up): the optimizer step's callers are looked at again at most this
+often (a walk over their variables, ~50 µs) until one is found."""
 
 
 class Instrumentation:
@@ -132,6 +136,9 @@ class Instrumentation:
         self._last_scale: float | None = None
         self._device: Any = None
         self._scaler_scans = 0
+        self._scaler_scan_at = 0.0
+        self._step_caller: tuple[int, Any] | None = None
+        """(depth from _look_for_scaler, code) of the frame that called the optimizer's step."""
         from tensorscope.distributed import rank_from_env
 
         launched = rank_from_env()  # read once: the environment does not change
@@ -330,6 +337,8 @@ class Instrumentation:
             self._end_eval_probe()  # forwards that looked like evaluation were training ones
         if self._eval_forwards:
             self._flush_eval()
+        if self.scaler is None and self.optimizer is not None:
+            self._look_for_scaler()
         if self._loss is None:
             # No loss module ran (a functional loss such as F.cross_entropy): fall back on
             # the script's own variable named `loss`, if it holds a one-element tensor.
@@ -536,7 +545,7 @@ class Instrumentation:
             return
         if self.scaler is None and self._scaler_scans < 50:
             self._scaler_scans += 1
-            self.scaler = _find_scaler(sys._getframe(1))
+            self._adopt_scaler(_find_scaler(sys._getframe(1)))
         if self.scaler is None or self.optimizer is None:
             return
         loss, _, scale, tracker = self._fetch(self._loss, None)
@@ -636,6 +645,7 @@ class Instrumentation:
         first = next((p for group in optimizer.param_groups for p in group["params"]), None)
         self._device = getattr(first, "device", None)
         self.scaler = _find_scaler(sys._getframe(1))
+        self._scaler_scan_at = time.perf_counter() + SCALER_SCAN_S
         length = _script_length(sys._getframe(1), self.script_path)
         self._remove_global()
         if best is not None:
@@ -662,6 +672,58 @@ class Instrumentation:
         if self._others:
             self._model_event["other_optimizers"] = list(self._others.values())
         self.emit(dict(self._model_event))
+
+    def _look_for_scaler(self) -> None:
+        """Is a GradScaler stepping the optimizer now? (Called from _before_step on every
+        step until one is found: a script may create its scaler after a warm-up.)
+
+        Exact and cheap on most steps: the frame that called the optimizer's ``step`` (above
+        torch.optim's wrappers and these hooks) sits at the same depth from one step to the
+        next; if it runs the same code as last time, no scaler came between; if it runs
+        GradScaler's own step, that scaler is the one. Only when it runs other code is the
+        chain walked again. A scaler of a class first imported later, or one that steps
+        through a path of its own, is found by the full look at the callers' variables,
+        made at most every SCALER_SCAN_S."""
+        known = self._step_caller
+        if known is not None:
+            try:
+                frame = sys._getframe(known[0])
+            except ValueError:
+                frame = None
+            if frame is not None and frame.f_code is known[1]:
+                frame = None  # the same caller as before: no scaler stepping
+            elif frame is not None and frame.f_code in _SCALER_CODES:
+                if self._adopt_scaler(_frame_local(frame, "self")):
+                    return
+                self._step_caller = (known[0], frame.f_code)  # a disabled one: a plain caller
+                frame = None
+            else:
+                known = None
+        if known is None:
+            frame, depth = _step_caller(sys._getframe(1))
+            if (frame is not None and frame.f_code in _SCALER_CODES
+                    and self._adopt_scaler(_frame_local(frame, "self"))):
+                return
+            self._step_caller = None if frame is None else (depth + 1, frame.f_code)
+        now = time.perf_counter()
+        if now >= self._scaler_scan_at:
+            self._scaler_scan_at = now + SCALER_SCAN_S
+            self._adopt_scaler(_find_scaler(sys._getframe(2)))
+
+    def _adopt_scaler(self, scaler: Any) -> bool:
+        """A GradScaler first seen after the first step: read from now on, by this side and
+        by the attached watch (whose per-module gradient norms it divides out), and the
+        model announced again so that the Training screen shows its AMP panel. False when
+        it is not taken (none, disabled, or one is already read)."""
+        if scaler is None or self.scaler is not None or not scaler.is_enabled():
+            return False  # (a disabled scaler steps the optimizer as if it were not there)
+        self.scaler = scaler
+        if self._watched is not None:
+            self._watched.use_scaler(scaler)
+        if self._model_event is not None:
+            self._model_event["scaler"] = True
+            self.emit(dict(self._model_event))
+        return True
 
     def _note_other_optimizer(self, optimizer: Any) -> None:
         """Another optimizer steps too (a GAN's second one, a second model): only the first
@@ -949,6 +1011,43 @@ def _drop_snapshot(frame: Any, values: Any) -> None:
 
 
 _CO_OPTIMIZED = 0x0001  # inspect.CO_OPTIMIZED: a function's frame (variables in fast slots)
+
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+_OPTIM_DIR = os.path.dirname(os.path.abspath(torch.optim.__file__))
+
+
+def _step_caller(frame: Any, depth: int = 30) -> tuple[Any, int]:
+    """The first frame above ``frame`` that is neither tensorscope's nor torch.optim's (its
+    step wrappers, an LR scheduler's), and how many frames up it is; (None, 0) if none."""
+    up = 0
+    while frame is not None and up < depth:
+        where = frame.f_code.co_filename
+        if not (where.startswith(_OWN_DIR) or where.startswith(_OPTIM_DIR)):
+            return frame, up
+        frame, up = frame.f_back, up + 1
+    return None, 0
+
+
+def _scaler_codes() -> frozenset[Any]:
+    """The code of GradScaler's step and of its helper that calls the optimizer, for the
+    classes imported now (a subclass that keeps them shares their code)."""
+    try:
+        from torch.amp import GradScaler
+    except ImportError:
+        return frozenset()
+    classes, codes = [GradScaler], set()
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        for name in ("step", "_maybe_opt_step"):
+            code = getattr(getattr(cls, name, None), "__code__", None)
+            if code is not None:
+                codes.add(code)
+    return frozenset(codes)
+
+
+_SCALER_CODES = _scaler_codes()
 
 
 def _find_scaler(frame: Any) -> Any:

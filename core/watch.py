@@ -412,6 +412,15 @@ class WatchSession:
         if self._attached and detail != bool(self._device_handles):
             self._set_device_checks(detail)
 
+    def use_scaler(self, scaler: Any) -> None:
+        """Read ``scaler`` from the next step on (``tensorscope run`` found it only after the
+        session began): its scale and skips go into the records, and gradient norms are
+        unscaled by it."""
+        self.scaler = scaler
+        self._prev_scale = None
+        # Until its scale has been read, it may be a big one (see __init__).
+        self.hooks.wide_grads = bool(getattr(scaler, "is_enabled", lambda: False)())
+
     def step_level_only(self) -> None:
         """No detail steps from now on: loss, norms (before and after clipping), timing and
         the signals every step, no per-module or per-weight statistics (``run --detail

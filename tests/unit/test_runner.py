@@ -371,3 +371,71 @@ def test_reading_the_scripts_epoch_keeps_none_of_its_variables_alive(tmp_path) -
     assert still_alive == [False] * 6
     assert [e["epoch"] for e in phase(events, "train")] == [0, 1, 2, 3, 4, 5]
     assert instr.hook_errors == 0
+
+
+def _late_scaler_run(tmp_path, make_scaler=None) -> tuple[list[dict], list[dict]]:
+    """Six steps of a small MLP under run (every step in detail); from step 4 on, when
+    ``make_scaler`` is given, the script creates a GradScaler with it and steps through it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    crit = nn.MSELoss()
+    scaler = None
+    with instrumented(tmp_path, "full") as (instr, events):
+        for i in range(6):
+            if make_scaler is not None and i == 3:
+                scaler = make_scaler()
+            opt.zero_grad()
+            x = torch.randn(16, 4)
+            loss = crit(model(x), x[:, :2])
+            if scaler is None:
+                loss.backward()
+                opt.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+        assert instr.hook_errors == 0
+    return phase(events, "train"), [e for e in events if e["type"] == "model"]
+
+
+class _OwnStepScaler(torch.amp.GradScaler):
+    """A scaler that steps the optimizer through a path of its own (not GradScaler's code)."""
+
+    def step(self, optimizer, *args, **kwargs):
+        self.unscale_(optimizer)
+        if not sum(v.item() for v in self._per_optimizer_states[id(optimizer)]["found_inf_per_device"].values()):
+            optimizer.step()
+
+
+@pytest.mark.parametrize("kind", ["GradScaler", "own step, found by the periodic look"])
+def test_a_grad_scaler_created_after_the_first_steps_is_found_and_unscaled(tmp_path, monkeypatch,
+                                                                           kind) -> None:
+    # The scaler was looked for only at the first optimizer step (and when a step seemed
+    # skipped): one created later went unseen, so its steps had no AMP state and their
+    # per-module gradient norms were the scaled loss's, 1024 times too large here.
+    import tensorscope.runner as runner
+
+    cls = torch.amp.GradScaler
+    if kind != "GradScaler":
+        cls = _OwnStepScaler
+        monkeypatch.setattr(runner, "SCALER_SCAN_S", 0.0)  # every step, not once a second
+    plain, _ = _late_scaler_run(tmp_path)
+    late, models = _late_scaler_run(tmp_path, lambda: cls("cpu", init_scale=1024.0))  # 2**10: exact
+    assert [e["step"] for e in late] == [1, 2, 3, 4, 5, 6]
+    assert [(e["amp"] or {}).get("scale") for e in late[3:]] == [1024.0] * 3
+    assert [m["scaler"] for m in models] == [False, True]  # announced again, with the scaler
+    for ours, theirs in zip(late, plain, strict=True):
+        assert ours["loss"] == pytest.approx(theirs["loss"], rel=1e-6)
+        assert ours["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=1e-5)
+        norms = {path: stats["grad_norm"] for path, stats in ours["modules"].items()}
+        assert norms == {path: pytest.approx(stats["grad_norm"], rel=1e-5)
+                         for path, stats in theirs["modules"].items()}
+
+
+def test_a_disabled_grad_scaler_is_not_taken_for_mixed_precision(tmp_path) -> None:
+    # GradScaler(enabled=use_amp) with AMP off steps the optimizer itself: no AMP state.
+    late, models = _late_scaler_run(tmp_path, lambda: torch.amp.GradScaler("cpu", enabled=False))
+    assert [e["step"] for e in late] == [1, 2, 3, 4, 5, 6]
+    assert all(e["amp"] is None for e in late)
+    assert [m["scaler"] for m in models] == [False]
