@@ -70,6 +70,10 @@ runner's bookkeeping and the sender thread's JSON encoding come on top."""
 EVAL_PROBE_PHASES = 2
 """A criterion first used in evaluation, after the first optimizer step, is looked for
 during this many evaluation phases (a global module hook while they run)."""
+TAKEOVER_STREAK = 8
+"""Steps in a row by another optimizer, with none by the charted one, after which it is
+charted instead (when the charted one is still among the script's variables; else at its
+first step). Above a WGAN critic's usual 5 steps per generator step."""
 HOLD_MAX = 8
 """Step 1's record waits for at most this many records after it (see _flush)."""
 MEMORY_EVERY_S = 0.1
@@ -136,6 +140,21 @@ class Instrumentation:
         self._last_scale: float | None = None
         self._device: Any = None
         self._scaler_scans = 0
+        self._lookout: Any = None
+        self._stepped: set[int] = set()
+        """ids of the optimizers seen stepping (each checked once for a takeover)."""
+        self._streak: tuple[Any, int, int] | None = None
+        """(optimizer, charted steps when it began, its steps since): the latest run of
+        steps by one other optimizer with no charted step between them."""
+        self._replaced_by_streak: int | None = None
+        """id of the optimizer the last streak took the chart from (see _other_step)."""
+        self._no_streak: set[int] = set()
+        """ids of optimizers seen taking turns with another: never charted by a streak."""
+        self._charted_from: list[dict[str, Any]] = []
+        """The optimizers charted before the current one (see _take_over)."""
+        self._hold_step = 1
+        self._charted_since = 1
+        """The step whose record waits for the clipping verdict (see _flush)."""
         self._scaler_scan_at = 0.0
         self._step_caller: tuple[int, Any] | None = None
         """(depth from _look_for_scaler, code) of the frame that called the optimizer's step."""
@@ -168,6 +187,9 @@ class Instrumentation:
             optim.register_optimizer_step_pre_hook(self._guard(self._opt_pre)),
             optim.register_optimizer_step_post_hook(self._guard(self._opt_post)),
         ]
+        # Stays for the whole run (the two above go once the watch carries the steps): the
+        # only way to see an optimizer other than the charted one step.
+        self._lookout = optim.register_optimizer_step_pre_hook(self._any_step)
 
     def finish(self) -> None:
         """End of the script: emit what is pending and remove every hook."""
@@ -183,6 +205,9 @@ class Instrumentation:
             self.hook_errors += 1
         self._remove_global()
         self._end_eval_probe()
+        if self._lookout is not None:
+            self._lookout.remove()
+            self._lookout = None
         for handle in self._handles:
             handle.remove()
         self._handles = []
@@ -327,9 +352,92 @@ class Instrumentation:
             if self._watched is not None:
                 return  # the watch's pre-hook, added just now, runs next and calls _before_step
         if optimizer is not self.optimizer:
-            self._note_other_optimizer(optimizer)  # a second optimizer: only the first is charted
-            return
+            return  # another optimizer: see _any_step
         self._before_step(optimizer)
+
+    def _any_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        """Every optimizer's step, before it runs (the charted one's: one comparison)."""
+        if optimizer is self.optimizer or self.optimizer is None:
+            return None
+        try:
+            self._other_step(optimizer)
+        except Exception:  # tensorscope's own bug: counted, never the script's problem
+            self.hook_errors += 1
+        return None
+
+    def _other_step(self, optimizer: Any) -> None:
+        """An optimizer other than the charted one steps: a GAN's second one (named, not
+        charted), or a new one that has taken over (the next training phase, the next
+        fold of a cross-validation), which is charted from now on.
+
+        It has taken over when, at its first step, the charted optimizer is no longer among
+        the script's variables (the old one was dropped or rebound), or when it has made
+        TAKEOVER_STREAK steps in a row with no step of the charted one between them."""
+        streak = self._streak
+        if streak is not None and streak[0] is optimizer and streak[1] == self.step:
+            self._streak = streak = (optimizer, self.step, streak[2] + 1)
+        else:
+            self._streak = streak = (optimizer, self.step, 1)
+        frame = sys._getframe(2)  # (the optimizer's step wrapper; the script above it)
+        if id(optimizer) not in self._stepped:
+            self._stepped.add(id(optimizer))
+            if not any(value is self.optimizer for value in _caller_values(frame)):
+                self._take_over(optimizer, frame, missed=0)
+                return
+        if id(optimizer) == self._replaced_by_streak:
+            # The one a streak replaced steps again: the two take turns (a probe trained
+            # for a few steps now and then): back to it, and no more streaks for the other.
+            self._no_streak.add(id(self.optimizer))
+            self._take_over(optimizer, frame, missed=0)
+            return
+        if streak[2] >= TAKEOVER_STREAK and id(optimizer) not in self._no_streak:
+            replaced = id(self.optimizer)
+            if self._take_over(optimizer, frame, missed=streak[2] - 1):
+                self._replaced_by_streak = replaced
+            return
+        self._note_other_optimizer(optimizer)
+
+    def _take_over(self, optimizer: Any, frame: Any, missed: int) -> bool:
+        """Chart ``optimizer`` from this step on, through a new watch on the module whose
+        parameters it steps. ``missed``: its steps already made, counted but not recorded.
+        False when no module in sight holds its parameters (then it is only named)."""
+        model = _owner_of(optimizer, [self.model, *_caller_modules(frame)])
+        if model is None:
+            self._note_other_optimizer(optimizer)
+            return False
+        self._replaced_by_streak = None
+        self._flush()
+        self._release_held()
+        old = self.optimizer
+        if self._watch_session is not None:
+            session, self._watch_session, self._watched = self._watch_session, None, None
+            session.__exit__(None, None, None)  # (its step cut short here is not recorded)
+        self._watch_attached = False
+        self._adopted = None
+        self._others.pop(id(optimizer), None)
+        if any(value is old for value in _caller_values(frame)):
+            self._others[id(old)] = type(old).__name__  # it may step again: named, not charted
+        self._charted_from.append({"optimizer": type(old).__name__, "until_step": self.step})
+        self.step += missed
+        self._charted_since = self.step + 1
+        self._hold_step = self.step + 1  # held for the clipping verdict, as step 1 is
+        self._t_step_end = None  # the next step's time counts from its forward, as the first
+        self._streak = None
+        self._step_caller = None
+        self.optimizer = optimizer
+        self._set_model(model, optimizer)
+        self._attach_watch(model, optimizer)  # its pre-hook, added just now, runs next
+        if self._watched is None and not self._handles:
+            from torch.optim import optimizer as optim
+
+            self._handles = [  # no watch: the runner's own step hooks measure again
+                optim.register_optimizer_step_pre_hook(self._guard(self._opt_pre)),
+                optim.register_optimizer_step_post_hook(self._guard(self._opt_post)),
+            ]
+            self._switch_to_model_hooks()
+        self._announce({k: v for k, v in (self._model_event or {}).items()
+                        if k in ("epochs", "batches_per_epoch")})
+        return True
 
     def _before_step(self, optimizer: Any) -> None:
         """The optimizer is about to step: the loss fallback, and the norm without a watch."""
@@ -606,7 +714,8 @@ class Instrumentation:
                 first.grad_norm_clipped, first.grad_norm = first.grad_norm, None
             self._release_held()
             return
-        if record.step == 1 and record.grad_norm is not None and self._adopted is None:
+        if (record.step == self._hold_step and record.grad_norm is not None
+                and self._adopted is None):
             # (The script's own watch, attached before the loop, saw step 1's backward.)
             self._held = [record]  # sent with the next record that has a norm (or sooner)
             return
@@ -631,20 +740,10 @@ class Instrumentation:
 
     def _discover(self, optimizer: Any) -> None:
         self.optimizer = optimizer
-        owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        best, best_count = None, 0
-        for ref in self._roots.values():
-            module = ref()
-            if module is None:
-                continue
-            count = sum(1 for p in module.parameters() if id(p) in owned)
-            if count > best_count:
-                best, best_count = module, count
-        self.model = best
-        self._inner = {id(m) for m in best.modules()} if best is not None else set()
-        first = next((p for group in optimizer.param_groups for p in group["params"]), None)
-        self._device = getattr(first, "device", None)
-        self.scaler = _find_scaler(sys._getframe(1))
+        self._stepped.add(id(optimizer))
+        roots = [ref() for ref in self._roots.values()]
+        best = _owner_of(optimizer, [m for m in roots if m is not None])
+        self._set_model(best, optimizer)
         self._scaler_scan_at = time.perf_counter() + SCALER_SCAN_S
         length = _script_length(sys._getframe(1), self.script_path)
         self._remove_global()
@@ -657,10 +756,25 @@ class Instrumentation:
         # Announced last: a sink that fails here must not leave the run without hooks.
         for other in _other_optimizers(sys._getframe(1), optimizer):
             self._others[id(other)] = type(other).__name__
+        self._announce(length)
+
+    def _set_model(self, model: Any, optimizer: Any) -> None:
+        """The charted model (None: no module owns the optimizer's parameters), its device,
+        and the scaler that steps the optimizer now, if any."""
+        self.model = model
+        self._inner = {id(m) for m in model.modules()} if model is not None else set()
+        first = next((p for group in optimizer.param_groups for p in group["params"]), None)
+        self._device = getattr(first, "device", None)
+        if self.scaler is None:
+            self.scaler = _find_scaler(sys._getframe(2))
+
+    def _announce(self, length: dict[str, int]) -> None:
+        """Send the model event: what is charted (model, optimizer, scaler) and what is not."""
+        model, optimizer = self.model, self.optimizer
         self._model_event = {
             "type": "model",
-            "model": type(best).__name__ if best is not None else None,
-            "parameters": sum(p.numel() for p in best.parameters()) if best is not None else None,
+            "model": type(model).__name__ if model is not None else None,
+            "parameters": sum(p.numel() for p in model.parameters()) if model is not None else None,
             "optimizer": type(optimizer).__name__,
             "param_groups": len(optimizer.param_groups),
             "scaler": self.scaler is not None,
@@ -671,6 +785,12 @@ class Instrumentation:
         }
         if self._others:
             self._model_event["other_optimizers"] = list(self._others.values())
+        if self._charted_from:
+            # Charted optimizers before this one, each with the last step it made; steps
+            # between that and charted_since were made by this one before it took over
+            # (counted, not recorded).
+            self._model_event["earlier"] = list(self._charted_from)
+            self._model_event["charted_since"] = self._charted_since
         self.emit(dict(self._model_event))
 
     def _look_for_scaler(self) -> None:
@@ -958,6 +1078,30 @@ def _distributed() -> Any:
 
         _DIST = dist if dist.is_available() else False
     return _DIST or None
+
+
+def _owner_of(optimizer: Any, modules: list[Any]) -> Any:
+    """The module among ``modules`` that holds the most of ``optimizer``'s parameters (on a
+    tie the larger one: a root over its own submodule); None when none holds any."""
+    owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    best, best_key = None, (0, 0)
+    seen: set[int] = set()
+    for module in modules:
+        if module is None or id(module) in seen:
+            continue
+        seen.add(id(module))
+        params = list(module.parameters())
+        key = (sum(1 for p in params if id(p) in owned), len(params))
+        if key[0] and key > best_key:
+            best, best_key = module, key
+    return best
+
+
+def _caller_modules(frame: Any) -> list[Any]:
+    """The nn.Modules among the calling frames' variables."""
+    from torch import nn
+
+    return [value for value in _caller_values(frame) if isinstance(value, nn.Module)]
 
 
 def _other_optimizers(frame: Any, optimizer: Any) -> list[Any]:

@@ -366,8 +366,8 @@ class TrainingScreen(Screen):
         model = snap.model or {}
         if model.get("model"):
             text.append(f"   {model['model']} ({fmt(model.get('parameters'))} params) · "
-                        f"{model.get('optimizer')}" + (" · GradScaler" if model.get("scaler") else ""),
-                        style="dim")
+                        f"{model.get('optimizer')}{_takeover(model)}"
+                        + (" · GradScaler" if model.get("scaler") else ""), style="dim")
         others = model.get("other_optimizers")
         if others:
             text.append(f"  (also steps: {', '.join(others)}, not charted)", style="yellow")
@@ -608,3 +608,13 @@ def _ending(snap) -> str:
     if snap.source == "replay" and not snap.meta.get("ended"):
         return "cut off (no end line)"
     return "done"
+
+
+def _takeover(model: dict) -> str:
+    """Text such as " from step 58 (SGD to 50)" when another optimizer was charted before
+    this one (the next training phase, the next fold); the steps between were not recorded."""
+    earlier = model.get("earlier") or []
+    if not earlier:
+        return ""
+    last = earlier[-1]
+    return f" from step {model.get('charted_since')} ({last.get('optimizer')} to {last.get('until_step')})"

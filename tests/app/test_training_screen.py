@@ -459,3 +459,20 @@ async def test_an_80_column_status_line_keeps_the_exit_code() -> None:
         shown = status.render_line(0).text
         assert "exit code 1" in shown, shown
         assert "RuntimeError" in app.screen.query_one("#tr-eta").render_line(0).text
+
+
+async def test_the_status_line_says_from_which_step_a_new_optimizer_is_charted(tmp_path) -> None:
+    import json
+
+    lines = (RECORDS / "minimal_run.jsonl").read_text().splitlines()
+    model = json.loads(lines[1])
+    at = next(i for i, line in enumerate(lines) if json.loads(line).get("step") == 21)
+    later = {**model, "optimizer": "SGD", "earlier": [{"optimizer": "AdamW", "until_step": 20}],
+             "charted_since": 21}
+    path = tmp_path / "phases.jsonl"
+    path.write_text("\n".join([*lines[:at], json.dumps(later), *lines[at:]]) + "\n")
+    app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        shown = app.screen.query_one("#tr-status").render_line(0).text
+        assert "SGD from step 21 (AdamW to 20)" in shown, shown

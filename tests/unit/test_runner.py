@@ -169,9 +169,11 @@ def test_with_its_watch_the_runner_keeps_no_hooks_of_its_own(tmp_path) -> None:
         train_loss(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))
     assert global_hook_counts() == before
     assert instr.watch_status == "attached" and instr.hook_errors == 0
-    # No global hook of the runner's after step 1; the watch's criterion search (a global
-    # module hook) goes after step 2.
-    assert counts[0][2:] == before[2:] and all(c == before for c in counts[2:])
+    # After step 1 no global hook of the runner's but its lookout for other optimizers
+    # (an optimizer pre-hook); the watch's criterion search (a global module hook) goes
+    # after step 2.
+    lookout = (before[0], before[1], before[2] + 1, before[3])
+    assert counts[0][2:] == lookout[2:] and all(c == lookout for c in counts[2:])
     runner_hooks = [len(model._forward_pre_hooks), len(train_loss._forward_hooks)]
     assert runner_hooks == [0, 0]  # all removed at the end, and the watch's went with it
     steps = phase(events, "train")
@@ -439,3 +441,97 @@ def test_a_disabled_grad_scaler_is_not_taken_for_mixed_precision(tmp_path) -> No
     assert [e["step"] for e in late] == [1, 2, 3, 4, 5, 6]
     assert all(e["amp"] is None for e in late)
     assert [m["scaler"] for m in models] == [False]
+
+
+def _phases(tmp_path, *, steps: int, make_phase) -> tuple[list[dict], list[dict], list[float]]:
+    """Three training phases of ``steps`` steps under run; ``make_phase(i)`` gives each its
+    (model, optimizer). Returns the train records, the model events and the script's losses."""
+    torch.manual_seed(0)
+    crit = nn.MSELoss()
+    losses = []
+    with instrumented(tmp_path) as (instr, events):
+        for i in range(3):
+            model, opt = make_phase(i)
+            for _ in range(steps):
+                x = torch.randn(16, 4)
+                opt.zero_grad()
+                loss = crit(model(x), x[:, :1])
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+        assert instr.hook_errors == 0
+    return phase(events, "train"), [e for e in events if e["type"] == "model"], losses
+
+
+def test_a_new_optimizer_that_replaces_the_old_one_is_charted_from_its_first_step(tmp_path) -> None:
+    # Every step of a run is recorded, whatever optimizer makes it. Only the first
+    # optimizer's steps were: a second training phase with a new optimizer, or the next
+    # fold of a cross-validation (a new model too), went unrecorded.
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    kinds = [torch.optim.SGD, torch.optim.Adam, torch.optim.SGD]
+    steps, models, losses = _phases(tmp_path, steps=5, make_phase=lambda i: (
+        model, kinds[i](model.parameters(), lr=1e-2)))  # the old one dropped each time
+    assert [e["step"] for e in steps] == list(range(1, 16))
+    assert [e["loss"] for e in steps] == losses
+    assert [(m["optimizer"], m.get("charted_since")) for m in models] == [
+        ("SGD", None), ("Adam", 6), ("SGD", 11)]
+    assert models[-1]["earlier"] == [{"optimizer": "SGD", "until_step": 5},
+                                     {"optimizer": "Adam", "until_step": 10}]
+    assert all("other_optimizers" not in m for m in models)
+
+    def fold(i: int):
+        net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+        return net, torch.optim.Adam(net.parameters(), lr=1e-2)
+
+    steps, models, losses = _phases(tmp_path, steps=5, make_phase=fold)  # a new model each fold
+    assert [e["step"] for e in steps] == list(range(1, 16))
+    assert [e["loss"] for e in steps] == losses
+    assert [m.get("charted_since") for m in models] == [None, 6, 11]
+    assert all(e["grad_norm"] is not None for e in steps)
+
+
+def test_an_optimizer_that_keeps_stepping_alone_takes_over_after_a_streak(tmp_path) -> None:
+    # Both optimizers stay in the script's variables (one for the head, then one for all):
+    # the second is charted once it has made TAKEOVER_STREAK steps in a row; those before
+    # are counted, not recorded, and the Training screen says from where it is charted.
+    from tensorscope.runner import TAKEOVER_STREAK
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    head = torch.optim.SGD(model[2].parameters(), lr=1e-2)
+    full = torch.optim.Adam(model.parameters(), lr=1e-3)
+    steps, models, losses = _phases(tmp_path, steps=12, make_phase=lambda i: (
+        model, (head, full, full)[i]))
+    since = 12 + TAKEOVER_STREAK
+    assert [e["step"] for e in steps] == [*range(1, 13), *range(since, 37)]
+    assert [e["loss"] for e in steps] == losses[:12] + losses[since - 1:]
+    assert [(m["optimizer"], m.get("charted_since"), m.get("other_optimizers")) for m in models] == [
+        ("SGD", None, ["Adam"]), ("Adam", since, ["SGD"])]
+    assert models[-1]["earlier"] == [{"optimizer": "SGD", "until_step": 12}]
+
+
+def test_two_optimizers_taking_turns_in_long_runs_settle_on_the_first(tmp_path) -> None:
+    # A probe trained for a few steps now and then: its first streak takes the chart, the
+    # main optimizer's next step takes it back, and the probe is not charted again.
+    from tensorscope.runner import TAKEOVER_STREAK
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    probe = nn.Linear(4, 1)
+    main = torch.optim.SGD(model.parameters(), lr=1e-2)
+    probing = torch.optim.SGD(probe.parameters(), lr=1e-2)
+    torch.manual_seed(0)
+    crit = nn.MSELoss()
+    with instrumented(tmp_path) as (instr, events):
+        for turn in range(5):
+            net, opt, n = (model, main, 12) if turn % 2 == 0 else (probe, probing, 10)
+            for _ in range(n):
+                x = torch.randn(16, 4)
+                opt.zero_grad()
+                crit(net(x), x[:, :1]).backward()
+                opt.step()
+        assert instr.hook_errors == 0
+    steps = [e["step"] for e in phase(events, "train")]
+    since = 12 + TAKEOVER_STREAK
+    assert steps == [*range(1, 13), *range(since, 23), *range(23, 35), *range(35, 47)]
+    models = [e for e in events if e["type"] == "model"]
+    assert [(m["model"], m.get("charted_since")) for m in models] == [
+        ("Sequential", None), ("Linear", since), ("Sequential", 23)]
