@@ -38,6 +38,8 @@ CHART_IDS = ("ch-loss", "ch-lr", "ch-grad", "ch-sps", "ch-time", "ch-mem", "ch-a
 CHARTS_PER_TICK = 2
 """Charts redrawn per poll tick: a full redraw spreads over four ticks (0.4 s)."""
 HIST_MIN_ROWS = 36
+MODULES_WIDE_COLS = 150
+"""From this many columns the per-module table fits a third of the screen's width."""
 """Below this many rows the per-module panel shows its table without the histogram."""
 
 
@@ -87,8 +89,10 @@ class TrainingScreen(Screen):
     TrainingScreen #tr-progress-row > Label { width: auto; margin-right: 1; color: $text-muted; }
     TrainingScreen #tr-progress-row > #tr-eta { width: 1fr; }
     TrainingScreen #tr-progress-row ProgressBar { width: 44; margin-right: 2; }
-    TrainingScreen #tr-grid { grid-size: 3 3; grid-rows: 1fr 1fr 1fr; grid-columns: 1fr 1fr 1fr;
-                              height: 1fr; }
+    TrainingScreen #tr-grid { grid-size: 3 2; grid-rows: 1fr 1fr; grid-columns: 1fr 1fr 1fr;
+                              height: 2fr; }
+    TrainingScreen #tr-bottom { height: 1fr; }
+    TrainingScreen #tr-bottom > * { width: 1fr; height: 1fr; }
     TrainingScreen #tr-modules-box { border: round $primary-background-lighten-2; height: 1fr; }
     TrainingScreen #tr-modules { height: 1fr; }
     TrainingScreen #tr-hist { height: 5; }
@@ -150,6 +154,9 @@ class TrainingScreen(Screen):
             yield LineChart("throughput", id="ch-sps")
             yield LineChart("step time: data wait vs compute", unit="s", id="ch-time")
             yield LineChart("memory", unit="B", id="ch-mem")
+        # The bottom row is not part of the grid: its middle panel widens on a narrow
+        # terminal (see on_resize), while the charts above keep their three equal columns.
+        with Horizontal(id="tr-bottom"):
             yield LineChart("AMP: GradScaler scale", id="ch-amp")
             with Vertical(id="tr-modules-box"):
                 yield DataTable(id="tr-modules", cursor_type="row", zebra_stripes=True)
@@ -199,6 +206,10 @@ class TrainingScreen(Screen):
         # the highlighted row comes back with the room.
         for hist in self.query("#tr-hist"):  # (none on a screen built with no run)
             hist.display = event.size.height >= HIST_MIN_ROWS
+        # Below ~150 columns a third of the width cuts the per-module table's last columns
+        # (|max|, ‖grad‖): the table then takes half of the bottom row.
+        for box in self.query("#tr-modules-box"):
+            box.styles.width = "1fr" if event.size.width >= MODULES_WIDE_COLS else "2fr"
 
     # --- polling ---------------------------------------------------------------------------
 

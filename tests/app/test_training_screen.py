@@ -476,3 +476,14 @@ async def test_the_status_line_says_from_which_step_a_new_optimizer_is_charted(t
         await pilot.pause()
         shown = app.screen.query_one("#tr-status").render_line(0).text
         assert "SGD from step 21 (AdamW to 20)" in shown, shown
+
+
+async def test_a_120_column_per_module_table_shows_every_column() -> None:
+    # Walk-through at 120 columns: a third of the width cut |max| and ‖grad‖ off the table.
+    from textual.widgets import DataTable
+
+    app = _app("minimal_run.jsonl")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#tr-modules", DataTable)
+        assert table.row_count and table.virtual_size.width <= table.scrollable_content_region.width
