@@ -23,10 +23,11 @@ class UserError(Exception):
 
 
 def syntax_error(path: str, exc: SyntaxError) -> UserError:
-    """A script that does not compile, with its line when Python knows it (not for a null
-    byte)."""
+    """A script that does not compile, with its line number and text when Python knows
+    them (not for a null byte)."""
     where = f" line {exc.lineno}" if exc.lineno else ""
-    return UserError(f"syntax error in {path}{where}: {exc.msg}")
+    code = (exc.text or "").strip()
+    return UserError(f"syntax error in {path}{where}: {exc.msg}" + (f": {code}" if code else ""))
 
 
 def one_line(exc: BaseException) -> str:

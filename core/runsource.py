@@ -98,7 +98,9 @@ def check_script(path: str) -> str:
             source = handle.read()
         compile(source, path, "exec")
     except SyntaxError as exc:
-        raise syntax_error(path, exc) from None
+        error = syntax_error(path, exc)
+        error.exit_code = 1  # what `python script.py` exits with for it
+        raise error from None
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
     return os.path.abspath(path)

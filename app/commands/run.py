@@ -40,13 +40,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tensorscope.errors import UserError
     from tensorscope.runsource import LiveRun, check_script
 
     if args.nproc is not None:
         from tensorscope.distributed_run import check_nproc
 
         check_nproc(args.nproc)  # before the script: the option's own mistake comes first
-    script = check_script(args.script)
+    try:
+        script = check_script(args.script)
+    except UserError as exc:
+        if not args.json:
+            raise
+        # --json promises its line last on stdout, a script that never started included.
+        sys.stderr.write(f"tensorscope: {exc}\n")
+        sys.stdout.write(json.dumps({"steps": 0, "exit_code": exc.exit_code, "findings": [],
+                                     "error": str(exc)}) + "\n")
+        return exc.exit_code
     # Options after the script belong to the script, except ours (argparse put ours in args).
     script_args = list(args.extra)
     if args.headless or args.json:

@@ -92,16 +92,27 @@ def test_amp_inf_skips_a_step_halves_the_scale_and_it_grows_back(tmp_path: Path)
     assert json.loads(out.stdout.strip().splitlines()[-1])["skipped_steps"] == 1
 
 
-@pytest.mark.parametrize("content,needle", [(None, "no such script"),
-                                            ("def broken(:\n", "syntax error")])
-def test_bad_scripts_are_one_line_exit_2(tmp_path: Path, content, needle) -> None:
+@pytest.mark.parametrize("content,needle,code", [
+    (None, "no such script", 2),  # as `python` exits for a missing script...
+    ("x = 1\ndef broken(:\n", "syntax error in", 1),  # ...and for one that does not compile
+])
+@pytest.mark.parametrize("json_flag", [False, True])
+def test_bad_scripts_are_one_line_with_pythons_exit_code(tmp_path: Path, content, needle, code,
+                                                         json_flag) -> None:
     script = tmp_path / "train.py"
     if content is not None:
         script.write_text(content)
-    out = run_cli("run", str(script), "--headless")
-    assert out.returncode == 2
+    out = run_cli("run", str(script), "--headless", *(["--json"] if json_flag else []))
+    assert out.returncode == code
     assert len(out.stderr.strip().splitlines()) == 1 and needle in out.stderr
     assert "Traceback" not in out.stderr
+    if content is not None:
+        assert "line 2" in out.stderr and "def broken(:" in out.stderr
+    if json_flag:  # --json's line comes last on stdout even when the script never started
+        summary = json.loads(out.stdout.strip().splitlines()[-1])
+        assert (summary["steps"], summary["exit_code"]) == (0, code) and needle in summary["error"]
+    else:
+        assert out.stdout == ""
 
 
 def test_a_bad_nproc_is_named_before_the_script_is_looked_for(tmp_path: Path) -> None:
