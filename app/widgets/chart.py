@@ -188,11 +188,14 @@ class LineChart(Widget):
                             zip(np.minimum.reduceat(ys, starts).tolist(),
                                 np.maximum.reduceat(ys, starts).tolist())))
 
-            def dot(col: int, r: int, color: str = s.color) -> None:
+            def dot(col: int, r: int, point: bool = False, color: str = s.color) -> None:
                 cy, dy = divmod(r, 4)
                 cx, dx = divmod(col, 2)
                 cells[cy][cx] |= _DOTS[dx][dy]
-                if colors[cy][cx] is None:
+                # A cell has one colour: a series' own points take it from an earlier
+                # series, its joining lines do not. (Evaluation losses, a point per epoch,
+                # sat on the train loss's line and were all drawn in its colour.)
+                if point or colors[cy][cx] is None:
                     colors[cy][cx] = color
 
             prev: tuple[int, int] | None = None
@@ -201,7 +204,7 @@ class LineChart(Widget):
                 r0 = self._row(b, lo, hi, dots_h)
                 r1 = self._row(a, lo, hi, dots_h)
                 for r in range(r0, r1 + 1):  # the bin's min-to-max span: spikes survive
-                    dot(col, r)
+                    dot(col, r, True)
                 mid = (r0 + r1) // 2
                 if prev is not None:  # a straight line from the previous bin's middle
                     pc, pr = prev

@@ -487,3 +487,30 @@ async def test_a_120_column_per_module_table_shows_every_column() -> None:
         await pilot.pause()
         table = app.screen.query_one("#tr-modules", DataTable)
         assert table.row_count and table.virtual_size.width <= table.scrollable_content_region.width
+
+
+async def test_eval_points_on_the_train_line_keep_their_own_colour() -> None:
+    # Walk-through: "━ eval 0.0596" in the legend, but no yellow point on the chart; each
+    # eval point fell in a cell the train line had already coloured.
+    from textual.app import App
+
+    chart = LineChart("loss", id="c")
+
+    class One(App):
+        def compose(self):
+            yield chart
+
+    app = One()
+    async with app.run_test(size=(60, 12)) as pilot:
+        train, evals = Series("train", "cyan"), Series("eval", "yellow")
+        for step in range(1, 201):
+            train.append(step, 1.0 / step)
+        for step in (50, 100, 150, 200):
+            evals.append(step, 1.0 / step)
+        chart.set_data([train, evals])
+        await pilot.pause()
+        text = chart._draw()
+        plot = text.plain.split("\n", 1)[1]
+        start = len(text.plain) - len(plot)
+        colored = {str(span.style) for span in text.spans if span.end > start}
+        assert "yellow" in colored and "cyan" in colored
