@@ -153,6 +153,10 @@ class Instrumentation:
         self._charted_from: list[dict[str, Any]] = []
         """The optimizers charted before the current one (see _take_over)."""
         self._hold_step = 1
+        self._first_losses: list[Any] = []
+        """Criterion outputs before the first optimizer step (step 1's loss)."""
+        self._first_batches: dict[int, int] = {}
+        """Root module id -> samples its training forwards took before the first step."""
         self._charted_since = 1
         """The step whose record waits for the clipping verdict (see _flush)."""
         self._scaler_scan_at = 0.0
@@ -242,6 +246,12 @@ class Instrumentation:
             else:
                 self._roots.setdefault(id(module), weakref.ref(module))
                 self._on_root_forward(module, args)
+                if module.training and torch.is_grad_enabled():
+                    # Step 1's batch is the model's forwards' (all of them: gradient
+                    # accumulation); which root is the model is known at discovery.
+                    size = _batch_size(args)
+                    if size:
+                        self._first_batches[id(module)] = self._first_batches.get(id(module), 0) + size
         self._depth += 1
 
     def _global_post(self, module: Any, args: Any, output: Any) -> None:
@@ -316,6 +326,8 @@ class Instrumentation:
             return
         self._loss = output.detach()
         self._loss_source = "a loss module"
+        if self.optimizer is None:
+            self._first_losses.append(self._loss)  # step 1's: all of them (see _from_watch)
 
     def _on_watch_loss(self, module: Any, output: Any) -> None:
         """A criterion the watch hooks ran: the script's loss if it is not the model's own."""
@@ -394,8 +406,12 @@ class Instrumentation:
             replaced = id(self.optimizer)
             if self._take_over(optimizer, frame, missed=streak[2] - 1):
                 self._replaced_by_streak = replaced
-            return
+                return
         self._note_other_optimizer(optimizer)
+        # What the script computed since the charted step was for this one: not charted.
+        self._loss = None
+        if self._watched is not None:
+            self._watched.other_step()
 
     def _take_over(self, optimizer: Any, frame: Any, missed: int) -> bool:
         """Chart ``optimizer`` from this step on, through a new watch on the module whose
@@ -523,6 +539,12 @@ class Instrumentation:
         if first:
             # The first step: the watch was built inside it, so its clock started mid-step.
             self._timing(record, now)
+            losses, self._first_losses = self._first_losses, []
+            if record.loss is None and len(losses) > 1 and self.scaler is None:
+                # Every criterion call before the first step (the watch saw none of them),
+                # averaged: gradient accumulation's micro-batches, not just the last one.
+                with torch.no_grad():
+                    self._loss = torch.stack([t.double().mean() for t in losses]).mean()
         if self._skip_since_step:
             # GradScaler skipped the previous iteration: it never reached the optimizer, so
             # the watch's record spans two iterations (loss averaged, batches added). This
@@ -571,6 +593,10 @@ class Instrumentation:
             record.data_time_s = max(0.0, self._t_forward - self._t_step_end)
         record.batch_size = self._batch
         record.samples_per_s = (self._batch / step_time) if self._batch and step_time else None
+        if self._t_step_end is None:
+            # A first step is timed from its forward: without its data loading, its rate
+            # would read several times the steady one and set the chart's scale.
+            record.samples_per_s = None
 
     def _record(self, now: float, loss: float | None, grad_norm: float | None) -> StepRecord:
         memory, rank = self._slow_facts(now)
@@ -744,6 +770,10 @@ class Instrumentation:
         roots = [ref() for ref in self._roots.values()]
         best = _owner_of(optimizer, [m for m in roots if m is not None])
         self._set_model(best, optimizer)
+        # (Not with a GradScaler: its skipped iterations, before any step, look the same.)
+        if best is not None and self._first_batches.get(id(best)) and self.scaler is None:
+            self._batch = self._first_batches[id(best)]
+        self._first_batches = {}
         self._scaler_scan_at = time.perf_counter() + SCALER_SCAN_S
         length = _script_length(sys._getframe(1), self.script_path)
         self._remove_global()
@@ -1078,6 +1108,15 @@ def _distributed() -> Any:
 
         _DIST = dist if dist.is_available() else False
     return _DIST or None
+
+
+def _batch_size(args: Any) -> int | None:
+    """The leading dimension of a forward's first tensor-like argument."""
+    for value in args if isinstance(args, tuple) else (args,):
+        shape = getattr(value, "shape", None)
+        if shape is not None and len(shape) > 0:
+            return int(shape[0])
+    return None
 
 
 def _owner_of(optimizer: Any, modules: list[Any]) -> Any:

@@ -246,6 +246,8 @@ class WatchSession:
         self._update_sampled = False
         self._callback_queued = False
         self._pre_clip_needed = False
+        self._per_pass = 1
+        """Criterion calls per backward pass, as last seen on a full step (see _loss_part)."""
         self.max_records = MAX_RECORDS
         """How many recent records ``records`` keeps (0: none, the sink gets them all)."""
         self.record_memory = True
@@ -383,6 +385,8 @@ class WatchSession:
         self._norms_at_step = False
         self._callback_queued = False  # a backward that raised never ran its callback
         self._carried: list[str] = []
+        self._loss_marks: list[int] = []
+        """Criterion calls made before each backward pass of this step began (full steps)."""
         self._eval_graph = 0
         self._train_no_grad = 0
         self._mismatch: list[str] = []
@@ -420,6 +424,23 @@ class WatchSession:
         self._prev_scale = None
         # Until its scale has been read, it may be a big one (see __init__).
         self.hooks.wide_grads = bool(getattr(scaler, "is_enabled", lambda: False)())
+
+    def other_step(self) -> None:
+        """Another optimizer is about to step (``tensorscope run`` sees every optimizer): the
+        losses, batches and backward passes since this session's last step were that
+        step's — a GAN's generator loss, computed through the watched discriminator — and
+        not this one's."""
+        self._losses = []
+        self._loss_refs = []
+        self._batch = 0
+        self._backwards = 0
+        self._carried = []
+        self._loss_marks = []
+        self._callback_queued = False
+        if self._full:
+            # The gradient check compares the next backward with now: the other step's
+            # backward pass added to these gradients, and zero_grad before ours resets them.
+            self._mark_grads()
 
     def step_level_only(self) -> None:
         """No detail steps from now on: loss, norms (before and after clipping), timing and
@@ -534,6 +555,7 @@ class WatchSession:
                 if grad is not None and marks.get(name) == (id(grad), grad._version):
                     self._carried.append(name)
         self._backwards += 1
+        self._loss_marks.append(len(self._loss_refs))  # criterion calls before this pass
         self._callback_queued = True  # also: "this backward pass is counted"
         Variable._execution_engine.queue_callback(self._on_backward_end)
 
@@ -587,6 +609,27 @@ class WatchSession:
             if self._full or self._copy_losses:
                 # Also a copy (mean() makes one): `loss /= accum_steps` must not change it.
                 self._losses.append(output.detach().float().mean())
+
+    def _loss_part(self) -> list[torch.Tensor]:
+        """The step's loss as one fetch part (empty: none). Losses the script logged win;
+        else the criterion calls: those made for one backward pass are added up, as the
+        script's own `loss = a + b` does (a GAN's discriminator, a multi-task sum), and the
+        passes averaged (gradient accumulation: one call per pass)."""
+        if self._logged_losses:
+            return _mean_loss(self._logged_losses)
+        losses = self._step_losses()
+        if len(losses) < 2:
+            return _mean_loss(losses)
+        n = len(losses)
+        marks = self._loss_marks
+        if self._full and marks:
+            # Learned on full steps (the only ones that see backward passes): the calls
+            # per pass when every pass had the same number and none came after the last.
+            sizes = [b - a for a, b in zip([0, *marks[:-1]], marks)]
+            same = marks[-1] == n and sizes[0] > 0 and sizes.count(sizes[0]) == len(sizes)
+            self._per_pass = sizes[0] if same else 1
+        per_pass = self._per_pass
+        return _mean_loss(losses, per_pass if n % per_pass == 0 else 1)
 
     def _step_losses(self) -> list[torch.Tensor]:
         """This step's criterion losses: the copies when taken, else the references.
@@ -1129,9 +1172,9 @@ class WatchSession:
         the norms, each read with item() (what fetch does for a few CPU scalars), without
         the general path's flattening and regrouping."""
         got: dict[str, Any] = dict.fromkeys(_FETCH_GROUPS, ())
-        losses = self._logged_losses or self._step_losses()
-        if losses:
-            got["loss"] = [[_mean_loss(losses)[0].item()]]
+        loss = self._loss_part()
+        if loss:
+            got["loss"] = [[loss[0].item()]]
         norms = self._grad_norms[1]
         if norms:
             got["grad"] = _floats(norms)
@@ -1145,8 +1188,7 @@ class WatchSession:
         PendingFetch, in both groups; plain_record (or _settled) reads it when it builds.
         None when there is nothing to read or it is not all on one device (a model split
         across devices): that step fetches at its end, as before."""
-        losses = self._logged_losses or self._step_losses()
-        loss = _mean_loss(losses)
+        loss = self._loss_part()
         norms = self._grad_norms[1]
         parts = loss + norms
         if not parts:
@@ -1166,11 +1208,10 @@ class WatchSession:
     def _fetch_step(self, weights: Any, update: Any, modules: list[torch.Tensor],
                     extra: list[torch.Tensor]) -> dict[str, list[Any]]:
         """This step's numbers on the host, by group: the step's one host sync."""
-        losses = self._logged_losses or self._step_losses()
         # foreach_norm gives 0-dim tensors: passed as they are (on CPU, fetch reads each with
         # item(); elsewhere it stacks them with the loss into one copy). Plain loops, not
         # comprehensions: every Python call here runs cold, right after the step's kernels.
-        parts = (_mean_loss(losses), self._grad_norms[1], self._clipped or (), weights or (),
+        parts = (self._loss_part(), self._grad_norms[1], self._clipped or (), weights or (),
                  update or (), modules, self._scaler_tensors() if self.scaler is not None else (),
                  extra)
         flat: list[torch.Tensor] = []
@@ -1273,15 +1314,19 @@ def _root_sum_sq(values: list[float]) -> float:
     return sum(map(mul, values, values)) ** 0.5
 
 
-def _mean_loss(losses: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The step's loss as one fetch part: the mean over its criterion calls (usually one)."""
+def _mean_loss(losses: list[torch.Tensor], per_pass: int = 1) -> list[torch.Tensor]:
+    """The step's loss as one fetch part: the mean over its criterion calls (usually one),
+    or, with ``per_pass`` > 1, the mean over consecutive groups of that many of their sums."""
     if not losses:
         return []
     if len(losses) == 1:
         loss = losses[0]
         return [loss if loss.dim() == 0 and loss.dtype == torch.float32 else loss.float().mean()]
     device = losses[0].device
-    return [torch.stack([t.double().mean().to(device) for t in losses]).mean().reshape(1)]
+    stacked = torch.stack([t.double().mean().to(device) for t in losses])
+    if per_pass > 1:
+        stacked = stacked.view(-1, per_pass).sum(1)
+    return [stacked.mean().reshape(1)]
 
 
 @contextmanager
