@@ -393,7 +393,7 @@ class Instrumentation:
         frame = sys._getframe(2)  # (the optimizer's step wrapper; the script above it)
         if id(optimizer) not in self._stepped:
             self._stepped.add(id(optimizer))
-            if not any(value is self.optimizer for value in _caller_values(frame)):
+            if not self._held_by_script():
                 self._take_over(optimizer, frame, missed=0)
                 return
         if id(optimizer) == self._replaced_by_streak:
@@ -413,6 +413,23 @@ class Instrumentation:
         if self._watched is not None:
             self._watched.other_step()
 
+    def _held_by_script(self) -> bool:
+        """Whether anything besides tensorscope still holds the charted optimizer: the
+        script's variables, an object of its (a trainer, an LR scheduler), a closure.
+
+        Its reference count less tensorscope's own references: this runner's, the watch
+        session's, and the watch() generator's frame that made it (and, on several ranks,
+        the checksum closure). Any reference left uncounted here only makes it look held,
+        so that a takeover waits for a streak instead of coming too early."""
+        optimizer = self.optimizer
+        ours = 2  # self.optimizer, and getrefcount's own argument (this local is the same)
+        ours += 1  # the local name above
+        if self._watched is not None and self._watched.optimizer is optimizer:
+            ours += 2  # the session's attribute, and the watch() generator frame's argument
+        if self._watched is not None and self._watched.extra_fetch is not None:
+            ours += 1  # the checksum closure (several ranks)
+        return sys.getrefcount(optimizer) > ours
+
     def _take_over(self, optimizer: Any, frame: Any, missed: int) -> bool:
         """Chart ``optimizer`` from this step on, through a new watch on the module whose
         parameters it steps. ``missed``: its steps already made, counted but not recorded.
@@ -422,6 +439,7 @@ class Instrumentation:
             self._note_other_optimizer(optimizer)
             return False
         self._replaced_by_streak = None
+        old_held = self._held_by_script()  # (before this method's own name for it)
         self._flush()
         self._release_held()
         old = self.optimizer
@@ -431,7 +449,7 @@ class Instrumentation:
         self._watch_attached = False
         self._adopted = None
         self._others.pop(id(optimizer), None)
-        if any(value is old for value in _caller_values(frame)):
+        if old_held:
             self._others[id(old)] = type(old).__name__  # it may step again: named, not charted
         self._charted_from.append({"optimizer": type(old).__name__, "until_step": self.step})
         self.step += missed
@@ -614,6 +632,10 @@ class Instrumentation:
         )
         self._timing(record, now)
         return record
+
+    def _checksum_next(self, optimizer: Any) -> Any:
+        """_param_checksum for the step being recorded (the watch's extra_fetch)."""
+        return self._param_checksum(optimizer, self.step + 1)
 
     def _param_checksum(self, optimizer: Any, step: int) -> Any:
         """Under a multi-rank launch: [sum, sum of squares] of the parameters, on device.
@@ -915,7 +937,7 @@ class Instrumentation:
             watched.min_budget_s = 0.0  # the share alone: short steps are the common case here
             if self._multi_rank:
                 # Called in the watch's post-hook, before this step is counted here.
-                watched.extra_fetch = lambda: self._param_checksum(optimizer, self.step + 1)
+                watched.extra_fetch = partial(self._checksum_next, optimizer)
             watched.max_records = 0  # records go to the sink only; the runner keeps none
             # One set of hooks for both: the watch's own model, criterion and optimizer hooks
             # call the runner, and each step ends in the sink. The runner's global optimizer

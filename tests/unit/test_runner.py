@@ -597,3 +597,30 @@ def test_gradient_accumulations_first_step_has_every_micro_batch(tmp_path) -> No
     assert [e["loss"] for e in steps] == pytest.approx([sum(v) / 4 for v in per_step], rel=1e-6)
     assert [e["batch_size"] for e in steps] == [64, 64, 64]
     assert steps[0]["samples_per_s"] is None and steps[1]["samples_per_s"] > 0
+
+
+def test_optimizers_held_by_an_object_take_turns_without_a_takeover(tmp_path) -> None:
+    # A trainer object holds both (self.opt_d, self.opt_g): neither is among the script's
+    # variables, yet the charted one is not gone. Its reference count says so.
+    class Trainer:
+        def __init__(self) -> None:
+            self.d, self.g = nn.Linear(2, 1), nn.Linear(4, 2)
+            self.opt_d = torch.optim.SGD(self.d.parameters(), lr=1e-2)
+            self.opt_g = torch.optim.SGD(self.g.parameters(), lr=1e-2)
+
+        def step(self) -> None:
+            for net, opt, x in ((self.d, self.opt_d, torch.randn(8, 2)),
+                                (self.g, self.opt_g, torch.randn(8, 4))):
+                opt.zero_grad()
+                net(x).pow(2).mean().backward()
+                opt.step()
+
+    trainer = Trainer()
+    with instrumented(tmp_path) as (instr, events):
+        for _ in range(6):
+            trainer.step()
+        assert instr.hook_errors == 0
+    models = [e for e in events if e["type"] == "model"]
+    assert [(m["optimizer"], m.get("charted_since"), m.get("other_optimizers")) for m in models] == [
+        ("SGD", None, None), ("SGD", None, ["SGD"])]
+    assert [e["step"] for e in phase(events, "train")] == list(range(1, 7))
