@@ -394,6 +394,11 @@ class TrainingScreen(Screen):
         epochs = model.get("epochs")
         steps = self._train_steps
         train = [r for r in snap.records[-60:] if r.phase == "train"]
+        passes = _backward_passes(train)
+        if per_epoch and passes > 1:
+            # Gradient accumulation: the DataLoader's length counts micro-batches, and an
+            # optimizer step takes `passes` of them.
+            per_epoch = max(1, per_epoch // passes)
         epoch_bar = self.query_one("#tr-epoch", ProgressBar)
         run_bar = self.query_one("#tr-run", ProgressBar)
         eta = self.query_one("#tr-eta", Label)
@@ -629,3 +634,13 @@ def _takeover(model: dict) -> str:
         return ""
     last = earlier[-1]
     return f" from step {model.get('charted_since')} ({last.get('optimizer')} to {last.get('until_step')})"
+
+
+def _backward_passes(train: list) -> int:
+    """Backward passes per optimizer step, as the latest steps that counted them say (1 when
+    none did: they are counted on the steps that watch backward passes)."""
+    for record in reversed(train):
+        passes = (record.signals or {}).get("backward_passes")
+        if passes:
+            return int(passes)
+    return 1

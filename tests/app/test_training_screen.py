@@ -514,3 +514,26 @@ async def test_eval_points_on_the_train_line_keep_their_own_colour() -> None:
         start = len(text.plain) - len(plot)
         colored = {str(span.style) for span in text.spans if span.end > start}
         assert "yellow" in colored and "cyan" in colored
+
+
+async def test_gradient_accumulation_counts_optimizer_steps_per_epoch(tmp_path) -> None:
+    # Walk-through: a DataLoader of 64 micro-batches, 4 per optimizer step, and the epoch
+    # bar counted 64 steps per epoch (53% at step 34, in the third epoch).
+    import json
+
+    from textual.widgets import ProgressBar
+
+    lines = [{"type": "run", "script": "accum.py", "argv": []},
+             {"type": "model", "model": "Sequential", "parameters": 10, "optimizer": "Adam",
+              "batches_per_epoch": 64, "epochs": 3}]
+    lines += [{"type": "step", "step": i, "loss": 1.0, "lr": [0.1],
+               "signals": {"backward_passes": 4 if i % 2 else None}} for i in range(1, 35)]
+    path = tmp_path / "accum.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        epoch = app.screen.query_one("#tr-epoch", ProgressBar)
+        run = app.screen.query_one("#tr-run", ProgressBar)
+        assert (epoch.total, epoch.progress) == (16, 2)
+        assert (run.total, run.progress) == (48, 34)
