@@ -123,6 +123,9 @@ class Instrumentation:
         self._loss: Any = None
         self._loss_source: str | None = None
         self._eval_losses: list[Any] = []
+        self._eval_weights: list[int | None] = []
+        """Each evaluation loss's batch size (None: not a batch mean, or unknown)."""
+        self._eval_batch: int | None = None
         self._eval_forwards = 0
         self._eval_probe: Any = None
         self._eval_phases_probed = 0
@@ -258,7 +261,7 @@ class Instrumentation:
         self._depth = max(0, self._depth - 1)
         if self._depth == 0 and self._is_loss(module):
             self._loss_modules.setdefault(id(module), weakref.ref(module))
-            self._on_loss(output)
+            self._on_loss(output, module)
 
     @staticmethod
     def _is_loss(module: Any) -> bool:
@@ -276,7 +279,7 @@ class Instrumentation:
             loss_module = ref()
             if loss_module is not None:
                 self._handles.append(loss_module.register_forward_hook(
-                    self._guard(lambda m, a, out: self._on_loss(out))))
+                    self._guard(lambda m, a, out: self._on_loss(out, m))))
 
     # --- per-iteration events -----------------------------------------------------------
 
@@ -285,6 +288,7 @@ class Instrumentation:
         evaluating = (not module.training) or (not torch.is_grad_enabled())
         if evaluating:
             self._eval_forwards += 1
+            self._eval_batch = _batch_size(args)
             if (self._eval_forwards == 1 and self.optimizer is not None and self._eval_probe is None
                     and self._eval_phases_probed < EVAL_PROBE_PHASES):
                 # A validation criterion of its own is first called now, after discovery:
@@ -317,12 +321,16 @@ class Instrumentation:
                     self._batch = int(shape[0])
                     break
 
-    def _on_loss(self, output: Any) -> None:
+    def _on_loss(self, output: Any, module: Any = None) -> None:
         if not isinstance(output, torch.Tensor) or output.numel() != 1:
             return
         if self._eval_forwards and ((self.model is not None and not self.model.training)
                                     or not torch.is_grad_enabled()):
             self._eval_losses.append(output.detach())
+            # A batch mean weighs as many samples as its batch had (a last, smaller batch
+            # counts for less); a summed or per-element loss is averaged as it is.
+            mean = getattr(module, "reduction", None) == "mean"
+            self._eval_weights.append(self._eval_batch if mean else None)
             return
         self._loss = output.detach()
         self._loss_source = "a loss module"
@@ -336,7 +344,7 @@ class Instrumentation:
             return
         if key not in self._loss_modules:  # (setdefault would build a weakref every step)
             self._loss_modules[key] = weakref.ref(module)
-        self._on_loss(output)
+        self._on_loss(output, module)
 
     def _probe_eval_loss(self, module: Any, args: Any, output: Any) -> None:
         if not self._is_loss(module) or id(module) in self._inner:
@@ -349,8 +357,8 @@ class Instrumentation:
             self._watched._hook_loss(module)
         else:
             self._handles.append(module.register_forward_hook(
-                self._guard(lambda m, a, out: self._on_loss(out))))
-        self._on_loss(output)  # this call's value: the hook just added fires from the next
+                self._guard(lambda m, a, out: self._on_loss(out, m))))
+        self._on_loss(output, module)  # this call's value: the hook just added fires from the next
         self._end_eval_probe()
 
     def _end_eval_probe(self) -> None:
@@ -725,13 +733,20 @@ class Instrumentation:
             return
         loss = None
         if self._eval_losses:
-            loss = float(torch.stack([v.float().reshape(()) for v in self._eval_losses]).mean())
+            values = torch.stack([v.double().reshape(()) for v in self._eval_losses])
+            weights = self._eval_weights
+            if all(weights):
+                counts = torch.tensor(weights, dtype=torch.float64, device=values.device)
+                loss = float((values * counts).sum() / counts.sum())
+            else:
+                loss = float(values.mean())
         self._flush()
         self._release_held()  # records go out in order: step 1 before this evaluation
         self.emit(StepRecord(step=self.step, loss=loss, phase="eval", wall_time=time.time(),
                              epoch=self._script_epoch("eval"), rank=self._rank(),
                              signals={"eval_forwards": self._eval_forwards}).to_json())
         self._eval_losses = []
+        self._eval_weights = []
         self._eval_forwards = 0
 
     def _flush(self) -> None:

@@ -624,3 +624,28 @@ def test_optimizers_held_by_an_object_take_turns_without_a_takeover(tmp_path) ->
     assert [(m["optimizer"], m.get("charted_since"), m.get("other_optimizers")) for m in models] == [
         ("SGD", None, None), ("SGD", None, ["SGD"])]
     assert [e["step"] for e in phase(events, "train")] == list(range(1, 7))
+
+
+def test_an_evaluations_loss_weighs_each_batch_by_its_size(tmp_path) -> None:
+    # Walk-through: 300 validation samples in batches of 128 (the last of 44): the
+    # evaluation loss was the plain mean of the three batch means.
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    crit = nn.MSELoss()
+    x_val = torch.randn(300, 4)
+    with instrumented(tmp_path) as (_, events):
+        for _ in range(3):
+            opt.zero_grad()
+            x = torch.randn(16, 4)
+            crit(model(x), x[:, :1]).backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            total = sum(crit(model(b), b[:, :1]).item() * len(b) for b in x_val.split(128))
+        model.train()
+        opt.zero_grad()
+        crit(model(x), x[:, :1]).backward()
+        opt.step()
+    evals = phase(events, "eval")
+    assert len(evals) == 1 and evals[0]["loss"] == pytest.approx(total / 300, rel=1e-6)
