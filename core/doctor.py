@@ -439,12 +439,18 @@ def _lr_too_high(records: Sequence[StepRecord]) -> Iterable[Finding]:
     rising = _finite(tail[-1]) and _finite(losses[0][1]) and tail[-1] > losses[0][1]
     if not diverged or not (rising or not _finite(tail[-1])):
         return
-    lr = next((r.lr for r in reversed(train) if r.lr), [])
+    # The lr when it went (a schedule may have annealed it to nothing by the end): the
+    # first step past the best one whose loss is non-finite or over the threshold.
+    at = next(i for i, (_, x) in enumerate(losses) if _finite(x) and x == best)
+    gone = next((r for r, x in losses[at + 1:]
+                 if not _finite(x) or x > DIVERGENCE_FACTOR * max(best, 1e-8)), losses[-1][0])
+    lr = gone.lr or next((r.lr for r in reversed(train) if r.lr), [])
     yield Finding(
         "lr-too-high", "error",
         "The loss diverges",
         {"loss_best": _rounded(best), "loss_last": _rounded(tail[-1]) if _finite(tail[-1]) else str(tail[-1]),
-         "factor_threshold": DIVERGENCE_FACTOR, "lr": [_rounded(x) for x in lr][:4]},
+         "factor_threshold": DIVERGENCE_FACTOR, "diverged_at_step": gone.step,
+         "lr": [_rounded(x) for x in lr][:4]},
         "Lower the learning rate (a range test finds the edge: pick ~10x below where the "
         "loss starts to climb), or add warm-up and gradient clipping.",
         "training",

@@ -111,6 +111,16 @@ def test_lr_too_high() -> None:
     assert diagnose(noisy) == []
 
 
+def test_lr_too_high_names_the_lr_when_the_loss_went_not_the_last_one() -> None:
+    # Walk-through: a OneCycle run diverged at lr ~0.1, and the finding said "lr 4e-07",
+    # the annealed value of its last step.
+    lrs = [0.01, 0.05, 0.1, 0.1, 0.05, 0.01, 1e-3, 4e-7]
+    losses = [1.0, 0.8, 0.9, 9.0, 40.0, float("nan"), float("nan"), float("nan")]
+    found = diagnose([rec(i + 1, loss=l, lr=[lr]) for i, (l, lr) in enumerate(zip(losses, lrs))])
+    lr_high = next(f for f in found if f.code == "lr-too-high")
+    assert lr_high.evidence["diverged_at_step"] == 4 and lr_high.evidence["lr"] == [0.1]
+
+
 def test_errors() -> None:
     assert codes(diagnose(errors=[("RuntimeError", "view size is not compatible with input tensor's size and stride")])) == {"view-non-contiguous"}
     assert codes(diagnose(errors=[{"exc_type": "RuntimeError", "message": "Expected all tensors to be on the same device, but found at least two devices"}])) == {"device-mismatch"}
