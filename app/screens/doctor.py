@@ -158,7 +158,11 @@ class DoctorScreen(Screen):
         self.query_one("#doctor-main").display = True
         count = len(message.findings)
         crash = _crash(self.app.context)
-        if count:
+        if count and crash:
+            # The crash first: the findings may be unrelated to what stopped the run.
+            verdict = (f"the run crashed: {crash} · {count} {plural(count, 'finding')}",
+                       "bold red")
+        elif count:
             verdict = (f"{count} {plural(count, 'finding')}", "bold red")
         elif crash:
             # No detector names a bug, but the run did not end well: never "all is well".

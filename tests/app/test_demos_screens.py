@@ -283,6 +283,33 @@ async def test_the_doctor_never_calls_a_crashed_run_fine() -> None:
         assert jump.display and "Training" in str(jump.label)
 
 
+async def test_a_crashed_run_with_findings_still_names_its_crash(tmp_path) -> None:
+    # Walk-through: a script that crashed at step 30 got "1 finding" (an unrelated
+    # .item() note) and not a word of the RuntimeError that stopped it.
+    import json
+    from pathlib import Path
+
+    from tensorscope.runsource import ReplayRun
+
+    records = Path(__file__).resolve().parent.parent / "fixtures" / "records"
+    lines = (records / "crash_run.jsonl").read_text().splitlines()
+    events = [json.loads(line) for line in lines]
+    for event in events:
+        if event.get("type") == "step":  # a non-finite loss: a finding of its own
+            event["loss"] = float("nan")
+    path = tmp_path / "crash_nan.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    app = make_app(AppContext(run=ReplayRun(str(path))), screen="doctor")
+    async with app.run_test(size=(160, 48)) as pilot:
+        for _ in range(20):
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            if "finding" in str(app.screen.query_one("#doctor-source", Static).content):
+                break
+        source = str(app.screen.query_one("#doctor-source", Static).content)
+        assert "the run crashed: RuntimeError: mat1 and mat2 shapes" in source and "finding" in source
+
+
 async def test_after_r_on_a_short_terminal_the_results_are_scrolled_into_view() -> None:
     app = make_app(screen="demos")
     async with app.run_test(size=(80, 24)) as pilot:
