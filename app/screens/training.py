@@ -480,16 +480,25 @@ class TrainingScreen(Screen):
     def _modules(self, snap) -> None:
         last = next((r for r in reversed(snap.records) if r.phase == "train" and r.modules), None)
         table = self.query_one("#tr-modules", DataTable)
+        for hist in self.query("#tr-hist"):
+            # The table says why there is nothing; under it, "not recorded *yet*" would
+            # promise what a finished run never brings.
+            hist.empty_text = "" if last is None else "no activation recorded for this module"
         if last is None:
-            empty = "none, over" if snap.finished else "none"
+            stepped = self._train_steps > 0
+            empty = ("none, over" if stepped else "no step, over") if snap.finished else "none"
             if self._modules_shown != empty:
                 table.clear(columns=True)
                 table.add_column("per-module statistics")
                 # Short rows: the panel is a third of the screen.
-                table.add_row("none in this run: it had no detail steps" if snap.finished
-                              else "none yet: they come on detail steps")
-                table.add_row("run --detail sampled: as often as 2% of")
-                table.add_row("step time allows; full: every step")
+                if not stepped and snap.finished:
+                    # Nothing to say about detail: no optimizer step ever came.
+                    table.add_row("none: the run made no optimizer step")
+                else:
+                    table.add_row("none in this run: it had no detail steps" if snap.finished
+                                  else "none yet: they come on detail steps")
+                    table.add_row("run --detail sampled: as often as 2% of")
+                    table.add_row("step time allows; full: every step")
                 self._modules_shown = empty
             return
         if self._modules_shown is last:

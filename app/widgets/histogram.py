@@ -22,6 +22,11 @@ class Histogram(Static):
     """(low, high) of the values the bins cover, or None when unknown."""
     caption: reactive[str] = reactive("")
     """One line under the axis (e.g. what was sampled)."""
+    empty_text: reactive[str] = reactive("no activation recorded yet for this module")
+    """Said when there are no counts ("" when the panel around it says why already)."""
+
+    def watch_empty_text(self) -> None:
+        self._redraw()
 
     def watch_counts(self) -> None:
         self._redraw()
@@ -44,7 +49,7 @@ class Histogram(Static):
     def _redraw(self) -> None:
         counts = list(self.counts)
         if not counts:
-            self._show(Text("no activation recorded yet for this module", style="dim"))
+            self._show(Text(self.empty_text, style="dim"))
             return
         rows = max(1, (self.size.height or 8) - 2)
         available = self.size.width or 48

@@ -537,3 +537,26 @@ async def test_gradient_accumulation_counts_optimizer_steps_per_epoch(tmp_path) 
         run = app.screen.query_one("#tr-run", ProgressBar)
         assert (epoch.total, epoch.progress) == (16, 2)
         assert (run.total, run.progress) == (48, 34)
+
+
+async def test_a_run_with_no_step_does_not_talk_about_detail_steps(tmp_path) -> None:
+    # Walk-through: a script that failed on import got "none in this run: it had no detail
+    # steps ... run --detail sampled" and, under it, "no activation recorded yet".
+    import json
+
+    from textual.widgets import DataTable
+
+    path = tmp_path / "early.jsonl"
+    lines = [{"type": "run", "script": "early.py", "argv": []},
+             {"type": "error", "exc_type": "ImportError", "message": "no module named foo",
+              "traceback": "Traceback ...\nImportError: no module named foo"},
+             {"type": "end", "exit_code": 1}]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#tr-modules", DataTable)
+        rows = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert rows == ["none: the run made no optimizer step"]
+        hist = app.screen.query_one("#tr-hist")
+        assert "yet" not in str(hist.content)
