@@ -62,6 +62,22 @@ class TensorscopeApp(App):
 
         ask_before_quit(self)
 
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """Textual's screenshot, into a Downloads folder made first if there is none (a
+        fresh server account has none, and the save failed with no reason given)."""
+        from pathlib import Path
+
+        from platformdirs import user_downloads_path
+
+        target = Path(path) if path else user_downloads_path()
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.notify(f"cannot make {target} for the screenshot: {exc.strerror}",
+                        severity="error")
+            return
+        super().action_screenshot(filename, str(target))
+
     def action_leave_input(self) -> None:
         """Escape in a text input gives up focus, so single-letter keys work again."""
         from textual.widgets import Input, TextArea

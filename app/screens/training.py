@@ -60,11 +60,18 @@ class QuitRunScreen(ModalScreen[str]):
         Binding("escape", "dismiss('cancel')", "Stay"),
     ]
 
+    def __init__(self, paused: bool = False) -> None:
+        super().__init__()
+        self.paused = paused
+
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("The script is still running. Quit tensorscope and…\n"
-                        "[dim]l: leave it running (its output follows in this terminal) · "
-                        "s: stop it (Ctrl-C, then SIGTERM) · Esc: stay[/]")
+            # (A paused script is resumed when left running: nobody could resume it later.)
+            state = ("The script is paused. When tensorscope quits, it can:\n" if self.paused
+                     else "The script is still running. When tensorscope quits, it can:\n")
+            leave = ("resume and go on" if self.paused else "go on")
+            yield Label(state + f"[dim]l: {leave} (its output follows in this terminal) · "
+                        "s: stop (Ctrl-C, then SIGTERM) · Esc: stay here[/]")
             with Horizontal():
                 yield Button("Leave it running", id="leave", variant="primary")
                 yield Button("Stop the script", id="stop", variant="error")
@@ -101,6 +108,9 @@ class TrainingScreen(Screen):
     """
     BINDINGS = [
         Binding("p", "toggle_pause", "Pause/resume"),
+        # (The app's d, hidden in every footer; here, next to a run, the doctor is the
+        # next thing to look at.)
+        Binding("d", "app.open_screen('doctor')", "Doctor"),
         # Not in the footer: the app's ctrl+q, shown there, asks the same question.
         Binding("q", "quit_run", "Quit", show=False),
     ]
@@ -358,7 +368,9 @@ class TrainingScreen(Screen):
         argv = snap.meta.get("argv") or []
         if argv:
             text.append(" " + " ".join(map(str, argv)), style="dim")
-        text.append(f"   step {last.step if last else 0}")
+        # A separator: a script's last argument ("30") ran into the step count.
+        text.append("  ·  ", style="dim")
+        text.append(f"step {last.step if last else 0}")
         if last is not None and last.epoch is not None:
             text.append(f"  epoch {last.epoch}")
         if last is not None and last.loss is not None:
@@ -591,7 +603,11 @@ def ask_before_quit(app: Any) -> None:
             source.quit_choice = choice
             app.exit()
 
-    app.push_screen(QuitRunScreen(), chosen)
+    try:
+        paused = source.snapshot().state == "paused"
+    except Exception:  # quitting must work whatever the source can tell
+        paused = False
+    app.push_screen(QuitRunScreen(paused=paused), chosen)
 
 
 _MODULE_COLUMNS = ("mean", "std", "abs_max", "grad_norm", "nonfinite")

@@ -560,3 +560,29 @@ async def test_a_run_with_no_step_does_not_talk_about_detail_steps(tmp_path) -> 
         assert rows == ["none: the run made no optimizer step"]
         hist = app.screen.query_one("#tr-hist")
         assert "yet" not in str(hist.content)
+
+
+async def test_the_screenshot_command_makes_its_downloads_folder(tmp_path) -> None:
+    # Walk-through on a fresh account: "Failed to save screenshot", no ~/Downloads.
+    app = _app("minimal_run.jsonl")
+    target = tmp_path / "no" / "such" / "folder"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        app.action_screenshot("shot.svg", str(target))
+        for _ in range(20):
+            await pilot.pause(0.05)
+            if (target / "shot.svg").exists():
+                break
+    assert (target / "shot.svg").read_text().lstrip().startswith("<svg")
+
+
+async def test_quitting_a_paused_script_says_it_is_paused() -> None:
+    from tensorscope.app.screens.training import QuitRunScreen
+    from textual.widgets import Label
+
+    app = _app("minimal_run.jsonl")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.push_screen(QuitRunScreen(paused=True))
+        await pilot.pause()
+        text = str(app.screen.query_one(Label).content)
+        assert text.startswith("The script is paused") and "resume and go on" in text
