@@ -8,6 +8,8 @@ whether a running script should go on or stop before quitting.
 
 from __future__ import annotations
 
+import math
+
 import os
 import time
 from typing import Any
@@ -126,8 +128,11 @@ class TrainingScreen(Screen):
         self._state = ""
         self._series = {
             "loss": Series("train", "cyan"), "eval": Series("eval", "yellow"),
-            "grad": Series("grad norm", "magenta"), "clipped": Series("after clipping", "yellow"), "sps": Series("samples/s", "green"),
-            "data": Series("data wait", "yellow"), "compute": Series("compute", "cyan"),
+            # Short names for a legend a third of 120 columns wide.
+            "grad": Series("grad norm", "magenta", short="norm"),
+            "clipped": Series("after clipping", "yellow", short="clipped"),
+            "sps": Series("samples/s", "green"),
+            "data": Series("data wait", "yellow", short="data"), "compute": Series("compute", "cyan"),
             "alloc": Series("allocated", "cyan", short="alloc"),
             "reserved": Series("reserved", "yellow", short="resv"),
             "peak": Series("peak", "red"), "rss": Series("process RSS", "cyan"),
@@ -374,7 +379,10 @@ class TrainingScreen(Screen):
         if last is not None and last.epoch is not None:
             text.append(f"  epoch {last.epoch}")
         if last is not None and last.loss is not None:
-            text.append(f"  loss {fmt(last.loss)}")
+            if math.isfinite(last.loss):
+                text.append(f"  loss {fmt(last.loss)}")
+            else:
+                text.append(f"  loss {last.loss}", style="bold red")  # "nan", not a dash
         # How the run ends, and what went wrong, before the model's description: on an
         # 80-column terminal the line's end is cut, and it took the exit code with it.
         if snap.exit_code is not None:

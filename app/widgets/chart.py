@@ -42,10 +42,23 @@ class Series:
     """The name where the legend is too narrow for every series in full."""
     xs: list[float] = field(default_factory=list)
     ys: list[float] = field(default_factory=list)
+    bad_xs: list[float] = field(default_factory=list)
+    """Where the value was nan or inf: drawn as marks on the top row, not as points."""
+    last_bad: float | None = None
+    """The latest value when it was nan or inf (the legend says so), else None."""
 
     def append(self, x: float, y: float | None) -> None:
-        if y is None or not math.isfinite(y):
+        if y is None:
             return
+        if not math.isfinite(y):
+            # Kept apart, not dropped: a loss that turned NaN must show where it did, and
+            # the chart's x range must go on with the run.
+            self.bad_xs.append(float(x))
+            if len(self.bad_xs) > self.capacity:
+                del self.bad_xs[: len(self.bad_xs) - self.capacity]
+            self.last_bad = float(y)
+            return
+        self.last_bad = None
         self.xs.append(float(x))
         self.ys.append(float(y))
         if len(self.xs) > self.capacity:
@@ -59,6 +72,8 @@ class Series:
     def clear(self) -> None:
         self.xs.clear()
         self.ys.clear()
+        self.bad_xs.clear()
+        self.last_bad = None
 
 
 def fmt(value: float | None, unit: str = "") -> str:
@@ -147,7 +162,7 @@ class LineChart(Widget):
 
     def _draw(self) -> Text:
         width, height = self.content_size.width, self.content_size.height
-        drawn = [s for s in self.series if s.ys]
+        drawn = [s for s in self.series if s.ys or s.bad_xs]
         if width < 8 or height < 2:
             return Text("")
         if not drawn:
@@ -158,7 +173,10 @@ class LineChart(Widget):
         finite = [a[2][np.isfinite(a[2])] for a in arrays]
         finite = [f for f in finite if f.size]
         if not finite:
-            return self._empty(width)
+            out = Text(no_wrap=True, overflow="crop")
+            out.append_text(legend)
+            out.append("\nno finite value to plot: every one is nan or inf", style="bold red")
+            return out
         lo, hi = min(float(f.min()) for f in finite), max(float(f.max()) for f in finite)
         if hi - lo < 1e-12:
             pad = abs(hi) * 0.05 or 1.0
@@ -168,8 +186,10 @@ class LineChart(Widget):
         # "314.7 MiB") used to touch the first column of dots.
         label_w = min(max(9, len(top) + 1, len(bottom) + 1), MAX_LABEL_W)
         plot_w = max(2, width - label_w)
-        x_lo = min(float(a[1].min()) for a in arrays)
-        x_hi = max(float(a[1].max()) for a in arrays)
+        every_x = [a[1] for a in arrays if a[1].size] + [np.asarray(s.bad_xs) for s in drawn
+                                                          if s.bad_xs]
+        x_lo = min(float(x.min()) for x in every_x)
+        x_hi = max(float(x.max()) for x in every_x)
         x_span = (x_hi - x_lo) or 1.0
         dots_w, dots_h = plot_w * 2, plot_h * 4
         cells = [[0] * plot_w for _ in range(plot_h)]
@@ -215,6 +235,10 @@ class LineChart(Widget):
         marker_cols = set()
         for mx in self.markers:
             marker_cols.add(min(plot_w - 1, int((mx - x_lo) / x_span * (dots_w - 1) + 0.5) // 2))
+        bad_cols = set()
+        for s in drawn:
+            for bx in s.bad_xs:
+                bad_cols.add(min(plot_w - 1, int((bx - x_lo) / x_span * (dots_w - 1) + 0.5) // 2))
         # Runs of one style become one span: Textual's cost grows with spans, not characters.
         out = Text(no_wrap=True, overflow="crop")
         out.append_text(legend)
@@ -230,7 +254,9 @@ class LineChart(Widget):
             run_style, run = "", []
             for cx in range(plot_w):
                 bits = cells[cy][cx]
-                if cy == 0 and cx in marker_cols and not bits:
+                if cy == 0 and cx in bad_cols:
+                    char, style = "×", "bold red"  # nan or inf here
+                elif cy == 0 and cx in marker_cols and not bits:
                     char, style = "▼", "bold red"
                 elif bits:
                     char = chr(0x2800 + bits)
@@ -265,11 +291,16 @@ class LineChart(Widget):
                 legend.append(gap)
             legend.append("━ ", style=s.color)
             legend.append(f"{(s.short or s.name) if compact else s.name} ", style="dim")
-            legend.append(fmt(s.last, self.unit) + ("" if compact else " "), style="bold")
+            if s.last_bad is not None:
+                legend.append(str(s.last_bad) + ("" if compact else " "), style="bold red")
+            else:
+                legend.append(fmt(s.last, self.unit) + ("" if compact else " "), style="bold")
         if self.markers and self.marker_label:
             legend.append(f"{gap}▼ {self.marker_label} ×{len(self.markers)}", style="bold red")
         if not compact:
-            legend.append(f"  step {int(max(s.xs[-1] for s in drawn))}", style="dim")
+            last_x = max(max(s.xs[-1] if s.xs else -math.inf, s.bad_xs[-1] if s.bad_xs else -math.inf)
+                         for s in drawn)
+            legend.append(f"  step {int(last_x)}", style="dim")
         return legend
 
     def _tf_array(self, ys: list[float]) -> np.ndarray:

@@ -586,3 +586,29 @@ async def test_quitting_a_paused_script_says_it_is_paused() -> None:
         await pilot.pause()
         text = str(app.screen.query_one(Label).content)
         assert text.startswith("The script is paused") and "resume and go on" in text
+
+
+async def test_a_loss_that_turns_nan_is_marked_where_it_did() -> None:
+    # Walk-through of a diverging run: the loss chart stopped at its last finite step (44)
+    # while the lr chart ran on to 75, and nothing said the loss had become nan.
+    from textual.app import App
+
+    chart = LineChart("loss", id="c")
+
+    class One(App):
+        def compose(self):
+            yield chart
+
+    app = One()
+    async with app.run_test(size=(60, 12)) as pilot:
+        loss = Series("train", "cyan")
+        for step in range(1, 76):
+            loss.append(step, 1.0 / step if step < 45 else float("nan"))
+        chart.set_data([loss])
+        await pilot.pause()
+        text = chart._draw()
+        legend, top = text.plain.split("\n")[:2]
+        assert "train nan" in legend and "step 75" in legend
+        marks = [i for i, ch in enumerate(top) if ch == "×"]
+        assert marks and min(marks) > len(top) * 0.5  # the second half of the run, to its end
+        assert top.rstrip().endswith("×")
