@@ -9,7 +9,6 @@ whether a running script should go on or stop before quitting.
 from __future__ import annotations
 
 import math
-
 import os
 import time
 from typing import Any
