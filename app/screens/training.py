@@ -564,7 +564,12 @@ class TrainingScreen(Screen):
         hist.counts = tuple(stats["hist"])
         low, high = stats.get("hist_range") or (stats.get("min"), stats.get("max"))
         hist.value_range = (low, high) if low is not None and high is not None else None
-        hist.caption = f"{paths[row] or '(model)'}: output values at step {last.step}"
+        caption = f"{paths[row] or '(model)'}: output values at step {last.step}"
+        bad, numel = stats.get("nonfinite") or 0, stats.get("numel") or 0
+        if bad and numel:
+            # The bars count finite values only: say how many were left out.
+            caption += f" · {'~' if stats.get('sampled', numel) < numel else ''}{bad} of {numel} nan/inf, not drawn"
+        hist.caption = caption
 
     # --- actions ---------------------------------------------------------------------------
 

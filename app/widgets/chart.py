@@ -93,6 +93,8 @@ def fmt(value: float | None, unit: str = "") -> str:
         return f"{value:.2f} s"
     if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
         return f"{value:.2e}{unit}"
+    if value == int(value):
+        return f"{int(value)}{unit}"  # a GradScaler's 16384, not 1.638e+04
     return f"{value:.4g}{unit}"
 
 

@@ -612,3 +612,20 @@ async def test_a_loss_that_turns_nan_is_marked_where_it_did() -> None:
         marks = [i for i, ch in enumerate(top) if ch == "×"]
         assert marks and min(marks) > len(top) * 0.5  # the second half of the run, to its end
         assert top.rstrip().endswith("×")
+
+
+async def test_a_histogram_with_nan_outputs_says_how_many_it_left_out(tmp_path) -> None:
+    # Walk-through: "output values" over 48 bars, while 464 of the 512 values were nan.
+    import json
+
+    events = [json.loads(line) for line in (RECORDS / "minimal_run.jsonl").read_text().splitlines()]
+    last = max(i for i, e in enumerate(events) if e.get("type") == "step" and e.get("modules"))
+    first = next(iter(events[last]["modules"]))
+    events[last]["modules"][first].update(nonfinite=464, numel=512, sampled=512)
+    path = tmp_path / "nan.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        caption = app.screen.query_one("#tr-hist").caption
+        assert caption.endswith("464 of 512 nan/inf, not drawn"), caption
