@@ -68,7 +68,10 @@ class GraphScreen(Screen):
     GraphScreen #graph-search { margin: 0 0 0 0; }
     GraphScreen #graph-tree { height: 1fr; }
     GraphScreen #graph-center { width: 1fr; }
-    GraphScreen #graph-banner { height: auto; max-height: 10; padding: 0 1; display: none; }
+    /* A long PyTorch error (the in-place one runs to 9 lines at 120 columns, and its
+       advice comes last) gets up to half the height, and scrolls beyond it. */
+    GraphScreen #graph-banner { height: auto; max-height: 50%; overflow-y: auto; padding: 0 1;
+                                display: none; }
     GraphScreen #graph-banner.-error { display: block; background: $error 20%; color: $text; }
     GraphScreen #graph-banner.-info { display: block; background: $primary 20%; color: $text; }
     GraphScreen #graph-canvas { height: 1fr; }

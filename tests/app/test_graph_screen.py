@@ -244,3 +244,21 @@ async def test_an_80_column_terminal_still_has_room_for_the_drawing(tmp_path) ->
         text = "\n".join(canvas.render_line(y).text for y in range(canvas.size.height))
         assert "Backward" in text or "loss" in text  # boxes are drawn, not just borders
         app.save_screenshot(str(tmp_path / "graph-80x24.svg"))
+
+
+async def test_a_long_pytorch_error_is_shown_to_its_last_line() -> None:
+    # At 120 columns the in-place error runs to 9 lines and its advice ("... or clone()
+    # before modifying") came last: the banner's 10-line cap cut it off.
+    w = torch.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    s = torch.sigmoid(w)
+    loss = s.mul_(2).sum()
+    app = make_app(AppContext(graph_roots={"loss": loss}, namespace={"w": w}), screen="graph")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("b")
+        await settle(app, pilot)
+        banner = app.screen.query_one("#graph-banner", Static)
+        assert "PyTorch raised" in text_of(banner)
+        width = banner.content_region.width
+        needed = banner.get_content_height(app.screen.size, app.screen.size, width)
+        assert needed > 10 and banner.content_region.height >= needed  # every line has its row
