@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 
@@ -103,7 +104,7 @@ def _finish_after_ui(source, shown: int) -> int:
     if stopped and error.get("exc_type") == "KeyboardInterrupt" and traceback:
         # The user asked for the stop: the KeyboardInterrupt's traceback (torch's frames
         # and all) says nothing they did not choose; one line says where the script was.
-        _relay(source, shown, leave_out=traceback)
+        _relay(source, shown, drop_interrupts=True)
         step = error.get("step")
         when = f"after step {step}" if step else "before its first optimizer step"
         sys.stderr.write(f"tensorscope: stopped the script as asked, {when}"
@@ -145,24 +146,41 @@ def _where(traceback: str, script: str | None = None) -> str:
     return f" (in {name} line {number}: {code})" if code else f" (in {name} line {number})"
 
 
-def _relay(source, shown: int, leave_out: str | None = None) -> int:
+def _relay(source, shown: int, drop_interrupts: bool = False) -> int:
     """Print the lines after the first ``shown`` the script printed; the new count.
-    ``leave_out``: a block of lines (a traceback) not to print, its last run only."""
+    ``drop_interrupts``: leave out tracebacks that end in KeyboardInterrupt (every rank's)."""
     snap = source.snapshot()
     lines, missed = snap.output_since(shown)
-    if leave_out:
-        block = leave_out.rstrip("\n").splitlines()
-        lines = list(lines)
-        for start in range(len(lines) - len(block), -1, -1):
-            if lines[start:start + len(block)] == block:
-                del lines[start:start + len(block)]
-                break
+    if drop_interrupts:
+        lines = without_interrupt_tracebacks(list(lines))
     if missed:
         sys.stdout.write(f"tensorscope: {missed} lines of the script's output were not kept\n")
     for line in lines:
         sys.stdout.write(line + "\n")
     sys.stdout.flush()
     return snap.lines_printed
+
+
+_RANK_TAG = re.compile(r"^\[[^\]]{1,40}\]:\s?")
+"""A launcher's tag before a rank's line ("[rank1]: ")."""
+
+
+def without_interrupt_tracebacks(lines: list[str]) -> list[str]:
+    """``lines`` less every traceback that ends in KeyboardInterrupt: a stop the user
+    asked for, as each rank of a multi-rank run prints it (tagged or not)."""
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if _RANK_TAG.sub("", lines[i], count=1) == "Traceback (most recent call last):":
+            j = i + 1
+            while j < len(lines) and _RANK_TAG.sub("", lines[j], count=1)[:1] in (" ", "\t"):
+                j += 1  # the frames: indented
+            if j < len(lines) and _RANK_TAG.sub("", lines[j], count=1).startswith("KeyboardInterrupt"):
+                i = j + 1
+                continue
+        out.append(lines[i])
+        i += 1
+    return out
 
 
 def _source(script: str, script_args: list[str], args: argparse.Namespace, *,

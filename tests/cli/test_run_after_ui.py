@@ -113,3 +113,19 @@ def test_output_past_the_kept_window_is_still_relayed(capsys) -> None:
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "tensorscope: 1000 lines of the script's output were not kept"
     assert out[1] == "line 4000" and len(out) == 5001
+
+
+def test_a_stop_asked_for_drops_every_ranks_interrupt_traceback_and_nothing_else() -> None:
+    # Under --nproc the quit dialog's stop left one rank's KeyboardInterrupt traceback out
+    # and printed the others'.
+    from tensorscope.app.commands.run import without_interrupt_tracebacks
+
+    def block(tag: str, last: str) -> list[str]:
+        return [f"{tag}Traceback (most recent call last):", f'{tag}  File "train.py", line 9, in <module>',
+                f"{tag}    loss.backward()", f"{tag}{last}"]
+
+    lines = ["epoch 1 loss 0.5", *block("[rank0]: ", "KeyboardInterrupt"),
+             *block("[rank1]:", "KeyboardInterrupt"), *block("", "KeyboardInterrupt"),
+             *block("", "ValueError: bad batch"), "done"]
+    assert without_interrupt_tracebacks(lines) == ["epoch 1 loss 0.5", *block("", "ValueError: bad batch"),
+                                                   "done"]
