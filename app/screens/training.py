@@ -123,6 +123,13 @@ class TrainingScreen(Screen):
         self._drawn_at = 0.0
         self._dirty: list[str] = []
         self._train_steps = 0
+        self._passes = 1
+        """Backward passes per step, as the latest step that counted them said."""
+        self._epoch_now: int | None = None
+        self._epoch_began = 0
+        """Train steps before the script's current epoch began."""
+        self._epoch_len: int | None = None
+        """Train steps in the first whole epoch seen (None until one ends)."""
         self._loss_seen = False
         self._state = ""
         self._series = {
@@ -278,6 +285,14 @@ class TrainingScreen(Screen):
             if r.phase == "eval":
                 s["eval"].append(r.step, r.loss)
                 continue
+            passes = r.signals.get("backward_passes")
+            if passes:
+                self._passes = int(passes)
+            if r.epoch is not None and r.epoch != self._epoch_now:
+                if self._epoch_now is not None and self._epoch_len is None:
+                    # The first whole epoch seen: its length, counted, beats any estimate.
+                    self._epoch_len = self._train_steps - 1 - self._epoch_began
+                self._epoch_now, self._epoch_began = r.epoch, self._train_steps - 1
             s["loss"].append(r.step, r.loss)
             self._loss_seen = self._loss_seen or r.loss is not None  # NaN counts: it was found
             for i, lr in enumerate(r.lr):
@@ -413,11 +428,14 @@ class TrainingScreen(Screen):
         epochs = model.get("epochs")
         steps = self._train_steps
         train = [r for r in snap.records[-60:] if r.phase == "train"]
-        passes = _backward_passes(train)
-        if per_epoch and passes > 1:
-            # Gradient accumulation: the DataLoader's length counts micro-batches, and an
-            # optimizer step takes `passes` of them.
-            per_epoch = max(1, per_epoch // passes)
+        if per_epoch and self._epoch_len:
+            per_epoch = self._epoch_len  # counted over a whole epoch of the script's own
+        elif per_epoch and self._passes > 1:
+            # An estimate until a whole epoch is seen: under gradient accumulation the
+            # DataLoader's length counts micro-batches, and a step takes one per backward
+            # pass (a step with two passes on one batch, as the DCGAN tutorial's
+            # discriminator makes, is corrected once its epoch ends).
+            per_epoch = max(1, per_epoch // self._passes)
         epoch_bar = self.query_one("#tr-epoch", ProgressBar)
         run_bar = self.query_one("#tr-run", ProgressBar)
         eta = self.query_one("#tr-eta", Label)
@@ -446,8 +464,11 @@ class TrainingScreen(Screen):
                 set_eta("run length unknown: no DataLoader with a length in the script, so "
                         "no progress bar")
             return
-        epoch_bar.update(total=per_epoch, progress=steps % per_epoch if steps % per_epoch or not steps
-                         else per_epoch)
+        if self._epoch_now is not None:
+            into = min(per_epoch, steps - self._epoch_began)  # from where this epoch began
+        else:
+            into = steps % per_epoch if steps % per_epoch or not steps else per_epoch
+        epoch_bar.update(total=per_epoch, progress=into)
         if epochs:
             total = epochs * per_epoch
             run_bar.update(total=total, progress=min(steps, total))
@@ -672,12 +693,3 @@ def _takeover(model: dict) -> str:
     last = earlier[-1]
     return f" from step {model.get('charted_since')} ({last.get('optimizer')} to {last.get('until_step')})"
 
-
-def _backward_passes(train: list) -> int:
-    """Backward passes per optimizer step, as the latest steps that counted them say (1 when
-    none did: they are counted on the steps that watch backward passes)."""
-    for record in reversed(train):
-        passes = (record.signals or {}).get("backward_passes")
-        if passes:
-            return int(passes)
-    return 1

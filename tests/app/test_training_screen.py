@@ -629,3 +629,27 @@ async def test_a_histogram_with_nan_outputs_says_how_many_it_left_out(tmp_path) 
         await pilot.pause()
         caption = app.screen.query_one("#tr-hist").caption
         assert caption.endswith("464 of 512 nan/inf, not drawn"), caption
+
+
+async def test_a_counted_epoch_corrects_the_estimate_from_backward_passes(tmp_path) -> None:
+    # Review: the DCGAN tutorial's discriminator makes two backward passes on one batch,
+    # so dividing the DataLoader's length by the passes halved the epoch; once the
+    # script's own epoch variable has turned over, its count is used instead.
+    import json
+
+    from textual.widgets import ProgressBar
+
+    lines = [{"type": "run", "script": "gan.py", "argv": []},
+             {"type": "model", "model": "Sequential", "parameters": 10, "optimizer": "Adam",
+              "batches_per_epoch": 20, "epochs": 3}]
+    lines += [{"type": "step", "step": i, "loss": 1.0, "lr": [0.1], "epoch": (i - 1) // 20,
+               "signals": {"backward_passes": 2}} for i in range(1, 26)]
+    path = tmp_path / "gan.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        epoch = app.screen.query_one("#tr-epoch", ProgressBar)
+        run = app.screen.query_one("#tr-run", ProgressBar)
+        assert (epoch.total, epoch.progress) == (20, 5)
+        assert (run.total, run.progress) == (60, 25)
