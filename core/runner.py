@@ -49,6 +49,7 @@ import os
 import sys
 import time
 import traceback
+import types
 import weakref
 from functools import partial
 from typing import Any, Callable, Iterator
@@ -149,6 +150,10 @@ class Instrumentation:
         self._streak: tuple[Any, int, int] | None = None
         """(optimizer, charted steps when it began, its steps since): the latest run of
         steps by one other optimizer with no charted step between them."""
+        self._stepping_at = -1
+        """The step count when the charted optimizer's step last began (see _other_step)."""
+        self._no_owner: set[int] = set()
+        """ids of optimizers whose parameters no module in sight holds (no takeover)."""
         self._replaced_by_streak: int | None = None
         """id of the optimizer the last streak took the chart from (see _other_step)."""
         self._no_streak: set[int] = set()
@@ -156,8 +161,9 @@ class Instrumentation:
         self._charted_from: list[dict[str, Any]] = []
         """The optimizers charted before the current one (see _take_over)."""
         self._hold_step = 1
-        self._first_losses: list[Any] = []
-        """Criterion outputs before the first optimizer step (step 1's loss)."""
+        self._first_sum: Any = None
+        self._first_count = 0
+        """Sum and count of the criterion outputs before the first optimizer step."""
         self._first_batches: dict[int, int] = {}
         """Root module id -> samples its training forwards took before the first step."""
         self._charted_since = 1
@@ -335,7 +341,12 @@ class Instrumentation:
         self._loss = output.detach()
         self._loss_source = "a loss module"
         if self.optimizer is None:
-            self._first_losses.append(self._loss)  # step 1's: all of them (see _from_watch)
+            # Step 1's loss is all of them (see _from_watch): a running sum of copies, so
+            # that neither memory grows (a loop with no torch optimizer never gets here
+            # again) nor `loss /= accum` after the criterion changes what was summed.
+            value = self._loss.float().reshape(())
+            self._first_sum = value.clone() if self._first_sum is None else self._first_sum + value
+            self._first_count += 1
 
     def _on_watch_loss(self, module: Any, output: Any) -> None:
         """A criterion the watch hooks ran: the script's loss if it is not the model's own."""
@@ -393,6 +404,16 @@ class Instrumentation:
         It has taken over when, at its first step, the charted optimizer is no longer among
         the script's variables (the old one was dropped or rebound), or when it has made
         TAKEOVER_STREAK steps in a row with no step of the charted one between them."""
+        if self._stepping_at == self.step:
+            # Inside the charted step (it began, it is not counted yet): an optimizer it
+            # steps itself (ZeroRedundancyOptimizer, a SAM-style wrapper) is its own part.
+            return
+        if id(optimizer) in self._no_owner:
+            self._note_other_optimizer(optimizer)
+            self._loss = None
+            if self._watched is not None:
+                self._watched.other_step()
+            return
         streak = self._streak
         if streak is not None and streak[0] is optimizer and streak[1] == self.step:
             self._streak = streak = (optimizer, self.step, streak[2] + 1)
@@ -430,8 +451,7 @@ class Instrumentation:
         the checksum closure). Any reference left uncounted here only makes it look held,
         so that a takeover waits for a streak instead of coming too early."""
         optimizer = self.optimizer
-        ours = 2  # self.optimizer, and getrefcount's own argument (this local is the same)
-        ours += 1  # the local name above
+        ours = 2 + _CALL_EXTRA  # self.optimizer, this local name, and getrefcount's own
         if self._watched is not None and self._watched.optimizer is optimizer:
             ours += 2  # the session's attribute, and the watch() generator frame's argument
         if self._watched is not None and self._watched.extra_fetch is not None:
@@ -444,6 +464,9 @@ class Instrumentation:
         False when no module in sight holds its parameters (then it is only named)."""
         model = _owner_of(optimizer, [self.model, *_caller_modules(frame)])
         if model is None:
+            # No module in sight holds its parameters (a bare tensor optimized, a model
+            # only an unseen object holds): named, and not looked for again.
+            self._no_owner.add(id(optimizer))
             self._note_other_optimizer(optimizer)
             return False
         self._replaced_by_streak = None
@@ -453,7 +476,8 @@ class Instrumentation:
         old = self.optimizer
         if self._watch_session is not None:
             session, self._watch_session, self._watched = self._watch_session, None, None
-            session.__exit__(None, None, None)  # (its step cut short here is not recorded)
+            session.__exit__(None, None, None)
+        self._watch_record = None  # the old session's partial record, cut short here
         self._watch_attached = False
         self._adopted = None
         self._others.pop(id(optimizer), None)
@@ -467,22 +491,26 @@ class Instrumentation:
         self._streak = None
         self._step_caller = None
         self.optimizer = optimizer
+        self.scaler = None  # the old one may not step this optimizer (mixed precision off)
+        self._last_scale = None
         self._set_model(model, optimizer)
         self._attach_watch(model, optimizer)  # its pre-hook, added just now, runs next
         if self._watched is None and not self._handles:
-            from torch.optim import optimizer as optim
-
-            self._handles = [  # no watch: the runner's own step hooks measure again
-                optim.register_optimizer_step_pre_hook(self._guard(self._opt_pre)),
-                optim.register_optimizer_step_post_hook(self._guard(self._opt_post)),
+            # No watch of the runner's (the script watches this model itself, or watch()
+            # failed): the runner's own step hooks, on this optimizer itself. Global ones
+            # would be added to the dict torch is going through right now.
+            self._handles = [
+                optimizer.register_step_pre_hook(self._guard(self._opt_pre)),
+                optimizer.register_step_post_hook(self._guard(self._opt_post)),
             ]
-            self._switch_to_model_hooks()
+            self._switch_to_model_hooks()  # (as at discovery: its forward flushes the step)
         self._announce({k: v for k, v in (self._model_event or {}).items()
                         if k in ("epochs", "batches_per_epoch")})
         return True
 
     def _before_step(self, optimizer: Any) -> None:
         """The optimizer is about to step: the loss fallback, and the norm without a watch."""
+        self._stepping_at = self.step  # until this step is counted (see _other_step)
         if self._eval_probe is not None:
             self._end_eval_probe()  # forwards that looked like evaluation were training ones
         if self._eval_forwards:
@@ -565,12 +593,12 @@ class Instrumentation:
         if first:
             # The first step: the watch was built inside it, so its clock started mid-step.
             self._timing(record, now)
-            losses, self._first_losses = self._first_losses, []
-            if record.loss is None and len(losses) > 1 and self.scaler is None:
+            total, count = self._first_sum, self._first_count
+            self._first_sum, self._first_count = None, 0
+            if record.loss is None and count > 1 and self.scaler is None:
                 # Every criterion call before the first step (the watch saw none of them),
                 # averaged: gradient accumulation's micro-batches, not just the last one.
-                with torch.no_grad():
-                    self._loss = torch.stack([t.double().mean() for t in losses]).mean()
+                self._loss = total / count
         if self._skip_since_step:
             # GradScaler skipped the previous iteration: it never reached the optimizer, so
             # the watch's record spans two iterations (loss averaged, batches added). This
@@ -709,7 +737,7 @@ class Instrumentation:
             return
         if self.scaler is None and self._scaler_scans < 50:
             self._scaler_scans += 1
-            self._adopt_scaler(_find_scaler(sys._getframe(1)))
+            self._adopt_scaler(_find_scaler(sys._getframe(1), self.optimizer))
         if self.scaler is None or self.optimizer is None:
             return
         loss, _, scale, tracker = self._fetch(self._loss, None)
@@ -733,13 +761,14 @@ class Instrumentation:
             return
         loss = None
         if self._eval_losses:
-            values = torch.stack([v.double().reshape(()) for v in self._eval_losses])
+            # One copy to the host, then weighed there in double precision (float64 on
+            # the device is missing on MPS).
+            values = torch.stack([v.float().reshape(()) for v in self._eval_losses]).tolist()
             weights = self._eval_weights
             if all(weights):
-                counts = torch.tensor(weights, dtype=torch.float64, device=values.device)
-                loss = float((values * counts).sum() / counts.sum())
+                loss = sum(v * w for v, w in zip(values, weights)) / sum(weights)
             else:
-                loss = float(values.mean())
+                loss = sum(values) / len(values)
         self._flush()
         self._release_held()  # records go out in order: step 1 before this evaluation
         self.emit(StepRecord(step=self.step, loss=loss, phase="eval", wall_time=time.time(),
@@ -833,7 +862,7 @@ class Instrumentation:
         first = next((p for group in optimizer.param_groups for p in group["params"]), None)
         self._device = getattr(first, "device", None)
         if self.scaler is None:
-            self.scaler = _find_scaler(sys._getframe(2))
+            self.scaler = _find_scaler(sys._getframe(2), optimizer)
 
     def _announce(self, length: dict[str, int]) -> None:
         """Send the model event: what is charted (model, optimizer, scaler) and what is not."""
@@ -895,7 +924,7 @@ class Instrumentation:
         now = time.perf_counter()
         if now >= self._scaler_scan_at:
             self._scaler_scan_at = now + SCALER_SCAN_S
-            self._adopt_scaler(_find_scaler(sys._getframe(2)))
+            self._adopt_scaler(_find_scaler(sys._getframe(2), self.optimizer))
 
     def _adopt_scaler(self, scaler: Any) -> bool:
         """A GradScaler first seen after the first step: read from now on, by this side and
@@ -1147,6 +1176,22 @@ def _distributed() -> Any:
     return _DIST or None
 
 
+def _call_extra() -> int:
+    """What ``sys.getrefcount(name)`` counts beyond the object's own references: its
+    argument on CPython up to 3.13, nothing where a local is lent, not copied, to the
+    call (3.14's borrowed loads). Measured the way _held_by_script counts."""
+    class Holder:
+        pass
+
+    holder = Holder()
+    holder.value = object()
+    value = holder.value
+    return sys.getrefcount(value) - 2  # the attribute and this local name
+
+
+_CALL_EXTRA = _call_extra()
+
+
 def _batch_size(args: Any) -> int | None:
     """The leading dimension of a forward's first tensor-like argument."""
     for value in args if isinstance(args, tuple) else (args,):
@@ -1174,10 +1219,22 @@ def _owner_of(optimizer: Any, modules: list[Any]) -> Any:
 
 
 def _caller_modules(frame: Any) -> list[Any]:
-    """The nn.Modules among the calling frames' variables."""
+    """The nn.Modules among the calling frames' variables, and among the attributes of
+    the objects there (a trainer's ``self.model``)."""
     from torch import nn
 
-    return [value for value in _caller_values(frame) if isinstance(value, nn.Module)]
+    found = []
+    for value in _caller_values(frame):
+        if isinstance(value, nn.Module):
+            found.append(value)
+        elif (not isinstance(value, (type, torch.Tensor, types.ModuleType))
+              and hasattr(value, "__dict__")):
+            try:
+                attributes = list(vars(value).values())[:64]
+            except TypeError:
+                continue
+            found.extend(a for a in attributes if isinstance(a, nn.Module))
+    return found
 
 
 def _other_optimizers(frame: Any, optimizer: Any) -> list[Any]:
@@ -1270,16 +1327,26 @@ def _scaler_codes() -> frozenset[Any]:
 _SCALER_CODES = _scaler_codes()
 
 
-def _find_scaler(frame: Any) -> Any:
-    """A GradScaler among the locals of the calling frames (``scaler.step`` is one of them)."""
+def _find_scaler(frame: Any, optimizer: Any = None) -> Any:
+    """An enabled GradScaler among the locals of the calling frames (``scaler.step`` is
+    one of them) that is stepping ``optimizer`` now, when one is given: a GAN's generator
+    may have a scaler of its own, and a script may keep one it no longer uses."""
     try:
         from torch.amp import GradScaler
     except ImportError:
         return None
     for value in _caller_values(frame):
-        if isinstance(value, GradScaler) and value.is_enabled():
+        if (isinstance(value, GradScaler) and value.is_enabled()
+                and (optimizer is None or _scaler_steps(value, optimizer))):
             return value
     return None
+
+
+def _scaler_steps(scaler: Any, optimizer: Any) -> bool:
+    """Whether ``scaler`` has begun stepping ``optimizer`` since its last update() (its
+    per-optimizer state holds it from unscale_ or step until then)."""
+    states = getattr(scaler, "_per_optimizer_states", None)
+    return True if states is None else id(optimizer) in states  # (no such field: trust it)
 
 
 _EPOCH_NAMES = ("epochs", "num_epochs", "n_epochs", "max_epochs", "EPOCHS", "NUM_EPOCHS")
