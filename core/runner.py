@@ -145,18 +145,18 @@ class Instrumentation:
         self._device: Any = None
         self._scaler_scans = 0
         self._lookout: Any = None
-        self._stepped: set[int] = set()
+        self._stepped: "weakref.WeakSet[Any]" = weakref.WeakSet()
         """ids of the optimizers seen stepping (each checked once for a takeover)."""
-        self._streak: tuple[Any, int, int] | None = None
+        self._streak: tuple[Any, int, int] | None = None  # (weakref, step, count)
         """(optimizer, charted steps when it began, its steps since): the latest run of
         steps by one other optimizer with no charted step between them."""
         self._stepping_at = -1
         """The step count when the charted optimizer's step last began (see _other_step)."""
-        self._no_owner: set[int] = set()
+        self._no_owner: "weakref.WeakSet[Any]" = weakref.WeakSet()
         """ids of optimizers whose parameters no module in sight holds (no takeover)."""
-        self._replaced_by_streak: int | None = None
+        self._replaced_by_streak: Any = None  # a weakref
         """id of the optimizer the last streak took the chart from (see _other_step)."""
-        self._no_streak: set[int] = set()
+        self._no_streak: "weakref.WeakSet[Any]" = weakref.WeakSet()
         """ids of optimizers seen taking turns with another: never charted by a streak."""
         self._charted_from: list[dict[str, Any]] = []
         """The optimizers charted before the current one (see _take_over)."""
@@ -408,31 +408,33 @@ class Instrumentation:
             # Inside the charted step (it began, it is not counted yet): an optimizer it
             # steps itself (ZeroRedundancyOptimizer, a SAM-style wrapper) is its own part.
             return
-        if id(optimizer) in self._no_owner:
+        if optimizer in self._no_owner:
             self._note_other_optimizer(optimizer)
             self._loss = None
             if self._watched is not None:
                 self._watched.other_step()
             return
         streak = self._streak
-        if streak is not None and streak[0] is optimizer and streak[1] == self.step:
-            self._streak = streak = (optimizer, self.step, streak[2] + 1)
+        # (Weak references and sets throughout: a dropped optimizer must be free to go,
+        # and a new one may be given a dead one's id.)
+        if streak is not None and streak[0]() is optimizer and streak[1] == self.step:
+            self._streak = streak = (streak[0], self.step, streak[2] + 1)
         else:
-            self._streak = streak = (optimizer, self.step, 1)
+            self._streak = streak = (weakref.ref(optimizer), self.step, 1)
         frame = sys._getframe(2)  # (the optimizer's step wrapper; the script above it)
-        if id(optimizer) not in self._stepped:
-            self._stepped.add(id(optimizer))
+        if optimizer not in self._stepped:
+            self._stepped.add(optimizer)
             if not self._held_by_script():
                 self._take_over(optimizer, frame, missed=0)
                 return
-        if id(optimizer) == self._replaced_by_streak:
+        if self._replaced_by_streak is not None and self._replaced_by_streak() is optimizer:
             # The one a streak replaced steps again: the two take turns (a probe trained
             # for a few steps now and then): back to it, and no more streaks for the other.
-            self._no_streak.add(id(self.optimizer))
+            self._no_streak.add(self.optimizer)
             self._take_over(optimizer, frame, missed=0)
             return
-        if streak[2] >= TAKEOVER_STREAK and id(optimizer) not in self._no_streak:
-            replaced = id(self.optimizer)
+        if streak[2] >= TAKEOVER_STREAK and optimizer not in self._no_streak:
+            replaced = weakref.ref(self.optimizer)
             if self._take_over(optimizer, frame, missed=streak[2] - 1):
                 self._replaced_by_streak = replaced
                 return
@@ -466,7 +468,7 @@ class Instrumentation:
         if model is None:
             # No module in sight holds its parameters (a bare tensor optimized, a model
             # only an unseen object holds): named, and not looked for again.
-            self._no_owner.add(id(optimizer))
+            self._no_owner.add(optimizer)
             self._note_other_optimizer(optimizer)
             return False
         self._replaced_by_streak = None
@@ -832,7 +834,7 @@ class Instrumentation:
 
     def _discover(self, optimizer: Any) -> None:
         self.optimizer = optimizer
-        self._stepped.add(id(optimizer))
+        self._stepped.add(optimizer)
         roots = [ref() for ref in self._roots.values()]
         best = _owner_of(optimizer, [m for m in roots if m is not None])
         self._set_model(best, optimizer)

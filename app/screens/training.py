@@ -39,9 +39,9 @@ CHART_IDS = ("ch-loss", "ch-lr", "ch-grad", "ch-sps", "ch-time", "ch-mem", "ch-a
 CHARTS_PER_TICK = 2
 """Charts redrawn per poll tick: a full redraw spreads over four ticks (0.4 s)."""
 HIST_MIN_ROWS = 36
+"""Below this many rows the per-module panel shows its table without the histogram."""
 MODULES_WIDE_COLS = 150
 """From this many columns the per-module table fits a third of the screen's width."""
-"""Below this many rows the per-module panel shows its table without the histogram."""
 
 
 class QuitRunScreen(ModalScreen[str]):
