@@ -40,6 +40,7 @@ from collections import deque
 import types
 import weakref
 from contextlib import contextmanager
+from functools import partial
 from itertools import chain
 from operator import itemgetter, mul
 from typing import Any, Callable, Iterator
@@ -246,8 +247,8 @@ class WatchSession:
         self._update_sampled = False
         self._callback_queued = False
         self._pre_clip_needed = False
-        self._per_pass = 1
-        """Criterion calls per backward pass, as last seen on a full step (see _loss_part)."""
+        self._loss_weights: torch.Tensor | None = None
+        """Each criterion call's weight in the loss, as the last full step saw (_loss_part)."""
         self.max_records = MAX_RECORDS
         """How many recent records ``records`` keeps (0: none, the sink gets them all)."""
         self.record_memory = True
@@ -385,8 +386,8 @@ class WatchSession:
         self._norms_at_step = False
         self._callback_queued = False  # a backward that raised never ran its callback
         self._carried: list[str] = []
-        self._loss_marks: list[int] = []
-        """Criterion calls made before each backward pass of this step began (full steps)."""
+        self._loss_grads: dict[int, torch.Tensor] = {}
+        """Criterion call (its index in _loss_refs) -> the gradient that reached it (full steps)."""
         self._eval_graph = 0
         self._train_no_grad = 0
         self._mismatch: list[str] = []
@@ -435,7 +436,7 @@ class WatchSession:
         self._batch = 0
         self._backwards = 0
         self._carried = []
-        self._loss_marks = []
+        self._loss_grads = {}
         self._callback_queued = False
         if self._full:
             # The gradient check compares the next backward with now: the other step's
@@ -555,7 +556,6 @@ class WatchSession:
                 if grad is not None and marks.get(name) == (id(grad), grad._version):
                     self._carried.append(name)
         self._backwards += 1
-        self._loss_marks.append(len(self._loss_refs))  # criterion calls before this pass
         self._callback_queued = True  # also: "this backward pass is counted"
         Variable._execution_engine.queue_callback(self._on_backward_end)
 
@@ -609,27 +609,49 @@ class WatchSession:
             if self._full or self._copy_losses:
                 # Also a copy (mean() makes one): `loss /= accum_steps` must not change it.
                 self._losses.append(output.detach().float().mean())
+            if self._full and output.numel() == 1:
+                # What the backward passes make of it (see _loss_part): the gradient that
+                # reaches it is its weight in the loss they minimise (0: never used).
+                output.register_hook(partial(self._on_loss_grad, len(self._loss_refs) - 1))
+
+    def _on_loss_grad(self, index: int, grad: torch.Tensor) -> None:
+        start = hook_clock()
+        try:
+            weight = grad.detach().float().reshape(())
+            known = self._loss_grads.get(index)
+            self._loss_grads[index] = weight if known is None else known + weight
+        except Exception as exc:
+            self._count_error(exc)
+        finally:
+            self._overhead_s += hook_clock() - start
+        return None  # never change the gradient
 
     def _loss_part(self) -> list[torch.Tensor]:
         """The step's loss as one fetch part (empty: none). Losses the script logged win;
-        else the criterion calls: those made for one backward pass are added up, as the
-        script's own `loss = a + b` does (a GAN's discriminator, a multi-task sum), and the
-        passes averaged (gradient accumulation: one call per pass)."""
+        else its criterion calls, one (the common case) as it is. Several are weighed as
+        the backward passes used them: each by the gradient that reached it (unscaled by
+        a GradScaler), so `loss = real + fake` sums, `(loss / accum).backward()` over
+        micro-batches averages, `a + 0.1 * b` weighs, and a criterion computed as a metric
+        (no gradient) drops out. The weights are taken on full steps, the only ones that
+        watch backward passes, and used while the step makes as many calls; with none
+        yet, the calls are averaged."""
         if self._logged_losses:
             return _mean_loss(self._logged_losses)
         losses = self._step_losses()
         if len(losses) < 2:
             return _mean_loss(losses)
         n = len(losses)
-        marks = self._loss_marks
-        if self._full and marks:
-            # Learned on full steps (the only ones that see backward passes): the calls
-            # per pass when every pass had the same number and none came after the last.
-            sizes = [b - a for a, b in zip([0, *marks[:-1]], marks)]
-            same = marks[-1] == n and sizes[0] > 0 and sizes.count(sizes[0]) == len(sizes)
-            self._per_pass = sizes[0] if same else 1
-        per_pass = self._per_pass
-        return _mean_loss(losses, per_pass if n % per_pass == 0 else 1)
+        grads = self._loss_grads
+        if self._full and grads:
+            zero = torch.zeros((), device=losses[0].device)
+            weights = torch.stack([grads.get(i, zero).to(losses[0].device) for i in range(n)])
+            scale = self._scaler_tensors()
+            self._loss_weights = weights / scale[0].float() if scale else weights
+        weights = self._loss_weights
+        if weights is None or weights.numel() != n or weights.device != losses[0].device:
+            return _mean_loss(losses)
+        values = torch.stack([t.detach().float().mean() for t in losses])
+        return [(values * weights).sum().reshape(1)]
 
     def _step_losses(self) -> list[torch.Tensor]:
         """This step's criterion losses: the copies when taken, else the references.
@@ -1314,19 +1336,15 @@ def _root_sum_sq(values: list[float]) -> float:
     return sum(map(mul, values, values)) ** 0.5
 
 
-def _mean_loss(losses: list[torch.Tensor], per_pass: int = 1) -> list[torch.Tensor]:
-    """The step's loss as one fetch part: the mean over its criterion calls (usually one),
-    or, with ``per_pass`` > 1, the mean over consecutive groups of that many of their sums."""
+def _mean_loss(losses: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The step's loss as one fetch part: the mean over its criterion calls (usually one)."""
     if not losses:
         return []
     if len(losses) == 1:
         loss = losses[0]
         return [loss if loss.dim() == 0 and loss.dtype == torch.float32 else loss.float().mean()]
     device = losses[0].device
-    stacked = torch.stack([t.double().mean().to(device) for t in losses])
-    if per_pass > 1:
-        stacked = stacked.view(-1, per_pass).sum(1)
-    return [stacked.mean().reshape(1)]
+    return [torch.stack([t.float().mean().to(device) for t in losses]).mean().reshape(1)]
 
 
 @contextmanager

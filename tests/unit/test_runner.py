@@ -784,3 +784,54 @@ def test_a_takeover_onto_the_scripts_own_watch_never_breaks_its_step(tmp_path) -
     # The takeover step's record is the new model's, not the old session's partial one.
     detailed = [e for e in steps[3:] if e.get("modules")]
     assert detailed and all(set(e["modules"]) <= {"", "0", "1", "2"} for e in detailed)
+
+
+@pytest.mark.parametrize("pattern", ["two backward passes", "weighted sum", "metric",
+                                     "accumulation", "scaler"])
+def test_several_criterion_calls_give_the_loss_the_backward_passes_minimise(tmp_path,
+                                                                            pattern) -> None:
+    # Each call weighs what the gradient reaching it says: the DCGAN tutorial's two passes
+    # (errD_real.backward(); errD_fake.backward()) add up, a criterion used as a metric
+    # drops out, micro-batches scaled by 1/4 average, and a GradScaler's scale is divided out.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    crit = nn.MSELoss()
+    scaler = torch.amp.GradScaler("cpu", init_scale=256.0) if pattern == "scaler" else None
+    expected = []
+    with instrumented(tmp_path) as (instr, events):
+        for _ in range(12):
+            opt.zero_grad()
+            x = torch.randn(16, 4)
+            if pattern == "two backward passes":
+                a, b = crit(model(x)[:, :1], x[:, :1]), crit(model(x)[:, 1:], x[:, 1:2])
+                a.backward()
+                b.backward()
+                expected.append(a.item() + b.item())
+            elif pattern in ("weighted sum", "scaler"):
+                out = model(x)
+                a, b = crit(out[:, :1], x[:, :1]), crit(out[:, 1:], x[:, 1:2])
+                loss = a + 0.1 * b
+                (scaler.scale(loss) if scaler else loss).backward()
+                expected.append(a.item() + 0.1 * b.item())
+            elif pattern == "metric":
+                out = model(x)
+                loss, metric = crit(out, x[:, :2]), crit(out, torch.zeros_like(out))
+                loss.backward()
+                expected.append(loss.item())
+            else:
+                parts = []
+                for chunk in x.split(4):
+                    part = crit(model(chunk), chunk[:, :2])
+                    (part / 4).backward()
+                    parts.append(part.item())
+                expected.append(sum(parts) / 4)
+            if scaler:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+        assert instr.hook_errors == 0
+    steps = phase(events, "train")
+    # From step 2 (step 1 comes before the watch: the mean of its calls).
+    assert [e["loss"] for e in steps[1:]] == pytest.approx(expected[1:], rel=1e-5)
