@@ -271,12 +271,7 @@ async def test_the_doctor_never_calls_a_crashed_run_fine() -> None:
     records = Path(__file__).resolve().parent.parent / "fixtures" / "records"
     app = make_app(AppContext(run=ReplayRun(str(records / "crash_run.jsonl"))), screen="doctor")
     async with app.run_test(size=(160, 48)) as pilot:
-        for _ in range(20):
-            await pilot.pause()
-            await app.workers.wait_for_complete()
-            if "crash" in str(app.screen.query_one("#doctor-source", Static).content):
-                break
-        source = str(app.screen.query_one("#doctor-source", Static).content)
+        source = await _verdict(app, pilot, "crash")
         assert "nothing looks wrong" not in source
         assert "the run crashed: RuntimeError: mat1 and mat2 shapes" in source
         jump = app.screen.query_one("#doctor-jump", Button)
@@ -301,13 +296,18 @@ async def test_a_crashed_run_with_findings_still_names_its_crash(tmp_path) -> No
     path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
     app = make_app(AppContext(run=ReplayRun(str(path))), screen="doctor")
     async with app.run_test(size=(160, 48)) as pilot:
-        for _ in range(20):
-            await pilot.pause()
-            await app.workers.wait_for_complete()
-            if "finding" in str(app.screen.query_one("#doctor-source", Static).content):
-                break
-        source = str(app.screen.query_one("#doctor-source", Static).content)
+        source = await _verdict(app, pilot, "finding")
         assert "the run crashed: RuntimeError: mat1 and mat2 shapes" in source and "finding" in source
+
+
+async def _verdict(app, pilot, word: str) -> str:
+    """The Doctor's verdict line once it holds ``word`` (or after 20 tries)."""
+    for _ in range(20):
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        if word in str(app.screen.query_one("#doctor-source", Static).content):
+            break
+    return str(app.screen.query_one("#doctor-source", Static).content)
 
 
 async def test_after_r_on_a_short_terminal_the_results_are_scrolled_into_view() -> None:

@@ -489,9 +489,8 @@ async def test_a_120_column_per_module_table_shows_every_column() -> None:
         assert table.row_count and table.virtual_size.width <= table.scrollable_content_region.width
 
 
-async def test_eval_points_on_the_train_line_keep_their_own_colour() -> None:
-    # Walk-through: "━ eval 0.0596" in the legend, but no yellow point on the chart; each
-    # eval point fell in a cell the train line had already coloured.
+async def _drawn(series: list[Series]):
+    """A 60x12 LineChart of ``series``, drawn: its Text."""
     from textual.app import App
 
     chart = LineChart("loss", id="c")
@@ -500,43 +499,52 @@ async def test_eval_points_on_the_train_line_keep_their_own_colour() -> None:
         def compose(self):
             yield chart
 
-    app = One()
-    async with app.run_test(size=(60, 12)) as pilot:
-        train, evals = Series("train", "cyan"), Series("eval", "yellow")
-        for step in range(1, 201):
-            train.append(step, 1.0 / step)
-        for step in (50, 100, 150, 200):
-            evals.append(step, 1.0 / step)
-        chart.set_data([train, evals])
+    async with One().run_test(size=(60, 12)) as pilot:
+        chart.set_data(series)
         await pilot.pause()
-        text = chart._draw()
-        plot = text.plain.split("\n", 1)[1]
-        start = len(text.plain) - len(plot)
-        colored = {str(span.style) for span in text.spans if span.end > start}
-        assert "yellow" in colored and "cyan" in colored
+        return chart._draw()
+
+
+async def test_eval_points_on_the_train_line_keep_their_own_colour() -> None:
+    # Walk-through: "━ eval 0.0596" in the legend, but no yellow point on the chart; each
+    # eval point fell in a cell the train line had already coloured.
+    train, evals = Series("train", "cyan"), Series("eval", "yellow")
+    for step in range(1, 201):
+        train.append(step, 1.0 / step)
+    for step in (50, 100, 150, 200):
+        evals.append(step, 1.0 / step)
+    text = await _drawn([train, evals])
+    plot = text.plain.split("\n", 1)[1]
+    start = len(text.plain) - len(plot)
+    colored = {str(span.style) for span in text.spans if span.end > start}
+    assert "yellow" in colored and "cyan" in colored
 
 
 async def test_gradient_accumulation_counts_optimizer_steps_per_epoch(tmp_path) -> None:
     # Walk-through: a DataLoader of 64 micro-batches, 4 per optimizer step, and the epoch
     # bar counted 64 steps per epoch (53% at step 34, in the third epoch).
+    steps = [{"type": "step", "step": i, "loss": 1.0, "lr": [0.1],
+              "signals": {"backward_passes": 4 if i % 2 else None}} for i in range(1, 35)]
+    assert await _bars(tmp_path, 64, steps) == ((16, 2), (48, 34))
+
+
+async def _bars(tmp_path, batches_per_epoch: int, steps: list[dict]) -> tuple[tuple, tuple]:
+    """(total, progress) of the epoch and run bars over a 3-epoch replay of ``steps``."""
     import json
 
     from textual.widgets import ProgressBar
 
-    lines = [{"type": "run", "script": "accum.py", "argv": []},
+    lines = [{"type": "run", "script": "train.py", "argv": []},
              {"type": "model", "model": "Sequential", "parameters": 10, "optimizer": "Adam",
-              "batches_per_epoch": 64, "epochs": 3}]
-    lines += [{"type": "step", "step": i, "loss": 1.0, "lr": [0.1],
-               "signals": {"backward_passes": 4 if i % 2 else None}} for i in range(1, 35)]
-    path = tmp_path / "accum.jsonl"
+              "batches_per_epoch": batches_per_epoch, "epochs": 3}, *steps]
+    path = tmp_path / "bars.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause()
         epoch = app.screen.query_one("#tr-epoch", ProgressBar)
         run = app.screen.query_one("#tr-run", ProgressBar)
-        assert (epoch.total, epoch.progress) == (16, 2)
-        assert (run.total, run.progress) == (48, 34)
+        return (epoch.total, epoch.progress), (run.total, run.progress)
 
 
 async def test_a_run_with_no_step_does_not_talk_about_detail_steps(tmp_path) -> None:
@@ -591,27 +599,14 @@ async def test_quitting_a_paused_script_says_it_is_paused() -> None:
 async def test_a_loss_that_turns_nan_is_marked_where_it_did() -> None:
     # Walk-through of a diverging run: the loss chart stopped at its last finite step (44)
     # while the lr chart ran on to 75, and nothing said the loss had become nan.
-    from textual.app import App
-
-    chart = LineChart("loss", id="c")
-
-    class One(App):
-        def compose(self):
-            yield chart
-
-    app = One()
-    async with app.run_test(size=(60, 12)) as pilot:
-        loss = Series("train", "cyan")
-        for step in range(1, 76):
-            loss.append(step, 1.0 / step if step < 45 else float("nan"))
-        chart.set_data([loss])
-        await pilot.pause()
-        text = chart._draw()
-        legend, top = text.plain.split("\n")[:2]
-        assert "train nan" in legend and "step 75" in legend
-        marks = [i for i, ch in enumerate(top) if ch == "×"]
-        assert marks and min(marks) > len(top) * 0.5  # the second half of the run, to its end
-        assert top.rstrip().endswith("×")
+    loss = Series("train", "cyan")
+    for step in range(1, 76):
+        loss.append(step, 1.0 / step if step < 45 else float("nan"))
+    legend, top = (await _drawn([loss])).plain.split("\n")[:2]
+    assert "train nan" in legend and "step 75" in legend
+    marks = [i for i, ch in enumerate(top) if ch == "×"]
+    assert marks and min(marks) > len(top) * 0.5  # the second half of the run, to its end
+    assert top.rstrip().endswith("×")
 
 
 async def test_a_histogram_with_nan_outputs_says_how_many_it_left_out(tmp_path) -> None:
@@ -635,21 +630,6 @@ async def test_a_counted_epoch_corrects_the_estimate_from_backward_passes(tmp_pa
     # Review: the DCGAN tutorial's discriminator makes two backward passes on one batch,
     # so dividing the DataLoader's length by the passes halved the epoch; once the
     # script's own epoch variable has turned over, its count is used instead.
-    import json
-
-    from textual.widgets import ProgressBar
-
-    lines = [{"type": "run", "script": "gan.py", "argv": []},
-             {"type": "model", "model": "Sequential", "parameters": 10, "optimizer": "Adam",
-              "batches_per_epoch": 20, "epochs": 3}]
-    lines += [{"type": "step", "step": i, "loss": 1.0, "lr": [0.1], "epoch": (i - 1) // 20,
-               "signals": {"backward_passes": 2}} for i in range(1, 26)]
-    path = tmp_path / "gan.jsonl"
-    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
-    async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.pause()
-        epoch = app.screen.query_one("#tr-epoch", ProgressBar)
-        run = app.screen.query_one("#tr-run", ProgressBar)
-        assert (epoch.total, epoch.progress) == (20, 5)
-        assert (run.total, run.progress) == (60, 25)
+    steps = [{"type": "step", "step": i, "loss": 1.0, "lr": [0.1], "epoch": (i - 1) // 20,
+              "signals": {"backward_passes": 2}} for i in range(1, 26)]
+    assert await _bars(tmp_path, 20, steps) == ((20, 5), (60, 25))
