@@ -73,8 +73,8 @@ EVAL_PROBE_PHASES = 2
 during this many evaluation phases (a global module hook while they run)."""
 TAKEOVER_STREAK = 8
 """Steps in a row by another optimizer, with none by the charted one, after which it is
-charted instead (when the charted one is still among the script's variables; else at its
-first step). Above a WGAN critic's usual 5 steps per generator step."""
+charted instead (when the script still holds the charted one; else at its first step).
+Above a WGAN critic's usual 5 steps per generator step."""
 HOLD_MAX = 8
 """Step 1's record waits for at most this many records after it (see _flush)."""
 MEMORY_EVERY_S = 0.1
@@ -146,28 +146,29 @@ class Instrumentation:
         self._scaler_scans = 0
         self._lookout: Any = None
         self._stepped: "weakref.WeakSet[Any]" = weakref.WeakSet()
-        """ids of the optimizers seen stepping (each checked once for a takeover)."""
-        self._streak: tuple[Any, int, int] | None = None  # (weakref, step, count)
-        """(optimizer, charted steps when it began, its steps since): the latest run of
-        steps by one other optimizer with no charted step between them."""
+        """The optimizers seen stepping (each checked once for a takeover)."""
+        self._streak: tuple[Any, int, int] | None = None
+        """(weakref to the optimizer, charted steps when it began, its steps since): the
+        latest run of steps by one other optimizer with no charted step between them."""
         self._stepping_at = -1
         """The step count when the charted optimizer's step last began (see _other_step)."""
         self._no_owner: "weakref.WeakSet[Any]" = weakref.WeakSet()
-        """ids of optimizers whose parameters no module in sight holds (no takeover)."""
-        self._replaced_by_streak: Any = None  # a weakref
-        """id of the optimizer the last streak took the chart from (see _other_step)."""
+        """Optimizers whose parameters no module in sight holds (no takeover)."""
+        self._replaced_by_streak: Any = None
+        """A weakref to the optimizer the last streak took the chart from (_other_step)."""
         self._no_streak: "weakref.WeakSet[Any]" = weakref.WeakSet()
-        """ids of optimizers seen taking turns with another: never charted by a streak."""
+        """Optimizers seen taking turns with another: never charted by a streak."""
         self._charted_from: list[dict[str, Any]] = []
         """The optimizers charted before the current one (see _take_over)."""
         self._hold_step = 1
+        """The step whose record waits for the clipping verdict (see _flush)."""
         self._first_sum: Any = None
         self._first_count = 0
         """Sum and count of the criterion outputs before the first optimizer step."""
         self._first_batches: dict[int, int] = {}
         """Root module id -> samples its training forwards took before the first step."""
         self._charted_since = 1
-        """The step whose record waits for the clipping verdict (see _flush)."""
+        """The first step of the charted optimizer (after a takeover, see _take_over)."""
         self._scaler_scan_at = 0.0
         self._step_caller: tuple[int, Any] | None = None
         """(depth from _look_for_scaler, code) of the frame that called the optimizer's step."""
@@ -401,9 +402,9 @@ class Instrumentation:
         charted), or a new one that has taken over (the next training phase, the next
         fold of a cross-validation), which is charted from now on.
 
-        It has taken over when, at its first step, the charted optimizer is no longer among
-        the script's variables (the old one was dropped or rebound), or when it has made
-        TAKEOVER_STREAK steps in a row with no step of the charted one between them."""
+        It has taken over when, at its first step, nothing of the script's holds the charted
+        optimizer any more (the old one was dropped or rebound: _held_by_script), or when it
+        has made TAKEOVER_STREAK steps in a row with no step of the charted one between them."""
         if self._stepping_at == self.step:
             # Inside the charted step (it began, it is not counted yet): an optimizer it
             # steps itself (ZeroRedundancyOptimizer, a SAM-style wrapper) is its own part.
