@@ -57,7 +57,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from tensorscope.plain_step import FIELDS as PLAIN_FIELDS, plain_record
-from tensorscope.telemetry import StepRecord, autocast_dtype, memory_snapshot
+from tensorscope.telemetry import StepRecord, autocast_dtype, memory_snapshot, scaler_steps
 
 SYNC_CHECK_EVERY = 10
 """Multi-rank runs: parameter checksums on steps 1-10, then on every 10th step."""
@@ -1340,16 +1340,12 @@ def _find_scaler(frame: Any, optimizer: Any = None) -> Any:
         return None
     for value in _caller_values(frame):
         if (isinstance(value, GradScaler) and value.is_enabled()
-                and (optimizer is None or _scaler_steps(value, optimizer))):
+                and (optimizer is None or scaler_steps(value, optimizer))):
             return value
     return None
 
 
-def _scaler_steps(scaler: Any, optimizer: Any) -> bool:
-    """Whether ``scaler`` has begun stepping ``optimizer`` since its last update() (its
-    per-optimizer state holds it from unscale_ or step until then)."""
-    states = getattr(scaler, "_per_optimizer_states", None)
-    return True if states is None else id(optimizer) in states  # (no such field: trust it)
+
 
 
 _EPOCH_NAMES = ("epochs", "num_epochs", "n_epochs", "max_epochs", "EPOCHS", "NUM_EPOCHS")

@@ -228,6 +228,14 @@ def autocast_dtype() -> str | None:
     return None
 
 
+def scaler_steps(scaler: Any, optimizer: Any) -> bool:
+    """Whether ``scaler`` is stepping ``optimizer`` in this iteration: its per-optimizer
+    state holds the optimizer from unscale_ or step until update() (after an AMP phase the
+    same optimizer steps on its own, and its gradients are no longer scaled)."""
+    states = getattr(scaler, "_per_optimizer_states", None)
+    return True if states is None else id(optimizer) in states  # (no such field: trust it)
+
+
 def found_inf(scaler: Any, optimizer: Any) -> bool | None:
     """Whether ``scaler`` found an inf/NaN in ``optimizer``'s grads this iteration.
 

@@ -59,7 +59,7 @@ from tensorscope.hooks import HookSet, PendingFetch, fetch, fetch_later, hook_cl
 from tensorscope.plain_step import FIELDS as _PLAIN_FIELDS, plain_record, settle
 from tensorscope.stats import first_float_tensor, float_tensors
 from tensorscope.syncs import StepSyncs
-from tensorscope.telemetry import StepRecord, memory_snapshot
+from tensorscope.telemetry import StepRecord, memory_snapshot, scaler_steps
 
 UPDATE_SAMPLE = 1 << 16
 """Parameters larger than this many elements get their update-to-weight ratio from a strided
@@ -247,6 +247,8 @@ class WatchSession:
         self._update_sampled = False
         self._callback_queued = False
         self._pre_clip_needed = False
+        self._scaled = scaler is not None
+        """Whether the scaler steps this step's optimizer (set at each step's start)."""
         self._loss_weights: torch.Tensor | None = None
         """Each criterion call's weight in the loss, as the last full step saw (_loss_part)."""
         self.max_records = MAX_RECORDS
@@ -422,6 +424,7 @@ class WatchSession:
         session began): its scale and skips go into the records, and gradient norms are
         unscaled by it."""
         self.scaler = scaler
+        self._scaled = True  # (it was found stepping this optimizer)
         self._prev_scale = None
         # Until its scale has been read, it may be a big one (see __init__).
         self.hooks.wide_grads = bool(getattr(scaler, "is_enabled", lambda: False)())
@@ -720,6 +723,9 @@ class WatchSession:
         self._syncs.end()  # host syncs: the counted window ends where the optimizer begins
         # PyTorch hands the hooks step()'s own args, the optimizer first: (opt, closure?).
         self._closure = (len(args) > 1 and args[1] is not None) or kwargs.get("closure") is not None
+        # This step's gradients are scaled only if the scaler steps it (an AMP phase may
+        # end while the optimizer goes on: then nothing is divided out, and no AMP state).
+        self._scaled = self.scaler is not None and scaler_steps(self.scaler, optimizer)
         if self._detail_step and self._trainable:
             self._take_pre_weights()  # the weights before the step, for the update ratio
         if self._closure:
@@ -793,9 +799,9 @@ class WatchSession:
                 # A plain step on the CPU: everything it records is known now, so fetch
                 # while the norms just computed are warm, rather than in a second entry
                 # after the optimizer's kernels (measured: 46 µs there, under 10 here).
-                self._early = (self._fetch_step(None, None, [], []) if self.scaler is not None
+                self._early = (self._fetch_step(None, None, [], []) if self._scaled
                                else self._fetch_plain())
-            elif (grads[0].is_cuda and self.scaler is None and not self._clipped
+            elif (grads[0].is_cuda and not self._scaled and not self._clipped
                   and self.plain_sink is not None):
                 # A plain step on CUDA whose record can be built later: its numbers are
                 # copied behind the queued kernels and read off the training thread, so
@@ -1234,7 +1240,7 @@ class WatchSession:
         # item(); elsewhere it stacks them with the loss into one copy). Plain loops, not
         # comprehensions: every Python call here runs cold, right after the step's kernels.
         parts = (self._loss_part(), self._grad_norms[1], self._clipped or (), weights or (),
-                 update or (), modules, self._scaler_tensors() if self.scaler is not None else (),
+                 update or (), modules, self._scaler_tensors(),
                  extra)
         flat: list[torch.Tensor] = []
         for part in parts:
@@ -1272,7 +1278,8 @@ class WatchSession:
 
     def _scaler_tensors(self) -> list[torch.Tensor]:
         scaler = self.scaler
-        if scaler is None or not getattr(scaler, "is_enabled", lambda: False)():
+        if (scaler is None or not self._scaled
+                or not getattr(scaler, "is_enabled", lambda: False)()):
             return []
         scale = getattr(scaler, "_scale", None)
         tracker = getattr(scaler, "_growth_tracker", None)

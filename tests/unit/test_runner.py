@@ -835,3 +835,37 @@ def test_several_criterion_calls_give_the_loss_the_backward_passes_minimise(tmp_
     steps = phase(events, "train")
     # From step 2 (step 1 comes before the watch: the mean of its calls).
     assert [e["loss"] for e in steps[1:]] == pytest.approx(expected[1:], rel=1e-5)
+
+
+@pytest.mark.parametrize("detail", ["sampled", "full"])
+def test_after_an_amp_phase_the_same_optimizer_is_not_unscaled(tmp_path, detail) -> None:
+    # Walk-through: AMP for 20 steps, then float32 with the same optimizer: the norms
+    # were divided by the old scale (4.94e-05 for 6.475) and the real one called "clipped".
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    crit = nn.MSELoss()
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    norms = []
+    with instrumented(tmp_path, detail) as (instr, events):
+        for i in range(10):
+            opt.zero_grad()
+            x = torch.randn(16, 4)
+            loss = crit(model(x), x[:, :1])
+            if i < 5:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                norms.append(float(torch.linalg.vector_norm(
+                    torch.stack([p.grad.norm() for p in model.parameters()]))))
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                norms.append(float(torch.linalg.vector_norm(
+                    torch.stack([p.grad.norm() for p in model.parameters()]))))
+                opt.step()
+        assert instr.hook_errors == 0
+    steps = phase(events, "train")
+    assert [e["grad_norm"] for e in steps[1:]] == pytest.approx(norms[1:], rel=1e-5)
+    assert [e["grad_norm_clipped"] for e in steps[5:]] == [None] * 5
+    assert [e["amp"] for e in steps[5:]] == [None] * 5
