@@ -71,6 +71,8 @@ runner's bookkeeping and the sender thread's JSON encoding come on top."""
 EVAL_PROBE_PHASES = 2
 """A criterion first used in evaluation, after the first optimizer step, is looked for
 during this many evaluation phases (a global module hook while they run)."""
+FIRST_LOSSES_MAX = 256
+"""Criterion calls kept before the first optimizer step (more: step 1 has no loss)."""
 TAKEOVER_STREAK = 8
 """Steps in a row by another optimizer, with none by the charted one, after which it is
 charted instead (when the script still holds the charted one; else at its first step).
@@ -162,9 +164,10 @@ class Instrumentation:
         """The optimizers charted before the current one (see _take_over)."""
         self._hold_step = 1
         """The step whose record waits for the clipping verdict (see _flush)."""
-        self._first_sum: Any = None
-        self._first_count = 0
-        """Sum and count of the criterion outputs before the first optimizer step."""
+        self._first_losses: list[Any] = []
+        """Copies of the criterion outputs before the first optimizer step (step 1's loss)."""
+        self._first_weights: dict[int, Any] = {}
+        """Index in _first_losses -> the gradient that reached that output."""
         self._first_batches: dict[int, int] = {}
         """Root module id -> samples its training forwards took before the first step."""
         self._charted_since = 1
@@ -341,13 +344,23 @@ class Instrumentation:
             return
         self._loss = output.detach()
         self._loss_source = "a loss module"
-        if self.optimizer is None:
-            # Step 1's loss is all of them (see _from_watch): a running sum of copies, so
-            # that neither memory grows (a loop with no torch optimizer never gets here
-            # again) nor `loss /= accum` after the criterion changes what was summed.
-            value = self._loss.float().reshape(())
-            self._first_sum = value.clone() if self._first_sum is None else self._first_sum + value
-            self._first_count += 1
+        if self.optimizer is None and len(self._first_losses) < FIRST_LOSSES_MAX:
+            # Step 1's loss (see _from_watch): each call's copy (`loss /= accum` after the
+            # criterion must not change it), weighed by the gradient that reaches it, as
+            # the watch does for later steps: a metric drops out, a sum adds up. Bounded:
+            # a loop with no torch optimizer never gets past this point.
+            self._first_losses.append(self._loss.float().reshape(()).clone())
+            if output.requires_grad:
+                output.register_hook(partial(self._first_loss_grad, len(self._first_losses) - 1))
+
+    def _first_loss_grad(self, index: int, grad: Any) -> None:
+        try:
+            weight = grad.detach().float().reshape(())
+            known = self._first_weights.get(index)
+            self._first_weights[index] = weight if known is None else known + weight
+        except Exception:
+            self.hook_errors += 1
+        return None  # never change the gradient
 
     def _on_watch_loss(self, module: Any, output: Any) -> None:
         """A criterion the watch hooks ran: the script's loss if it is not the model's own."""
@@ -596,12 +609,20 @@ class Instrumentation:
         if first:
             # The first step: the watch was built inside it, so its clock started mid-step.
             self._timing(record, now)
-            total, count = self._first_sum, self._first_count
-            self._first_sum, self._first_count = None, 0
-            if record.loss is None and count > 1 and self.scaler is None:
+            losses, weights = self._first_losses, self._first_weights
+            self._first_losses, self._first_weights = [], {}
+            if record.loss is None and len(losses) > 1 and self.scaler is None:
                 # Every criterion call before the first step (the watch saw none of them),
-                # averaged: gradient accumulation's micro-batches, not just the last one.
-                self._loss = total / count
+                # weighed as the backward passes used them; with no gradient seen, or more
+                # calls than were kept: not known, rather than a wrong number. (Not with a
+                # GradScaler: iterations it skipped before any step look the same, and its
+                # last call stays step 1's loss.)
+                self._loss = None
+                if weights and len(losses) < FIRST_LOSSES_MAX:
+                    with torch.no_grad():
+                        zero = torch.zeros((), device=losses[0].device)
+                        w = torch.stack([weights.get(i, zero) for i in range(len(losses))])
+                        self._loss = (torch.stack(losses) * w).sum()
         if self._skip_since_step:
             # GradScaler skipped the previous iteration: it never reached the optimizer, so
             # the watch's record spans two iterations (loss averaged, batches added). This
