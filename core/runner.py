@@ -129,6 +129,7 @@ class Instrumentation:
         self._eval_weights: list[int | None] = []
         """Each evaluation loss's batch size (None: not a batch mean, or unknown)."""
         self._eval_batch: int | None = None
+        self._eval_epoch: int | None = None
         self._eval_forwards = 0
         self._eval_probe: Any = None
         self._eval_phases_probed = 0
@@ -299,6 +300,10 @@ class Instrumentation:
         if evaluating:
             self._eval_forwards += 1
             self._eval_batch = _batch_size(args)
+            if self._eval_forwards == 1:
+                # Read now: the record goes out at the next training forward, by when the
+                # script may be in its next epoch.
+                self._eval_epoch = self._script_epoch("eval")
             if (self._eval_forwards == 1 and self.optimizer is not None and self._eval_probe is None
                     and self._eval_phases_probed < EVAL_PROBE_PHASES):
                 # A validation criterion of its own is first called now, after discovery:
@@ -439,17 +444,17 @@ class Instrumentation:
         if optimizer not in self._stepped:
             self._stepped.add(optimizer)
             if not self._held_by_script():
-                self._take_over(optimizer, frame, missed=0)
+                self._take_over(optimizer, frame)
                 return
         if self._replaced_by_streak is not None and self._replaced_by_streak() is optimizer:
             # The one a streak replaced steps again: the two take turns (a probe trained
             # for a few steps now and then): back to it, and no more streaks for the other.
             self._no_streak.add(self.optimizer)
-            self._take_over(optimizer, frame, missed=0)
+            self._take_over(optimizer, frame)
             return
         if streak[2] >= TAKEOVER_STREAK and optimizer not in self._no_streak:
             replaced = weakref.ref(self.optimizer)
-            if self._take_over(optimizer, frame, missed=streak[2] - 1):
+            if self._take_over(optimizer, frame):
                 self._replaced_by_streak = replaced
                 return
         self._note_other_optimizer(optimizer)
@@ -474,9 +479,10 @@ class Instrumentation:
             ours += 1  # the checksum closure (several ranks)
         return sys.getrefcount(optimizer) > ours
 
-    def _take_over(self, optimizer: Any, frame: Any, missed: int) -> bool:
+    def _take_over(self, optimizer: Any, frame: Any) -> bool:
         """Chart ``optimizer`` from this step on, through a new watch on the module whose
-        parameters it steps. ``missed``: its steps already made, counted but not recorded.
+        parameters it steps; its steps before this one are not counted (the run's step
+        count is the charted steps: its record's and the --json summary's agree).
         False when no module in sight holds its parameters (then it is only named)."""
         model = _owner_of(optimizer, [self.model, *_caller_modules(frame)])
         if model is None:
@@ -500,10 +506,12 @@ class Instrumentation:
         if old_held:
             self._others[id(old)] = type(old).__name__  # it may step again: named, not charted
         self._charted_from.append({"optimizer": type(old).__name__, "until_step": self.step})
-        self.step += missed
         self._charted_since = self.step + 1
         self._hold_step = self.step + 1  # held for the clipping verdict, as step 1 is
-        self._t_step_end = None  # the next step's time counts from its forward, as the first
+        # Its first step is timed from its own forward: the forward seen last may be the
+        # old optimizer's, steps ago (a streak's worth of time read as compute).
+        self._t_step_end = None
+        self._t_forward = None
         self._streak = None
         self._step_caller = None
         self.optimizer = optimizer
@@ -796,7 +804,7 @@ class Instrumentation:
         self._flush()
         self._release_held()  # records go out in order: step 1 before this evaluation
         self.emit(StepRecord(step=self.step, loss=loss, phase="eval", wall_time=time.time(),
-                             epoch=self._script_epoch("eval"), rank=self._rank(),
+                             epoch=self._eval_epoch, rank=self._rank(),
                              signals={"eval_forwards": self._eval_forwards}).to_json())
         self._eval_losses = []
         self._eval_weights = []
@@ -906,9 +914,7 @@ class Instrumentation:
         if self._others:
             self._model_event["other_optimizers"] = list(self._others.values())
         if self._charted_from:
-            # Charted optimizers before this one, each with the last step it made; steps
-            # between that and charted_since were made by this one before it took over
-            # (counted, not recorded).
+            # Charted optimizers before this one, each with the last step it made.
             self._model_event["earlier"] = list(self._charted_from)
             self._model_event["charted_since"] = self._charted_since
         self.emit(dict(self._model_event))

@@ -220,6 +220,7 @@ def _headless(script: str, script_args: list[str], args: argparse.Namespace) -> 
             "other_optimizers": (snap.model or {}).get("other_optimizers", []),
             "record": args.record,
             "doctor": doctor,
+            **({"error": snap.crash} if snap.crash else {}),  # as for a script that never ran
             **snap.counters,
             **_rank_summary(snap, args),
         }

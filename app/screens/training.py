@@ -469,7 +469,15 @@ class TrainingScreen(Screen):
         else:
             into = steps % per_epoch if steps % per_epoch or not steps else per_epoch
         epoch_bar.update(total=per_epoch, progress=into)
-        if epochs:
+        if epochs and steps > epochs * per_epoch:
+            # More steps than the script's epochs x batches (k folds of them, a second
+            # phase): the run bar would sit at 100% saying "10/8".
+            run_bar.display = False
+            self.query_one("#tr-run-label").display = False
+            over = (f"{steps} steps, past the {epochs * per_epoch} of {epochs} epochs × "
+                    f"{per_epoch}")
+            set_eta(f"{over} · {_ending(snap)}" if snap.finished else over)
+        elif epochs:
             total = epochs * per_epoch
             run_bar.update(total=total, progress=min(steps, total))
             remaining = max(0, total - steps)
@@ -685,8 +693,8 @@ def _ending(snap) -> str:
 
 
 def _takeover(model: dict) -> str:
-    """Text such as " from step 58 (SGD to 50)" when another optimizer was charted before
-    this one (the next training phase, the next fold); the steps between were not recorded."""
+    """Text such as " from step 51 (SGD to 50)" when another optimizer was charted before
+    this one (the next training phase, the next fold)."""
     earlier = model.get("earlier") or []
     if not earlier:
         return ""

@@ -525,18 +525,20 @@ async def test_gradient_accumulation_counts_optimizer_steps_per_epoch(tmp_path) 
     # bar counted 64 steps per epoch (53% at step 34, in the third epoch).
     steps = [{"type": "step", "step": i, "loss": 1.0, "lr": [0.1],
               "signals": {"backward_passes": 4 if i % 2 else None}} for i in range(1, 35)]
-    assert await _bars(tmp_path, 64, steps) == ((16, 2), (48, 34))
+    assert (await _bars(tmp_path, 64, steps))[:2] == ((16, 2), (48, 34))
 
 
-async def _bars(tmp_path, batches_per_epoch: int, steps: list[dict]) -> tuple[tuple, tuple]:
-    """(total, progress) of the epoch and run bars over a 3-epoch replay of ``steps``."""
+async def _bars(tmp_path, batches_per_epoch: int, steps: list[dict],
+                epochs: int = 3) -> tuple[tuple, tuple | None, str]:
+    """(total, progress) of the epoch and run bars (None: hidden) over a replay of
+    ``steps``, and the text beside them."""
     import json
 
     from textual.widgets import ProgressBar
 
     lines = [{"type": "run", "script": "train.py", "argv": []},
              {"type": "model", "model": "Sequential", "parameters": 10, "optimizer": "Adam",
-              "batches_per_epoch": batches_per_epoch, "epochs": 3}, *steps]
+              "batches_per_epoch": batches_per_epoch, "epochs": epochs}, *steps]
     path = tmp_path / "bars.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
@@ -544,7 +546,9 @@ async def _bars(tmp_path, batches_per_epoch: int, steps: list[dict]) -> tuple[tu
         await pilot.pause()
         epoch = app.screen.query_one("#tr-epoch", ProgressBar)
         run = app.screen.query_one("#tr-run", ProgressBar)
-        return (epoch.total, epoch.progress), (run.total, run.progress)
+        return ((epoch.total, epoch.progress),
+                (run.total, run.progress) if run.display else None,
+                str(app.screen.query_one("#tr-eta").content))
 
 
 async def test_a_run_with_no_step_does_not_talk_about_detail_steps(tmp_path) -> None:
@@ -632,4 +636,11 @@ async def test_a_counted_epoch_corrects_the_estimate_from_backward_passes(tmp_pa
     # script's own epoch variable has turned over, its count is used instead.
     steps = [{"type": "step", "step": i, "loss": 1.0, "lr": [0.1], "epoch": (i - 1) // 20,
               "signals": {"backward_passes": 2}} for i in range(1, 26)]
-    assert await _bars(tmp_path, 20, steps) == ((20, 5), (60, 25))
+    assert (await _bars(tmp_path, 20, steps))[:2] == ((20, 5), (60, 25))
+
+
+async def test_more_steps_than_the_scripts_length_drop_the_run_bar(tmp_path) -> None:
+    # Walk-through of a k-fold script: "run 100% 10/8 steps" from the second fold on.
+    steps = [{"type": "step", "step": i, "loss": 1.0, "lr": [0.1]} for i in range(1, 11)]
+    _, run, eta = await _bars(tmp_path, 4, steps, epochs=2)
+    assert run is None and eta.startswith("10 steps, past the 8 of 2 epochs × 4")

@@ -65,13 +65,17 @@ def test_eval_records_and_exit_code_pass_through(tmp_path: Path) -> None:
 
 def test_crash_keeps_the_steps_before_it_and_prints_the_traceback(tmp_path: Path) -> None:
     record = tmp_path / "crash.jsonl"
-    out = run_cli("run", str(FIXTURES / "crash_train.py"), "--headless", "--record", str(record))
+    out = run_cli("run", str(FIXTURES / "crash_train.py"), "--headless", "--record", str(record),
+                  "--json")
     assert out.returncode == 1
     assert "Traceback" in out.stderr and "RuntimeError" in out.stderr
     assert "_bootstrap" not in out.stderr and "runpy" not in out.stderr
     records, meta, _ = read_jsonl(record)
     assert [r.loss for r in records] == printed(out.stdout, "step") and len(records) == 5
     assert meta["error"]["exc_type"] == "RuntimeError" and meta["exit_code"] == 1
+    # --json names the crash, as it names a script that does not compile.
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["exit_code"] == 1 and summary["error"].startswith("RuntimeError")
 
 
 def test_amp_inf_skips_a_step_halves_the_scale_and_it_grows_back(tmp_path: Path) -> None:

@@ -493,8 +493,8 @@ def test_a_new_optimizer_that_replaces_the_old_one_is_charted_from_its_first_ste
 
 def test_an_optimizer_that_keeps_stepping_alone_takes_over_after_a_streak(tmp_path) -> None:
     # Both optimizers stay in the script's variables (one for the head, then one for all):
-    # the second is charted once it has made TAKEOVER_STREAK steps in a row; those before
-    # are counted, not recorded, and the Training screen says from where it is charted.
+    # the second is charted once it has made TAKEOVER_STREAK steps in a row (those before
+    # are not counted), and the Training screen says from where it is charted.
     from tensorscope.runner import TAKEOVER_STREAK
 
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
@@ -502,9 +502,9 @@ def test_an_optimizer_that_keeps_stepping_alone_takes_over_after_a_streak(tmp_pa
     full = torch.optim.Adam(model.parameters(), lr=1e-3)
     steps, models, losses = _phases(tmp_path, steps=12, make_phase=lambda i: (
         model, (head, full, full)[i]))
-    since = 12 + TAKEOVER_STREAK
-    assert [e["step"] for e in steps] == [*range(1, 13), *range(since, 37)]
-    assert [e["loss"] for e in steps] == losses[:12] + losses[since - 1:]
+    since = 13  # the step count is the charted steps: Adam's first 7 are not in it
+    assert [e["step"] for e in steps] == list(range(1, 37 - (TAKEOVER_STREAK - 1)))
+    assert [e["loss"] for e in steps] == losses[:12] + losses[12 + TAKEOVER_STREAK - 1:]
     assert [(m["optimizer"], m.get("charted_since"), m.get("other_optimizers")) for m in models] == [
         ("SGD", None, ["Adam"]), ("Adam", since, ["SGD"])]
     assert models[-1]["earlier"] == [{"optimizer": "SGD", "until_step": 12}]
@@ -531,11 +531,11 @@ def test_two_optimizers_taking_turns_in_long_runs_settle_on_the_first(tmp_path) 
                 opt.step()
         assert instr.hook_errors == 0
     steps = [e["step"] for e in phase(events, "train")]
-    since = 12 + TAKEOVER_STREAK
-    assert steps == [*range(1, 13), *range(since, 23), *range(23, 35), *range(35, 47)]
+    back = 13 + (10 - TAKEOVER_STREAK + 1)  # the probe's last steps of its first turn
+    assert steps == list(range(1, back + 24))  # then main's 24: charted steps only
     models = [e for e in events if e["type"] == "model"]
     assert [(m["model"], m.get("charted_since")) for m in models] == [
-        ("Sequential", None), ("Linear", since), ("Sequential", 23)]
+        ("Sequential", None), ("Linear", 13), ("Sequential", back)]
 
 
 @pytest.mark.parametrize("detail", ["sampled", "full"])
