@@ -1381,13 +1381,15 @@ _EPOCH_NAMES = ("epochs", "num_epochs", "n_epochs", "max_epochs", "EPOCHS", "NUM
 def _script_length(frame: Any, script_path: str) -> dict[str, int]:
     """How long the run is, when the script's own variables say it.
 
-    ``batches_per_epoch``: ``len()`` of a shuffling DataLoader in the script's frames;
+    ``batches_per_epoch``: ``len()`` of a shuffling DataLoader in the script's frames (an
+    unshuffled one may be the validation set), or of the only DataLoader there is;
     ``epochs``: an int named like ``epochs`` (or such an attribute of an argparse result).
     Read once; a script that hides both simply gets no progress bar.
     """
     from torch.utils.data import DataLoader, RandomSampler
 
     out: dict[str, int] = {}
+    unshuffled: dict[int, int] = {}  # id -> len() of the loaders that do not shuffle
     while frame is not None:
         if frame.f_code.co_filename == script_path:
             values = _frame_snapshot(frame)
@@ -1396,6 +1398,8 @@ def _script_length(frame: Any, script_path: str) -> dict[str, int]:
                     try:
                         if isinstance(value.sampler, RandomSampler) or value.batch_sampler is None:
                             out["batches_per_epoch"] = len(value)
+                        else:
+                            unshuffled[id(value)] = len(value)
                     except TypeError:  # an iterable dataset has no length
                         pass
                 elif hasattr(value, "_get_kwargs") and "epochs" not in out:  # argparse result
@@ -1408,6 +1412,8 @@ def _script_length(frame: Any, script_path: str) -> dict[str, int]:
                 if isinstance(number, int) and not isinstance(number, bool) and "epochs" not in out:
                     out["epochs"] = number
         frame = frame.f_back
+    if "batches_per_epoch" not in out and len(unshuffled) == 1:
+        out["batches_per_epoch"] = next(iter(unshuffled.values()))
     return out
 
 

@@ -97,6 +97,7 @@ class TrainingScreen(Screen):
     TrainingScreen #tr-progress-row > Label { width: auto; margin-right: 1; color: $text-muted; }
     TrainingScreen #tr-progress-row > #tr-eta { width: 1fr; }
     TrainingScreen #tr-progress-row ProgressBar { width: 44; margin-right: 2; }
+    TrainingScreen #tr-progress-row Bar { width: 1fr; }
     TrainingScreen #tr-grid { grid-size: 3 2; grid-rows: 1fr 1fr; grid-columns: 1fr 1fr 1fr;
                               height: 2fr; }
     TrainingScreen #tr-bottom { height: 1fr; }
@@ -231,6 +232,11 @@ class TrainingScreen(Screen):
         # (|max|, ‖grad‖): the table then takes half of the bottom row.
         for box in self.query("#tr-modules-box"):
             box.styles.width = "1fr" if event.size.width >= MODULES_WIDE_COLS else "2fr"
+        # The two bars leave the steps and ETA text its room (at 120 columns two bars of
+        # 44 cut it to "12/24 steps ·"; at 80 it was gone).
+        bar_width = 44 if event.size.width >= MODULES_WIDE_COLS else max(10, (event.size.width - 64) // 2)
+        for bar in self.query("#tr-progress-row ProgressBar"):
+            bar.styles.width = bar_width
 
     # --- polling ---------------------------------------------------------------------------
 
@@ -460,9 +466,11 @@ class TrainingScreen(Screen):
                 # Over: a progress bar would have nothing left to measure, so no word on
                 # the DataLoader (a demo or a replay has none to find anyway).
                 set_eta(f"{steps} {plural(steps, 'step')} · {_ending(snap)}")
+            elif not model:
+                set_eta("run length: looked for at the first optimizer step")
             else:
-                set_eta("run length unknown: no DataLoader with a length in the script, so "
-                        "no progress bar")
+                set_eta("run length unknown: no training DataLoader with a length in the "
+                        "script (a shuffling one, or the only one), so no progress bar")
             return
         if self._epoch_now is not None:
             into = min(per_epoch, steps - self._epoch_began)  # from where this epoch began

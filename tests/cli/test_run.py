@@ -261,3 +261,24 @@ def test_paused_time_is_left_out_of_the_step_it_fell_in(tmp_path: Path) -> None:
     r = paused[0]
     assert r.samples_per_s == pytest.approx(8 / r.step_time_s)
     assert r.data_time_s + r.compute_time_s == pytest.approx(r.step_time_s, abs=1e-3)
+
+
+def test_the_only_dataloader_gives_the_run_length_even_unshuffled(tmp_path: Path) -> None:
+    # Walk-through: a script whose one DataLoader does not shuffle was told "no DataLoader
+    # with a length in the script" for its whole run (only shuffling ones were looked at,
+    # an unshuffled one being maybe the validation set).
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import torch\nfrom torch import nn\n"
+        "data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randn(64, 1))\n"
+        "loader = torch.utils.data.DataLoader(data, batch_size=16)\n"
+        "model = nn.Linear(4, 1); opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "epochs = 2\nfor epoch in range(epochs):\n"
+        "    for x, y in loader:\n"
+        "        opt.zero_grad(); nn.functional.mse_loss(model(x), y).backward(); opt.step()\n")
+    record = tmp_path / "r.jsonl"
+    out = run_cli("run", str(script), "--headless", "--record", str(record))
+    assert out.returncode == 0, out.stderr
+    models = [json.loads(line) for line in record.read_text().splitlines()
+              if json.loads(line)["type"] == "model"]
+    assert models[0]["batches_per_epoch"] == 4 and models[0]["epochs"] == 2
