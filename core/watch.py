@@ -390,6 +390,10 @@ class WatchSession:
         self._carried: list[str] = []
         self._loss_grads: dict[int, torch.Tensor] = {}
         """Criterion call (its index in _loss_refs) -> the gradient that reached it (full steps)."""
+        self._loss_from = 0
+        """The first criterion call of this step's loss (later when earlier passes were
+        thrown away by zero_grad; full steps)."""
+        self._refs_at_pass = 0
         self._eval_graph = 0
         self._train_no_grad = 0
         self._mismatch: list[str] = []
@@ -440,6 +444,7 @@ class WatchSession:
         self._backwards = 0
         self._carried = []
         self._loss_grads = {}
+        self._loss_from = self._refs_at_pass = 0
         self._callback_queued = False
         if self._full:
             # The gradient check compares the next backward with now: the other step's
@@ -558,6 +563,12 @@ class WatchSession:
                 grad = p.grad
                 if grad is not None and marks.get(name) == (id(grad), grad._version):
                     self._carried.append(name)
+        elif all(p.grad is None for _, p in self._trainable):
+            # zero_grad since the last pass (set to None): what the passes before computed
+            # was thrown away (a micro-batch left over at an epoch's end), and so were their
+            # losses: this step's loss starts with this pass's criterion calls.
+            self._loss_from = self._refs_at_pass
+        self._refs_at_pass = len(self._loss_refs)
         self._backwards += 1
         self._callback_queued = True  # also: "this backward pass is counted"
         Variable._execution_engine.queue_callback(self._on_backward_end)
@@ -641,16 +652,26 @@ class WatchSession:
         if self._logged_losses:
             return _mean_loss(self._logged_losses)
         losses = self._step_losses()
+        start = self._loss_from
+        if start and start < len(losses):
+            losses = losses[start:]
         if len(losses) < 2:
             return _mean_loss(losses)
         n = len(losses)
         grads = self._loss_grads
         if self._full and grads:
             zero = torch.zeros((), device=losses[0].device)
-            weights = torch.stack([grads.get(i, zero).to(losses[0].device) for i in range(n)])
+            weights = torch.stack([grads.get(start + i, zero).to(losses[0].device)
+                                   for i in range(n)])
             scale = self._scaler_tensors()
             self._loss_weights = weights / scale[0].float() if scale else weights
         weights = self._loss_weights
+        if weights is not None and weights.numel() < n and not self._full:
+            # More calls than the weights know: the earliest are the ones left over (a
+            # micro-batch at an epoch's end, backpropagated, then thrown away by the next
+            # zero_grad); the latest line up with the weights.
+            losses = losses[n - weights.numel():]
+            n = len(losses)
         if weights is None or weights.numel() != n or weights.device != losses[0].device:
             return _mean_loss(losses)
         values = torch.stack([t.detach().float().mean() for t in losses])

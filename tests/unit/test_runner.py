@@ -870,3 +870,30 @@ def test_after_an_amp_phase_the_same_optimizer_is_not_unscaled(tmp_path, detail)
     assert [e["grad_norm"] for e in steps[1:]] == pytest.approx(norms[1:], rel=1e-5)
     assert [e["grad_norm_clipped"] for e in steps[5:]] == [None] * 5
     assert [e["amp"] for e in steps[5:]] == [None] * 5
+
+
+def test_a_leftover_micro_batch_thrown_away_is_not_in_the_next_steps_loss(tmp_path) -> None:
+    # Walk-through: 33 batches with 4 per step; the 33rd is backpropagated, then thrown away
+    # by the next epoch's zero_grad, and its loss was averaged into the next step's.
+    torch.manual_seed(0)
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    crit = nn.MSELoss()
+    expected, parts = [], []
+    with instrumented(tmp_path) as (instr, events):
+        for epoch in range(3):
+            opt.zero_grad()
+            parts = []
+            for i in range(9):  # 9 micro-batches: two steps of 4, and one left over
+                x = torch.randn(8, 4)
+                loss = crit(model(x), x[:, :1])
+                (loss / 4).backward()
+                parts.append(loss.item())
+                if (i + 1) % 4 == 0:
+                    opt.step()
+                    opt.zero_grad()
+                    expected.append(sum(parts[-4:]) / 4)
+        assert instr.hook_errors == 0
+    steps = phase(events, "train")
+    assert len(steps) == 6  # full steps (the first ones) and plain steps both
+    assert [e["loss"] for e in steps] == pytest.approx(expected, rel=1e-5)
