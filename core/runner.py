@@ -882,8 +882,9 @@ class Instrumentation:
         if self._watched is None:
             self._switch_to_model_hooks()
         # Announced last: a sink that fails here must not leave the run without hooks.
-        for other in _other_optimizers(sys._getframe(1), optimizer):
-            self._others[id(other)] = type(other).__name__
+        # (Other optimizers are named when they step: _any_step sees every one. Naming
+        # those among the script's variables here also named a wrapper around this one,
+        # and a second phase's optimizer long before it stepped.)
         self._announce(length)
 
     def _set_model(self, model: Any, optimizer: Any) -> None:
@@ -1265,18 +1266,6 @@ def _caller_modules(frame: Any) -> list[Any]:
                 continue
             found.extend(a for a in attributes if isinstance(a, nn.Module))
     return found
-
-
-def _other_optimizers(frame: Any, optimizer: Any) -> list[Any]:
-    """Optimizers other than ``optimizer`` among the calling frames' variables (a GAN's
-    second one, a second model's), in the order found."""
-    from torch.optim import Optimizer
-
-    found: dict[int, Any] = {}
-    for value in _caller_values(frame):
-        if isinstance(value, Optimizer) and value is not optimizer:
-            found.setdefault(id(value), value)
-    return list(found.values())
 
 
 def _caller_values(frame: Any, depth: int = 30) -> Iterator[Any]:
