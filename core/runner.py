@@ -138,6 +138,8 @@ class Instrumentation:
         """Step 1's record and any after it, until one says whether the script clips (_flush)."""
         self._model_event: dict[str, Any] | None = None
         self._others: dict[int, str] = {}
+        self._other_names: dict[int, str | None] = {}
+        """The script's names for the optimizers in _others (None: not found)."""
         """Optimizers stepping besides the charted one (id -> class name)."""
         self._batch: int | None = None
         self._autocast: str | None = None
@@ -905,6 +907,8 @@ class Instrumentation:
             "model": type(model).__name__ if model is not None else None,
             "parameters": sum(p.numel() for p in model.parameters()) if model is not None else None,
             "optimizer": type(optimizer).__name__,
+            "model_name": self._script_name(model) if model is not None else None,
+            "optimizer_name": self._script_name(optimizer),
             "param_groups": len(optimizer.param_groups),
             "scaler": self.scaler is not None,
             "loss_modules": sorted({type(r()).__name__ for r in self._loss_modules.values()
@@ -914,6 +918,8 @@ class Instrumentation:
         }
         if self._others:
             self._model_event["other_optimizers"] = list(self._others.values())
+            self._model_event["other_optimizer_names"] = [self._other_names.get(key)
+                                                          for key in self._others]
         if self._charted_from:
             # Charted optimizers before this one, each with the last step it made.
             self._model_event["earlier"] = list(self._charted_from)
@@ -973,15 +979,39 @@ class Instrumentation:
         return True
 
     def _note_other_optimizer(self, optimizer: Any) -> None:
-        """Another optimizer steps too (a GAN's second one, a second model): only the first
-        is charted. Said once per optimizer, by announcing the model again with its name.
-        Those in the script's variables are named at the first step already (the watch's
-        hooks are the charted optimizer's own, and see no other)."""
+        """Another optimizer steps too (a GAN's second one, a second model): one is charted.
+        Said once per optimizer, by announcing the model again with its class and the
+        script's name for it."""
         if id(optimizer) in self._others or self._model_event is None:
             return
         self._others[id(optimizer)] = type(optimizer).__name__
+        self._other_names[id(optimizer)] = self._script_name(optimizer)
         self._model_event["other_optimizers"] = list(self._others.values())
+        self._model_event["other_optimizer_names"] = [self._other_names.get(key)
+                                                      for key in self._others]
         self.emit(dict(self._model_event))
+
+    def _script_name(self, value: Any) -> str | None:
+        """The name the script knows ``value`` by ("netD", "self.opt_g"), from its own frames
+        on the stack now (a GAN's two Sequentials and two Adams are told apart by it)."""
+        try:
+            frame = sys._getframe(1)
+            while frame is not None:
+                if frame.f_code.co_filename == self.script_path:
+                    variables = _frame_snapshot(frame)
+                    for name, held in variables.items():
+                        if held is value:
+                            return name
+                    for name, held in variables.items():
+                        attributes = getattr(held, "__dict__", None)
+                        if isinstance(attributes, dict) and not isinstance(held, types.ModuleType):
+                            for attribute, inner in list(attributes.items())[:64]:
+                                if inner is value:
+                                    return f"{name}.{attribute}"
+                frame = frame.f_back
+        except Exception:
+            return None
+        return None
 
     def _attach_watch(self, model: Any, optimizer: Any) -> None:
         try:

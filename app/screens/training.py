@@ -416,12 +416,16 @@ class TrainingScreen(Screen):
                         style="yellow")
         model = snap.model or {}
         if model.get("model"):
-            text.append(f"   {model['model']} ({fmt(model.get('parameters'))} params) · "
-                        f"{model.get('optimizer')}{_takeover(model)}"
+            text.append(f"   {_named(model.get('model_name'), model['model'])} "
+                        f"({fmt(model.get('parameters'))} params) · "
+                        f"{_named(model.get('optimizer_name'), model.get('optimizer'))}"
+                        f"{_takeover(model)}"
                         + (" · GradScaler" if model.get("scaler") else ""), style="dim")
         others = model.get("other_optimizers")
         if others:
-            text.append(f"  (also steps: {', '.join(others)}, not charted)", style="yellow")
+            names = model.get("other_optimizer_names") or [None] * len(others)
+            shown = ", ".join(_named(name, kind) for name, kind in zip(names, others))
+            text.append(f"  (also steps: {shown}, not charted)", style="yellow")
         # (No key hint here: the footer shows p and ctrl+q, and the hint was what a narrow
         # terminal cut first, to a lone "p".)
         # Fixed size (one line; the ETA label takes the row's rest): new text is a repaint,
@@ -709,3 +713,9 @@ def _takeover(model: dict) -> str:
     last = earlier[-1]
     return f" from step {model.get('charted_since')} ({last.get('optimizer')} to {last.get('until_step')})"
 
+
+
+def _named(name: str | None, kind: str | None) -> str:
+    """Text such as "netD: Sequential" when the script's name for it is known, else the
+    class alone (a GAN's two Sequentials and two Adams are told apart by their names)."""
+    return f"{name}: {kind}" if name else str(kind)

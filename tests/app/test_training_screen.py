@@ -468,14 +468,17 @@ async def test_the_status_line_says_from_which_step_a_new_optimizer_is_charted(t
     model = json.loads(lines[1])
     at = next(i for i, line in enumerate(lines) if json.loads(line).get("step") == 21)
     later = {**model, "optimizer": "SGD", "earlier": [{"optimizer": "AdamW", "until_step": 20}],
-             "charted_since": 21}
+             "charted_since": 21, "model_name": "netD", "other_optimizers": ["Adam"],
+             "other_optimizer_names": ["optimizerG"]}
     path = tmp_path / "phases.jsonl"
     path.write_text("\n".join([*lines[:at], json.dumps(later), *lines[at:]]) + "\n")
     app = make_app(AppContext(run=ReplayRun(str(path))), screen="training")
-    async with app.run_test(size=(160, 48)) as pilot:
+    async with app.run_test(size=(220, 48)) as pilot:  # (the whole line)
         await pilot.pause()
         shown = app.screen.query_one("#tr-status").render_line(0).text
         assert "SGD from step 21 (AdamW to 20)" in shown, shown
+        # The script's own names tell a GAN's two Sequentials and two Adams apart.
+        assert "netD: Sequential" in shown and "also steps: optimizerG: Adam" in shown
 
 
 async def test_a_120_column_per_module_table_shows_every_column() -> None:

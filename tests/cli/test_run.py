@@ -282,3 +282,30 @@ def test_the_only_dataloader_gives_the_run_length_even_unshuffled(tmp_path: Path
     models = [json.loads(line) for line in record.read_text().splitlines()
               if json.loads(line)["type"] == "model"]
     assert models[0]["batches_per_epoch"] == 4 and models[0]["epochs"] == 2
+
+
+def test_a_gans_models_and_optimizers_are_named_as_the_script_names_them(tmp_path: Path) -> None:
+    # Walk-through: "Sequential (65 params) · Adam (also steps: Adam, not charted)" did not
+    # say which network was charted.
+    script = tmp_path / "gan.py"
+    script.write_text(
+        "import torch\nfrom torch import nn\n"
+        "class Trainer:\n"
+        "    def __init__(self):\n"
+        "        self.netD, self.netG = nn.Linear(2, 1), nn.Linear(4, 2)\n"
+        "        self.optD = torch.optim.Adam(self.netD.parameters())\n"
+        "        self.optG = torch.optim.Adam(self.netG.parameters())\n"
+        "    def step(self):\n"
+        "        self.optD.zero_grad(); self.netD(torch.randn(8, 2)).mean().backward(); self.optD.step()\n"
+        "        self.optG.zero_grad(); self.netD(self.netG(torch.randn(8, 4))).mean().backward()\n"
+        "        self.optG.step()\n"
+        "trainer = Trainer()\n"
+        "for _ in range(3):\n"
+        "    trainer.step()\n")
+    record = tmp_path / "r.jsonl"
+    out = run_cli("run", str(script), "--headless", "--record", str(record))
+    assert out.returncode == 0, out.stderr
+    models = [json.loads(line) for line in record.read_text().splitlines()
+              if json.loads(line)["type"] == "model"]
+    assert (models[-1]["model_name"], models[-1]["optimizer_name"]) == ("self.netD", "self.optD")
+    assert models[-1]["other_optimizer_names"] == ["self.optG"]
