@@ -267,29 +267,33 @@ def test_the_only_dataloader_gives_the_run_length_even_unshuffled(tmp_path: Path
     # Walk-through: a script whose one DataLoader does not shuffle was told "no DataLoader
     # with a length in the script" for its whole run (only shuffling ones were looked at,
     # an unshuffled one being maybe the validation set).
-    script = tmp_path / "train.py"
-    script.write_text(
-        "import torch\nfrom torch import nn\n"
+    models = _model_events(
+        tmp_path,
         "data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randn(64, 1))\n"
         "loader = torch.utils.data.DataLoader(data, batch_size=16)\n"
         "model = nn.Linear(4, 1); opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
         "epochs = 2\nfor epoch in range(epochs):\n"
         "    for x, y in loader:\n"
         "        opt.zero_grad(); nn.functional.mse_loss(model(x), y).backward(); opt.step()\n")
+    assert models[0]["batches_per_epoch"] == 4 and models[0]["epochs"] == 2
+
+
+def _model_events(tmp_path: Path, body: str) -> list[dict]:
+    """The model events of a script (torch and nn imported, then ``body``) run headless."""
+    script = tmp_path / "train.py"
+    script.write_text("import torch\nfrom torch import nn\n" + body)
     record = tmp_path / "r.jsonl"
     out = run_cli("run", str(script), "--headless", "--record", str(record))
     assert out.returncode == 0, out.stderr
-    models = [json.loads(line) for line in record.read_text().splitlines()
-              if json.loads(line)["type"] == "model"]
-    assert models[0]["batches_per_epoch"] == 4 and models[0]["epochs"] == 2
+    return [json.loads(line) for line in record.read_text().splitlines()
+            if json.loads(line)["type"] == "model"]
 
 
 def test_a_gans_models_and_optimizers_are_named_as_the_script_names_them(tmp_path: Path) -> None:
     # Walk-through: "Sequential (65 params) · Adam (also steps: Adam, not charted)" did not
     # say which network was charted.
-    script = tmp_path / "gan.py"
-    script.write_text(
-        "import torch\nfrom torch import nn\n"
+    models = _model_events(
+        tmp_path,
         "class Trainer:\n"
         "    def __init__(self):\n"
         "        self.netD, self.netG = nn.Linear(2, 1), nn.Linear(4, 2)\n"
@@ -302,10 +306,5 @@ def test_a_gans_models_and_optimizers_are_named_as_the_script_names_them(tmp_pat
         "trainer = Trainer()\n"
         "for _ in range(3):\n"
         "    trainer.step()\n")
-    record = tmp_path / "r.jsonl"
-    out = run_cli("run", str(script), "--headless", "--record", str(record))
-    assert out.returncode == 0, out.stderr
-    models = [json.loads(line) for line in record.read_text().splitlines()
-              if json.loads(line)["type"] == "model"]
     assert (models[-1]["model_name"], models[-1]["optimizer_name"]) == ("self.netD", "self.optD")
     assert models[-1]["other_optimizer_names"] == ["self.optG"]
