@@ -56,6 +56,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from tensorscope.loss_weights import add_weight, weight_vector
 from tensorscope.plain_step import FIELDS as PLAIN_FIELDS, plain_record
 from tensorscope.telemetry import StepRecord, autocast_dtype, memory_snapshot, scaler_steps
 
@@ -148,7 +149,6 @@ class Instrumentation:
         self._pending: StepRecord | None = None
         self._last_scale: float | None = None
         self._device: Any = None
-        self._scaler_scans = 0
         self._lookout: Any = None
         self._stepped: "weakref.WeakSet[Any]" = weakref.WeakSet()
         """The optimizers seen stepping (each checked once for a takeover)."""
@@ -332,11 +332,9 @@ class Instrumentation:
             if self._watched is not None:
                 return  # autocast and batch come with the watch's record
             self._autocast = autocast_dtype()
-            for value in args if isinstance(args, tuple) else (args,):
-                shape = getattr(value, "shape", None)
-                if shape is not None and len(shape) > 0:
-                    self._batch = int(shape[0])
-                    break
+            size = _batch_size(args)
+            if size is not None:
+                self._batch = size
 
     def _on_loss(self, output: Any, module: Any = None) -> None:
         if not isinstance(output, torch.Tensor) or output.numel() != 1:
@@ -362,9 +360,7 @@ class Instrumentation:
 
     def _first_loss_grad(self, index: int, grad: Any) -> None:
         try:
-            weight = grad.detach().float().reshape(())
-            known = self._first_weights.get(index)
-            self._first_weights[index] = weight if known is None else known + weight
+            add_weight(self._first_weights, index, grad)
         except Exception:
             self.hook_errors += 1
         return None  # never change the gradient
@@ -430,10 +426,7 @@ class Instrumentation:
             # steps itself (ZeroRedundancyOptimizer, a SAM-style wrapper) is its own part.
             return
         if optimizer in self._no_owner:
-            self._note_other_optimizer(optimizer)
-            self._loss = None
-            if self._watched is not None:
-                self._watched.other_step()
+            self._not_charted(optimizer)
             return
         streak = self._streak
         # (Weak references and sets throughout: a dropped optimizer must be free to go,
@@ -459,8 +452,12 @@ class Instrumentation:
             if self._take_over(optimizer, frame):
                 self._replaced_by_streak = replaced
                 return
+        self._not_charted(optimizer)
+
+    def _not_charted(self, optimizer: Any) -> None:
+        """Another optimizer steps and stays uncharted: named, and what the script computed
+        since the charted step (its loss, batch, backward passes) was for this one."""
         self._note_other_optimizer(optimizer)
-        # What the script computed since the charted step was for this one: not charted.
         self._loss = None
         if self._watched is not None:
             self._watched.other_step()
@@ -630,8 +627,7 @@ class Instrumentation:
                 self._loss = None
                 if weights and len(losses) < FIRST_LOSSES_MAX:
                     with torch.no_grad():
-                        zero = torch.zeros((), device=losses[0].device)
-                        w = torch.stack([weights.get(i, zero) for i in range(len(losses))])
+                        w = weight_vector(weights, len(losses), losses[0].device)
                         self._loss = (torch.stack(losses) * w).sum()
         if self._skip_since_step:
             # GradScaler skipped the previous iteration: it never reached the optimizer, so
@@ -769,9 +765,8 @@ class Instrumentation:
         """A loss was computed but no optimizer step followed: did GradScaler skip it?"""
         if self._loss is None:
             return
-        if self.scaler is None and self._scaler_scans < 50:
-            self._scaler_scans += 1
-            self._adopt_scaler(_find_scaler(sys._getframe(1), self.optimizer))
+        # (A scaler is not looked for here: after its update() it steps no optimizer, and
+        # the next step it does make finds it, in _look_for_scaler.)
         if self.scaler is None or self.optimizer is None:
             return
         loss, _, scale, tracker = self._fetch(self._loss, None)
@@ -943,13 +938,13 @@ class Instrumentation:
                 frame = sys._getframe(known[0])
             except ValueError:
                 frame = None
-            if frame is not None and frame.f_code is known[1]:
-                frame = None  # the same caller as before: no scaler stepping
-            elif frame is not None and frame.f_code in _SCALER_CODES:
+            code = frame.f_code if frame is not None else None
+            if code is known[1]:
+                pass  # the same caller as before: no scaler stepping
+            elif code in _SCALER_CODES:
                 if self._adopt_scaler(_frame_local(frame, "self")):
                     return
-                self._step_caller = (known[0], frame.f_code)  # a disabled one: a plain caller
-                frame = None
+                self._step_caller = (known[0], code)  # a disabled one: a plain caller
             else:
                 known = None
         if known is None:
@@ -1003,11 +998,9 @@ class Instrumentation:
                         if held is value:
                             return name
                     for name, held in variables.items():
-                        attributes = getattr(held, "__dict__", None)
-                        if isinstance(attributes, dict) and not isinstance(held, types.ModuleType):
-                            for attribute, inner in list(attributes.items())[:64]:
-                                if inner is value:
-                                    return f"{name}.{attribute}"
+                        for attribute, inner in _members(held):
+                            if inner is value:
+                                return f"{name}.{attribute}"
                 frame = frame.f_back
         except Exception:
             return None
@@ -1288,14 +1281,18 @@ def _caller_modules(frame: Any) -> list[Any]:
     for value in _caller_values(frame):
         if isinstance(value, nn.Module):
             found.append(value)
-        elif (not isinstance(value, (type, torch.Tensor, types.ModuleType))
-              and hasattr(value, "__dict__")):
-            try:
-                attributes = list(vars(value).values())[:64]
-            except TypeError:
-                continue
-            found.extend(a for a in attributes if isinstance(a, nn.Module))
+        else:
+            found.extend(inner for _, inner in _members(value) if isinstance(inner, nn.Module))
     return found
+
+
+def _members(value: Any) -> list[tuple[str, Any]]:
+    """(name, value) of a plain object's first 64 attributes (a trainer's ``self.model``);
+    none for classes, modules, tensors and objects without a ``__dict__``."""
+    if isinstance(value, (type, torch.Tensor, types.ModuleType)):
+        return []
+    attributes = getattr(value, "__dict__", None)
+    return list(attributes.items())[:64] if isinstance(attributes, dict) else []
 
 
 def _caller_values(frame: Any, depth: int = 30) -> Iterator[Any]:

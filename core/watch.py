@@ -56,6 +56,7 @@ from torch.optim import optimizer as _optim_globals
 
 from tensorscope.errors import UserError, one_line
 from tensorscope.hooks import HookSet, PendingFetch, fetch, fetch_later, hook_clock
+from tensorscope.loss_weights import add_weight, weight_vector
 from tensorscope.plain_step import FIELDS as _PLAIN_FIELDS, plain_record, settle
 from tensorscope.stats import first_float_tensor, float_tensors
 from tensorscope.syncs import StepSyncs
@@ -631,9 +632,7 @@ class WatchSession:
     def _on_loss_grad(self, index: int, grad: torch.Tensor) -> None:
         start = hook_clock()
         try:
-            weight = grad.detach().float().reshape(())
-            known = self._loss_grads.get(index)
-            self._loss_grads[index] = weight if known is None else known + weight
+            add_weight(self._loss_grads, index, grad)
         except Exception as exc:
             self._count_error(exc)
         finally:
@@ -660,9 +659,7 @@ class WatchSession:
         n = len(losses)
         grads = self._loss_grads
         if self._full and grads:
-            zero = torch.zeros((), device=losses[0].device)
-            weights = torch.stack([grads.get(start + i, zero).to(losses[0].device)
-                                   for i in range(n)])
+            weights = weight_vector(grads, n, losses[0].device, start)
             scale = self._scaler_tensors()
             self._loss_weights = weights / scale[0].float() if scale else weights
         weights = self._loss_weights

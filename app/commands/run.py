@@ -168,14 +168,15 @@ _RANK_TAG = re.compile(r"^\[[^\]]{1,40}\]:\s?")
 def without_interrupt_tracebacks(lines: list[str]) -> list[str]:
     """``lines`` less every traceback that ends in KeyboardInterrupt: a stop the user
     asked for, as each rank of a multi-rank run prints it (tagged or not)."""
+    bare = [_RANK_TAG.sub("", line, count=1) for line in lines]
     out: list[str] = []
     i = 0
     while i < len(lines):
-        if _RANK_TAG.sub("", lines[i], count=1) == "Traceback (most recent call last):":
+        if bare[i] == "Traceback (most recent call last):":
             j = i + 1
-            while j < len(lines) and _RANK_TAG.sub("", lines[j], count=1)[:1] in (" ", "\t"):
+            while j < len(lines) and bare[j][:1] in (" ", "\t"):
                 j += 1  # the frames: indented
-            if j < len(lines) and _RANK_TAG.sub("", lines[j], count=1).startswith("KeyboardInterrupt"):
+            if j < len(lines) and bare[j].startswith("KeyboardInterrupt"):
                 i = j + 1
                 continue
         out.append(lines[i])

@@ -234,13 +234,11 @@ class LineChart(Widget):
                     for k in range(1, steps):
                         dot(pc + round((col - pc) * k / steps), pr + round((mid - pr) * k / steps))
                 prev = (col, mid)
-        marker_cols = set()
-        for mx in self.markers:
-            marker_cols.add(min(plot_w - 1, int((mx - x_lo) / x_span * (dots_w - 1) + 0.5) // 2))
-        bad_cols = set()
-        for s in drawn:
-            for bx in s.bad_xs:
-                bad_cols.add(min(plot_w - 1, int((bx - x_lo) / x_span * (dots_w - 1) + 0.5) // 2))
+        def column(x: float) -> int:
+            return min(plot_w - 1, int((x - x_lo) / x_span * (dots_w - 1) + 0.5) // 2)
+
+        marker_cols = {column(mx) for mx in self.markers}
+        bad_cols = {column(bx) for s in drawn for bx in s.bad_xs}
         # Runs of one style become one span: Textual's cost grows with spans, not characters.
         out = Text(no_wrap=True, overflow="crop")
         out.append_text(legend)
